@@ -1,0 +1,163 @@
+"""Activations, each with its hand-written derivative side by side.
+
+Contract: an :class:`Activation` has
+
+* ``fn(z) -> a``                      the forward map, ``a = g(z)``;
+* ``backward(z, a, grad_a) -> grad_z`` the vector-Jacobian product ``∂L/∂Z`` given ``∂L/∂A``.
+
+For element-wise activations ``backward`` is ``grad_a ⊙ g'(Z)`` (the notes' ``⊙ g'(Z(l))``), and
+``derivative(z, a)`` returns ``g'(Z)`` itself. Softmax is not element-wise: its derivative is a
+Jacobian, so its ``backward`` is the Jacobian-vector product and ``derivative`` is ``None``.
+Every ``backward`` receives both ``z`` and the cached ``a = g(z)`` so it can use whichever is
+cheaper (sigmoid' = a(1 - a) needs no new exponential).
+
+Arrays are batch-first: ``z``, ``a`` and ``grad_a`` all have shape ``(batch, units)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+LEAKY_RELU_SLOPE = 0.01
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A named activation with its forward map and hand-written backward.
+
+    Attributes:
+      name: registry name.
+      fn: ``z -> a``, shape preserving.
+      derivative: ``(z, a) -> g'(z)`` for element-wise activations, ``None`` for softmax.
+      vjp: ``(z, a, grad_a) -> grad_z`` for non-element-wise activations, else ``None``.
+      elementwise: whether ``g`` acts on each unit independently.
+      kink: whether ``g'`` is discontinuous at ``z = 0`` (ReLU family; matters for finite
+        differences).
+    """
+
+    name: str
+    fn: Callable[[Array], Array]
+    derivative: Optional[Callable[[Array, Array], Array]] = None
+    vjp: Optional[Callable[[Array, Array, Array], Array]] = None
+    kink: bool = False
+
+    @property
+    def elementwise(self) -> bool:
+        return self.vjp is None
+
+    def backward(self, z: Array, a: Array, grad_a: Array) -> Array:
+        """``∂L/∂Z`` from ``∂L/∂A``: ``grad_a ⊙ g'(z)`` or the Jacobian-vector product.
+
+        Args:
+          z: pre-activation, (batch, units).
+          a: ``fn(z)``, (batch, units).
+          grad_a: ``∂L/∂A``, (batch, units).
+        Returns:
+          ``∂L/∂Z``, (batch, units).
+        """
+        if self.vjp is not None:
+            return self.vjp(z, a, grad_a)
+        return grad_a * self.derivative(z, a)
+
+
+# --- identity (linear): a = z ------------------------------------------------------------------
+def identity(z: Array) -> Array:
+    return z
+
+
+def identity_derivative(z: Array, a: Array) -> Array:
+    # g'(z) = 1
+    return jnp.ones_like(z)
+
+
+# --- sigmoid: a = 1 / (1 + e^-z) ---------------------------------------------------------------
+def sigmoid(z: Array) -> Array:
+    # lax.logistic is the stable form: no overflow of e^-z for z ~ -1e4.
+    return jax.lax.logistic(z)
+
+
+def sigmoid_derivative(z: Array, a: Array) -> Array:
+    # g'(z) = σ(z)(1 − σ(z)) = a(1 − a)
+    return a * (1 - a)
+
+
+# --- ReLU: a = max(z, 0) -----------------------------------------------------------------------
+def relu(z: Array) -> Array:
+    # `where` rather than `maximum`, so jax.grad also takes g'(0) = 0 (maximum would split it 1/2).
+    return jnp.where(z > 0, z, jnp.zeros_like(z))
+
+
+def relu_derivative(z: Array, a: Array) -> Array:
+    # g'(z) = 1 if z > 0 else 0   (the subgradient 0 is taken at z = 0)
+    return (z > 0).astype(z.dtype)
+
+
+# --- leaky ReLU: a = z if z > 0 else αz ----------------------------------------------------------
+def leaky_relu(z: Array) -> Array:
+    return jnp.where(z > 0, z, LEAKY_RELU_SLOPE * z)
+
+
+def leaky_relu_derivative(z: Array, a: Array) -> Array:
+    # g'(z) = 1 if z > 0 else α   (α = 0.01; α is taken at z = 0)
+    one = jnp.ones_like(z)
+    return jnp.where(z > 0, one, LEAKY_RELU_SLOPE * one)
+
+
+# --- tanh --------------------------------------------------------------------------------------
+def tanh(z: Array) -> Array:
+    return jnp.tanh(z)
+
+
+def tanh_derivative(z: Array, a: Array) -> Array:
+    # g'(z) = 1 − tanh²(z) = 1 − a²
+    return 1 - a * a
+
+
+# --- softmax over the last axis: a_k = e^{z_k} / Σ_j e^{z_j} -------------------------------------
+def softmax(z: Array) -> Array:
+    # Shift by the (constant) row max for stability; the result is invariant to the shift.
+    z_max = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+    e = jnp.exp(z - z_max)
+    return e / jnp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_vjp(z: Array, a: Array, grad_a: Array) -> Array:
+    # J = diag(a) − a aᵀ  ⇒  Jᵀ g = a ⊙ (g − ⟨g, a⟩)   (row by row)
+    return a * (grad_a - jnp.sum(grad_a * a, axis=-1, keepdims=True))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "identity": Activation("identity", identity, identity_derivative),
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
+    "relu": Activation("relu", relu, relu_derivative, kink=True),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kink=True),
+    "tanh": Activation("tanh", tanh, tanh_derivative),
+    "softmax": Activation("softmax", softmax, vjp=softmax_vjp),
+}
+ALIASES = {"linear": "identity", "none": "identity", "logistic": "sigmoid"}
+
+
+def get(name: str) -> Activation:
+    """Look up an activation by name (``linear`` is an alias of ``identity``).
+
+    Raises:
+      ValueError: unknown name; the message lists the valid ones.
+    """
+    if isinstance(name, Activation):
+        return name
+    key = ALIASES.get(name, name)
+    if key not in ACTIVATIONS:
+        valid = ", ".join(sorted([*ACTIVATIONS, *ALIASES]))
+        raise ValueError(f"unknown activation {name!r}; expected one of: {valid}")
+    return ACTIVATIONS[key]
+
+
+def canonical_name(name: str) -> str:
+    """The registry name of ``name`` (resolving aliases); raises like :func:`get`."""
+    return get(name).name

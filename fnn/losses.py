@@ -1,0 +1,235 @@
+"""Losses, each with its hand-written gradient, defined exactly.
+
+Reduction: every loss is a **mean over the batch** of a per-example loss that is **summed over
+output units**. With N the batch size, K the output units, Z = Z(L) the output pre-activation
+(logits) and A = ŷ = g(Z) the output:
+
+* ``mse``:                  L = 1/N Σ_n Σ_k (ŷ_nk − y_nk)²               ∇_A L = 2(ŷ − y)/N
+* ``binary_cross_entropy``: L = −1/N Σ_n Σ_k [y log σ(z) + (1−y) log(1−σ(z))]   δ(L) = (ŷ − y)/N
+* ``cross_entropy``:        L = −1/N Σ_n Σ_k y_nk log softmax(z_n)_k          δ(L) = (ŷ − y)/N
+
+The notes write ∇_A L = ŷ − y for MSE; the exact gradient of the mean carries 2/N, and the manual
+gradients here are exact, so they match ``jax.grad`` of the loss as defined.
+
+The two cross-entropies are computed from the logits in stable form (log-sum-exp with the row max
+subtracted; BCE as ``max(z,0) − yz + log(1 + e^{−|z|})``), and their output delta is the fused
+``(ŷ − y)/N`` — valid only with their own output activation (softmax, sigmoid), which
+:func:`check_pairing` enforces. MSE pairs with any output activation through the general
+δ(L) = ∇_A L ⊙ g'(Z) (the activation's own ``backward``, a Jacobian-vector product for softmax).
+
+Targets: class targets may be integer labels (batch,) or one-hot / soft targets (batch, K); a
+single-unit output also accepts (batch,). :func:`prepare_targets` turns them into (batch, K).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from fnn import activations as acts
+
+Array = jax.Array
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A named loss with its hand-written output gradient.
+
+    Attributes:
+      name: registry name.
+      value: ``(z, a, y) -> scalar`` with z, a, y of shape (batch, K).
+      grad_a: ``(a, y) -> ∂L/∂A`` (batch, K), for losses that pair with any output activation.
+      fused_delta: ``(z, a, y) -> δ(L) = ∂L/∂Z`` (batch, K), for losses tied to one activation.
+      output: the output activation a fused loss requires (``None``: any).
+      classification: whether targets are classes (integer labels accepted).
+    """
+
+    name: str
+    value: Callable[[Array, Array, Array], Array]
+    grad_a: Optional[Callable[[Array, Array], Array]] = None
+    fused_delta: Optional[Callable[[Array, Array, Array], Array]] = None
+    output: Optional[str] = None
+    classification: bool = False
+
+    def output_delta(self, activation: acts.Activation, z: Array, a: Array, y: Array) -> Array:
+        """δ(L) = ∂L/∂Z(L) for this loss after ``activation``.
+
+        Fused losses return ``(ŷ − y)/N``; the others ``activation.backward(z, a, ∇_A L)``,
+        i.e. ∇_A L ⊙ g'(Z) (or softmax's Jacobian-vector product).
+
+        Args:
+          activation: the output activation (already checked by :func:`check_pairing`).
+          z, a, y: logits, outputs and dense targets, each (batch, K).
+        Returns:
+          δ(L), (batch, K).
+        """
+        if self.fused_delta is not None:
+            return self.fused_delta(z, a, y)
+        return activation.backward(z, a, self.grad_a(a, y))
+
+
+def _batch(x: Array) -> int:
+    return x.shape[0]
+
+
+# --- mean squared error ------------------------------------------------------------------------
+def mse_value(z: Array, a: Array, y: Array) -> Array:
+    # L = 1/N Σ_n Σ_k (ŷ − y)²
+    return jnp.sum(jnp.square(a - y)) / _batch(a)
+
+
+def mse_grad_a(a: Array, y: Array) -> Array:
+    # ∇_A L = 2(ŷ − y)/N
+    return 2 * (a - y) / _batch(a)
+
+
+# --- binary cross-entropy, from logits -----------------------------------------------------------
+def _ylogit(y: Array, z: Array) -> Array:
+    # y·z with 0·(±inf) := 0, so an infinite logit on a 0 target stays finite.
+    return jnp.where(y != 0, y * z, jnp.zeros_like(z))
+
+
+def bce_value(z: Array, a: Array, y: Array) -> Array:
+    # ℓ = −[y log σ(z) + (1−y) log(1−σ(z))] = max(z, 0) − y z + log(1 + e^{−|z|})
+    per = jnp.maximum(z, 0) - _ylogit(y, z) + jnp.log1p(jnp.exp(-jnp.abs(z)))
+    return jnp.sum(per) / _batch(z)
+
+
+def sigmoid_bce_delta(z: Array, a: Array, y: Array) -> Array:
+    # δ(L) = ∂L/∂Z = (σ(z) − y)/N = (ŷ − y)/N
+    return (a - y) / _batch(a)
+
+
+# --- categorical cross-entropy, from logits ------------------------------------------------------
+def log_softmax(z: Array) -> Array:
+    """Stable log-softmax over the last axis: z − max − log Σ e^{z − max}. (batch, K) -> (batch, K)."""
+    z_max = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+    shifted = z - z_max
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=-1, keepdims=True))
+
+
+def ce_value(z: Array, a: Array, y: Array) -> Array:
+    # ℓ_n = −Σ_k y_nk log softmax(z_n)_k   (y may be one-hot or a soft distribution)
+    logp = log_softmax(z)
+    return -jnp.sum(_ylogit(y, logp)) / _batch(z)
+
+
+def softmax_ce_delta(z: Array, a: Array, y: Array) -> Array:
+    # δ(L) = ∂L/∂Z = (softmax(z) − y)/N = (ŷ − y)/N   (Σ_k y_nk = 1)
+    return (a - y) / _batch(a)
+
+
+LOSSES: dict[str, Loss] = {
+    "mse": Loss("mse", mse_value, grad_a=mse_grad_a),
+    "binary_cross_entropy": Loss(
+        "binary_cross_entropy", bce_value, fused_delta=sigmoid_bce_delta, output="sigmoid",
+        classification=True,
+    ),
+    "cross_entropy": Loss(
+        "cross_entropy", ce_value, fused_delta=softmax_ce_delta, output="softmax",
+        classification=True,
+    ),
+}
+ALIASES = {
+    "mean_squared_error": "mse",
+    "bce": "binary_cross_entropy",
+    "ce": "cross_entropy",
+    "categorical_cross_entropy": "cross_entropy",
+}
+
+
+def get(name) -> Loss:
+    """Look up a loss by name.
+
+    Raises:
+      ValueError: unknown name; the message lists the valid ones.
+    """
+    if isinstance(name, Loss):
+        return name
+    key = ALIASES.get(name, name)
+    if key not in LOSSES:
+        valid = ", ".join(sorted([*LOSSES, *ALIASES]))
+        raise ValueError(f"unknown loss {name!r}; expected one of: {valid}")
+    return LOSSES[key]
+
+
+def check_pairing(loss: Loss, output: str, units: int) -> None:
+    """Reject a loss / output-activation pairing that has no exact delta.
+
+    ``cross_entropy`` needs a softmax output with ≥ 2 units; ``binary_cross_entropy`` a sigmoid
+    output (1 unit, or several for multi-label); ``mse`` pairs with any output.
+
+    Raises:
+      ValueError: naming the loss and the output activation.
+    """
+    out = acts.canonical_name(output)
+    if loss.output is not None and out != loss.output:
+        raise ValueError(
+            f"loss {loss.name!r} requires a {loss.output!r} output activation, got output={out!r}"
+        )
+    if out == "softmax" and units < 2:
+        raise ValueError(
+            f"output 'softmax' needs at least 2 units, got {units} (a 1-unit softmax is always 1;"
+            " use output='sigmoid' with binary_cross_entropy)"
+        )
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def prepare_targets(loss: Loss, y, units: int, dtype) -> Array:
+    """Dense (batch, K) targets for ``loss`` from labels, one-hot rows or values.
+
+    * integer labels (batch,) for a K ≥ 2 output become one-hot (batch, K);
+    * (batch,) targets for a 1-unit output become (batch, 1);
+    * (batch, K) targets are used as they are (cast to ``dtype``).
+
+    Concrete (non-traced) integer labels are range-checked.
+
+    Args:
+      loss: the loss the targets are for.
+      y: (batch,) integer labels or values, or (batch, K).
+      units: K, the number of output units.
+      dtype: the float dtype of the network.
+    Returns:
+      (batch, K) array of ``dtype``.
+    Raises:
+      ValueError: labels negative or ≥ K, or a shape that does not fit K.
+    """
+    y = jnp.asarray(y) if not isinstance(y, jax.Array) else y
+    if y.ndim == 1:
+        if jnp.issubdtype(y.dtype, jnp.integer) and units >= 2:
+            if _is_concrete(y) and y.size:
+                lo, hi = int(jnp.min(y)), int(jnp.max(y))
+                if lo < 0 or hi >= units:
+                    bad = lo if lo < 0 else hi
+                    raise ValueError(
+                        f"labels: value {bad} out of range; expected integer class ids in"
+                        f" [0, {units - 1}] for a {units}-unit output"
+                    )
+            return jax.nn.one_hot(y, units, dtype=dtype)
+        if units == 1:
+            y = y[:, None]
+        else:
+            raise ValueError(
+                f"targets: shape {tuple(y.shape)} with dtype {y.dtype} does not fit a {units}-unit"
+                f" output; expected integer labels (batch,) or targets (batch, {units})"
+            )
+    if y.ndim != 2 or y.shape[1] != units:
+        raise ValueError(
+            f"targets: shape {tuple(y.shape)} does not fit a {units}-unit output; expected"
+            f" (batch, {units})" + (" or integer labels (batch,)" if units >= 2 else " or (batch,)")
+        )
+    if loss.classification and _is_concrete(y) and y.size:
+        lo, hi = float(jnp.min(y)), float(jnp.max(y))
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"targets: value {lo if lo < 0 else hi} out of range for {loss.name!r};"
+                " expected probabilities in [0, 1]"
+            )
+    return y.astype(dtype)
+
