@@ -64,6 +64,7 @@ __all__ = [
     "read_idx",
     "read_npz",
     "split_indices",
+    "valid_options",
     "write_idx",
 ]
 

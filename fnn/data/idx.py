@@ -52,7 +52,7 @@ def _read_exact(f, n: int, path: Path, what: str) -> bytes:
 
 
 def _read_into(f, out: np.ndarray, path: Path) -> None:
-    view = memoryview(out).cast("B")
+    view = memoryview(out.reshape(-1).view(np.uint8))
     got = 0
     while got < len(view):
         n = f.readinto(view[got:])

@@ -292,18 +292,25 @@ def download_file(url: str, dest: Path, spec: FileSpec, *, timeout: float = DOWN
       timeout: socket timeout in seconds.
 
     Raises:
-      DownloadError: digest mismatch (the message gives both digests).
+      DownloadError: incomplete transfer, or digest mismatch (the message gives both digests).
       OSError, urllib.error.URLError: network or file-system failure.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         h = hashlib.sha256()
+        size = 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            announced = resp.headers.get("Content-Length")
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 h.update(chunk)
                 out.write(chunk)
+                size += len(chunk)
             out.flush()
             os.fsync(out.fileno())
+        if announced is not None and announced.isdigit() and int(announced) != size:
+            raise DownloadError(
+                f"{url}: incomplete transfer: received {size} of {announced} bytes; the file was discarded"
+            )
         got = h.hexdigest()
         if got != spec.sha256.lower():
             raw = _raw_digest(tmp) if spec.raw_sha256 else None

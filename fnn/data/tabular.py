@@ -120,7 +120,7 @@ def _encode_targets(
             frac = flat != np.round(flat)
             if frac.any():
                 i = int(np.argmax(frac))
-                raise DataError(f"{where}: {nm} label {flat[i]!r} at index {i} is not an integer class id")
+                raise DataError(f"{where}: {nm} label {float(flat[i]):g} at index {i} is not an integer class id")
             neg = flat < 0
             if neg.any():
                 i = int(np.argmax(neg))
@@ -259,7 +259,7 @@ def read_csv(
                             "expected numbers for a multi-column regression target"
                         ) from None
             raise
-    (y,), task, k, classes = _encode_targets([y_raw], task=task, num_classes=num_classes, where=where, names=["targets"], parsed_text=True)
+    (y,), task, k, classes = _encode_targets([y_raw], task=task, num_classes=num_classes, where=where, names=["target"], parsed_text=True)
     return TabularData(x=x.astype(np.float32), y=y, task=task, num_classes=k, classes=classes)
 
 
