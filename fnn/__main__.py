@@ -1,0 +1,4 @@
+from fnn.cli import main
+import sys
+
+sys.exit(main())

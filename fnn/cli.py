@@ -1,0 +1,297 @@
+"""The ``fnn`` command line (also ``python -m fnn``).
+
+    fnn train CONFIG [--set k=v ...] [--out DIR] [--resume] [--overwrite] [--quiet]
+    fnn sweep CONFIG --grid optimizer.learning_rate=1e-3,3e-3 [--seeds N] [--set ...] [--out DIR]
+    fnn gradcheck CONFIG [--set ...] [--json]
+    fnn evaluate RUN_DIR [--split test|val|train] [--json]
+    fnn predict RUN_DIR INPUT.{csv,npz} [--output FILE]
+
+Exit status: 0 success; 1 training failure (a run halted on a non-finite loss; gradcheck out of
+tolerance); 2 bad input (config, data, arguments) with a one-line message and no traceback;
+130 on Ctrl-C after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        print(f"fnn: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fnn", description="Functional neural networks on JAX: train, sweep, "
+                "check gradients, evaluate and predict from TOML configs.")
+    p.add_argument("--version", action="version", version=f"fnn {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def common(sp, config=True):
+        if config:
+            sp.add_argument("config", metavar="CONFIG", help="experiment config (TOML)")
+            sp.add_argument("--set", dest="overrides", action="append", default=[],
+                            metavar="KEY=VALUE", help="override a config key, e.g. "
+                            "optimizer.learning_rate=3e-3 (repeatable)")
+
+    t = sub.add_parser("train", help="train a config; writes a run directory")
+    common(t)
+    t.add_argument("--out", metavar="DIR", help="run directory (default: output.dir/<name>)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace a non-empty run directory")
+    t.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    s = sub.add_parser("sweep", help="train a grid of hyperparameters x seeds in one vmapped run")
+    common(s)
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="values of one key (repeatable; default: the config's [sweep] table)")
+    s.add_argument("--seeds", type=int, metavar="N", help="train each point with N seeds "
+                   "(training.seed .. seed+N-1)")
+    s.add_argument("--out", metavar="DIR")
+    s.add_argument("--resume", action="store_true")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+
+    g = sub.add_parser("gradcheck", help="manual vs jax.grad vs finite differences, per layer")
+    common(g)
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+    g.add_argument("--batch", type=int, default=32, metavar="N", help="examples in the batch")
+
+    e = sub.add_parser("evaluate", help="metrics of a finished run's model")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--split", choices=("test", "val", "train"), default=None,
+                   help="default: test, else val, else train")
+    e.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("predict", help="write predictions of a finished run's model")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("input", metavar="INPUT", help="a .csv (header, numeric) or .npz (array x)")
+    r.add_argument("--output", metavar="FILE", help="default: <INPUT stem>.predictions.csv")
+    return p
+
+
+def _version() -> str:
+    from fnn import __version__
+
+    return __version__
+
+
+def _setup_jax(cfg=None) -> None:
+    """The persistent compilation cache for CLI runs (``output.compilation_cache``)."""
+    import jax
+
+    if os.environ.get("FNN_COMPILATION_CACHE", "1") == "0":
+        return
+    if cfg is not None and not cfg.output.compilation_cache:
+        return
+    cache = Path(os.environ.get("FNN_CACHE_DIR", Path.home() / ".cache" / "fnn")) / "jax"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    except OSError:  # read-only home: run without the cache
+        pass
+
+
+def _load_config(args):
+    from fnn import config as config_mod
+
+    return config_mod.load(args.config, args.overrides)
+
+
+def cmd_train(args) -> int:
+    from fnn import runner
+
+    cfg = _load_config(args)
+    _setup_jax(cfg)
+    summary = runner.run(cfg, out=args.out, overwrite=args.overwrite, resume=args.resume,
+                         quiet=args.quiet)
+    return _status(summary, args.quiet)
+
+
+def _status(summary, quiet) -> int:
+    halted = [m for m in summary["members"] if m.get("halted")]
+    if halted and len(halted) == len(summary["members"]):
+        print(f"fnn: training halted on a non-finite loss or gradient at step "
+              f"{halted[0].get('halted_step')} (member {halted[0]['member']}); parameters kept "
+              "from the last good step", file=sys.stderr)
+        return EXIT_FAIL
+    if halted and not quiet:
+        print(f"fnn: {len(halted)} of {len(summary['members'])} members halted on a non-finite "
+              "loss", file=sys.stderr)
+    return EXIT_OK
+
+
+def parse_grid(items, cfg):
+    """``["optimizer.learning_rate=1e-3,3e-3"]`` -> ((key, (values...)),) validated by the schema."""
+    from fnn import config as config_mod
+
+    raw = {}
+    for item in items:
+        if "=" not in item:
+            raise config_mod.ConfigError([f"--grid {item!r}: expected KEY=V1,V2,..."])
+        key, _, values = item.partition("=")
+        parsed = []
+        for text in _split_values(values):
+            _, v = config_mod.parse_override(f"{key}={text}")
+            parsed.append(v)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = parsed
+    base = config_mod.to_dict(cfg)
+    base["sweep"] = raw
+    return config_mod.from_dict(base, source=cfg.source).sweep
+
+
+def _split_values(text: str) -> list[str]:
+    """Split on commas outside brackets/quotes: "a,[1,2],b" -> ["a", "[1,2]", "b"]."""
+    out, depth, cur, quote = [], 0, "", None
+    for ch in text:
+        if quote:
+            cur += ch
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+            cur += ch
+        elif ch == "[":
+            depth += 1
+            cur += ch
+        elif ch == "]":
+            depth -= 1
+            cur += ch
+        elif ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from fnn import config as config_mod
+    from fnn import runner
+
+    cfg = _load_config(args)
+    grid = parse_grid(args.grid, cfg) if args.grid else None
+    if grid is None and not cfg.sweep and not args.seeds and not cfg.training.seeds:
+        raise config_mod.ConfigError(["fnn sweep: nothing to sweep; give --grid KEY=V1,V2 or "
+                                      "--seeds N, or a [sweep] table in the config"])
+    seeds = None
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise config_mod.ConfigError([f"--seeds: {args.seeds}; expected an integer >= 1"])
+        seeds = list(range(cfg.training.seed, cfg.training.seed + args.seeds))
+    _setup_jax(cfg)
+    summary = runner.run(cfg, out=args.out, overwrite=args.overwrite, resume=args.resume,
+                         quiet=args.quiet, grid=grid, seeds=seeds)
+    return _status(summary, args.quiet)
+
+
+def cmd_gradcheck(args) -> int:
+    import jax
+    import numpy as np
+
+    import fnn
+    from fnn import config as config_mod
+    from fnn import experiment as exp
+
+    cfg = _load_config(args)
+    if args.batch < 1:
+        raise config_mod.ConfigError([f"--batch: {args.batch}; expected an integer >= 1"])
+    dataset = exp.load_dataset(cfg)
+    net = exp.build_net(cfg, dataset)
+    n = min(args.batch, dataset.num_train)
+    x = np.asarray(dataset.x_train[:n])
+    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x
+    y = np.asarray(dataset.y_train[:n])
+    key = jax.random.key(cfg.training.seed)
+    init_key, drop_key = jax.random.split(key)
+    params = net.init(init_key)
+    r = cfg.regularization
+    report = fnn.gradcheck(net, config_mod.resolved_loss(cfg), params, x, y,
+                           key=drop_key if r.drop_rate > 0 else None, l1=r.l1, l2=r.l2,
+                           drop_rate=r.drop_rate)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(f"gradcheck: {cfg.source}  network {net.sizes}  activations {net.activations}  "
+              f"loss {config_mod.resolved_loss(cfg)}  batch {n}  float64")
+        print(report)
+    return EXIT_OK if report.passed else EXIT_FAIL
+
+
+def cmd_evaluate(args) -> int:
+    from fnn import report as report_mod
+    from fnn import runner
+
+    cfg, dataset, loaded = runner.load_run(args.run_dir)
+    split = args.split
+    if split is None:
+        split = "test" if dataset.x_test is not None else "val" if dataset.x_val is not None else "train"
+    arrays = dataset.split(split)
+    if arrays is None:
+        raise runner.UsageError(f"--split {split}: dataset {cfg.data.name!r} has no {split} split")
+    rows = []
+    for g, trainer, state in loaded:
+        batched = len(g.members) > 1
+        for j, label in enumerate(g.labels):
+            params = runner._member(state, j, batched).params
+            m = trainer.evaluate(params, *arrays)
+            rows.append({"member": label, "split": split, "examples": int(arrays[0].shape[0]),
+                         **{k: v for k, v in m.items()}})
+    if args.json:
+        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    else:
+        cols = ["member", "split", "examples"] + [k for k in ("loss", "accuracy") if k in rows[0]]
+        print(report_mod.format_table(rows, cols))
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from fnn import predict
+
+    out = predict.predict_file(args.run_dir, args.input, args.output)
+    print(f"predictions written to {out}")
+    return EXIT_OK
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
+            "evaluate": cmd_evaluate, "predict": cmd_predict}
+
+
+def main(argv=None) -> int:
+    """Entry point: parse arguments, run the command, map errors to exit statuses."""
+    args = build_parser().parse_args(argv)
+    from fnn import runner
+
+    try:
+        return COMMANDS[args.command](args)
+    except runner.Interrupted as err:
+        print(f"fnn: {err}", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except KeyboardInterrupt:
+        print("fnn: aborted", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except (ValueError, OSError) as err:  # ConfigError, DataError, CheckpointError, UsageError
+        if os.environ.get("FNN_DEBUG"):
+            raise
+        msg = str(err).strip() or type(err).__name__
+        print(f"fnn: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""From a validated :class:`~fnn.config.Config` to data, network, optimizer and compiled runs.
+
+This is the thin layer between the config file and the engine (:mod:`fnn.train`): it never
+computes a formula, it only wires names to objects.
+
+A sweep is split into *groups*: members that differ only in traced keys (learning rate, weight
+decay, L1/L2, drop rate, seed) share one compiled program (a vmap); members that differ in a
+static key (architecture, optimizer name, batch size, ...) form separate groups, compiled once
+each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import config as config_mod
+from fnn import optim, schedules
+from fnn.config import Config
+from fnn.network import MLP
+from fnn.train import EarlyStopping, HParams, Trainer
+
+_DATA_OPTION_KEYS = ("n_samples", "noise", "num_classes", "val_fraction", "test_fraction",
+                     "standardize")
+
+
+def load_dataset(cfg: Config):
+    """The configured dataset (:func:`fnn.data.load`). Raises ValueError on bad data."""
+    from fnn import data
+
+    d = cfg.data
+    options = {k: getattr(d, k) for k in _DATA_OPTION_KEYS if getattr(d, k) is not None}
+    if d.name in ("csv", "npz"):
+        options["path"] = d.path
+        if d.target and d.name == "csv":
+            options["target"] = d.target
+    elif d.name in ("fashion_mnist", "mnist"):
+        if d.path:
+            options["path"] = d.path
+        if d.mirror:
+            options["mirror"] = d.mirror
+    options["seed"] = d.seed
+    return data.load(d.name, **options)
+
+
+def num_outputs(cfg: Config, dataset) -> int:
+    """Output units: one sigmoid unit for two classes with a sigmoid output, else k (or the
+    regression target width)."""
+    if dataset.task == "regression":
+        return dataset.num_outputs
+    k = int(dataset.num_classes)
+    if k == 2 and config_mod.resolved_output(cfg) == "sigmoid":
+        return 1
+    return k
+
+
+def build_net(cfg: Config, dataset) -> MLP:
+    """The MLP of ``model.*`` sized by the data: (features, *hidden, outputs)."""
+    m = cfg.model
+    return MLP(
+        sizes=(dataset.num_features, *m.hidden, num_outputs(cfg, dataset)),
+        activation=m.activation,
+        output=config_mod.resolved_output(cfg),
+        drop_rate=0.0,  # the rate is a (possibly traced) hyperparameter of the run
+        initializer=m.initializer or None,
+        dtype=m.dtype,
+    )
+
+
+def build_schedule(cfg: Config, learning_rate, steps_per_epoch: int):
+    """``optimizer.schedule`` as a step -> value function peaking at ``learning_rate``.
+
+    Lengths in the config are in epochs; they are converted with ``steps_per_epoch``.
+    """
+    s = cfg.optimizer.schedule
+    total = cfg.training.epochs * steps_per_epoch
+    warm = s.warmup_epochs * steps_per_epoch
+    lr = learning_rate
+    if s.name == "constant":
+        sched = None if not warm else schedules.constant_schedule(lr)
+    elif s.name == "step":
+        values = [lr * (s.factor ** i) for i in range(len(s.boundaries) + 1)]
+        bounds = [max(1, b * steps_per_epoch - warm) for b in s.boundaries]
+        sched = schedules.piecewise_constant_schedule(bounds, values) if bounds else \
+            schedules.constant_schedule(lr)
+    elif s.name == "exponential":
+        sched = schedules.exponential_decay(lr, steps_per_epoch, s.decay_rate)
+    elif s.name == "linear":
+        sched = schedules.linear_schedule(lr, lr * s.alpha, max(1, total - warm))
+    elif s.name in ("cosine", "warmup_cosine"):
+        sched = schedules.cosine_decay_schedule(lr, max(1, total - warm), alpha=s.alpha)
+    elif s.name == "one_cycle":
+        sched = schedules.one_cycle_schedule(max(1, total - warm), lr, pct_start=s.pct_start)
+    else:  # pragma: no cover - validated by the config
+        raise ValueError(f"optimizer.schedule.name: {s.name!r}")
+    if warm:
+        sched = schedules.with_warmup(sched, warm, 0.0)
+    return lr if sched is None else sched
+
+
+def optimizer_factory(cfg: Config, steps_per_epoch: int):
+    """``hparams -> Optimizer`` for ``optimizer.*`` (hyperparameters may be traced)."""
+    o = cfg.optimizer
+
+    def make(hp: HParams) -> optim.Optimizer:
+        lr = build_schedule(cfg, hp.learning_rate, steps_per_epoch)
+        kwargs = {"learning_rate": lr}
+        for name in ("momentum", "b1", "b2", "eps", "decay", "centered"):
+            value = getattr(o, name)
+            if value is not None:
+                kwargs[name] = value
+        wd = hp.weight_decay
+        decoupled = o.name in ("adamw", "lion")
+        mask = None if o.decay_biases else optim.weights_only_mask
+        wd_on = isinstance(wd, jax.Array) or float(wd) != 0.0
+        if decoupled:
+            kwargs["weight_decay"] = wd
+            kwargs["mask"] = mask
+        try:
+            base = optim.get(o.name, **kwargs)
+        except ValueError as err:
+            raise ValueError(f"optimizer: {err}") from None
+        parts = []
+        if o.clip_value:
+            parts.append(optim.clip(o.clip_value))
+        if o.clip_norm:
+            parts.append(optim.clip_by_global_norm(o.clip_norm))
+        if wd_on and not decoupled:
+            parts.append(optim.add_decayed_weights(wd, mask))  # g + wd·w, before the optimizer
+        return optim.chain(*parts, base) if parts else base
+
+    return make
+
+
+def hparams_of(cfg: Config) -> HParams:
+    """The traced hyperparameters' values in ``cfg``."""
+    return HParams(
+        learning_rate=cfg.optimizer.learning_rate,
+        weight_decay=cfg.optimizer.weight_decay,
+        l1=cfg.regularization.l1,
+        l2=cfg.regularization.l2,
+        drop_rate=cfg.regularization.drop_rate,
+    )
+
+
+def build_augment(cfg: Config, dataset):
+    """The on-device augmentation of ``augmentation.*``, or None when all are off."""
+    a = cfg.augmentation
+    if not (a.noise_std or a.translate or a.hflip or a.rotate_deg):
+        return None
+    from fnn.data import Augment
+
+    geometric = a.translate or a.hflip or a.rotate_deg
+    if geometric and dataset.image_shape is None:
+        raise ValueError(
+            f"augmentation: translate/hflip/rotate_deg need image data; data.name = "
+            f"{cfg.data.name!r} has no image shape"
+        )
+    return Augment(noise_std=a.noise_std, translate=a.translate, hflip=a.hflip,
+                   rotate_deg=a.rotate_deg, image_shape=dataset.image_shape)
+
+
+def build_early_stopping(cfg: Config) -> Optional[EarlyStopping]:
+    e = cfg.early_stopping
+    if not e.enabled:
+        return None
+    return EarlyStopping(monitor=e.monitor, patience=e.patience, min_delta=e.min_delta,
+                         restore_best=e.restore_best)
+
+
+def build_trainer(cfg: Config, dataset, *, traced=None, progress=None) -> Trainer:
+    """The compiled run for ``cfg`` on ``dataset``.
+
+    Args:
+      cfg: a validated config.  dataset: from :func:`load_dataset`.
+      traced: hyperparameter names to trace (sweeps); default: learning rate and nonzero ones.
+      progress: a progress callback for :class:`~fnn.train.Trainer`.
+    Raises:
+      ValueError: a batch size larger than the training split, data that do not fit, etc.
+    """
+    t = cfg.training
+    if t.batch_size > dataset.num_train:
+        raise ValueError(f"training.batch_size: {t.batch_size}; expected at most the "
+                         f"{dataset.num_train} training examples of data.name = {cfg.data.name!r}")
+    if cfg.early_stopping.enabled and cfg.early_stopping.monitor == "val_accuracy" and \
+            dataset.task != "classification":
+        raise ValueError("early_stopping.monitor: 'val_accuracy' needs a classification dataset;"
+                         f" {cfg.data.name!r} is a regression set")
+    net = build_net(cfg, dataset)
+    steps = -(-dataset.num_train // t.batch_size)
+    val = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else (None, None)
+    return Trainer(
+        net, config_mod.resolved_loss(cfg), optimizer_factory(cfg, steps),
+        (dataset.x_train, dataset.y_train, *val),
+        epochs=t.epochs, batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
+        traced=traced, early_stopping=build_early_stopping(cfg),
+        augment=build_augment(cfg, dataset), progress=progress,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps: members and groups
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Group:
+    """Members sharing one compiled program.
+
+    config: the group's config (static keys set).  title: e.g. "model.activation=sigmoid".
+    members: indices into the whole sweep.  labels: one label per member.
+    seeds: per-member seeds.  hparams: per-member traced values (dict name -> list).
+    traced: names of the traced hyperparameters.
+    """
+
+    config: Config
+    title: str
+    members: list
+    labels: list
+    seeds: list
+    hparams: dict
+    traced: tuple
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, tuple):
+        return "-".join(str(x) for x in v)
+    return str(v)
+
+
+def plan(cfg: Config, grid=None, seeds=None) -> list[Group]:
+    """Split the sweep (grid × seeds) into groups of one compiled program each.
+
+    A config without a sweep and with one seed gives one group of one member.
+    """
+    members = config_mod.sweep_members(cfg, grid, seeds)
+    grid = cfg.sweep if grid is None else grid
+    static_keys = [k for k, _ in grid if k not in config_mod.TRACED_KEYS]
+    traced_keys = [k for k, _ in grid if k in config_mod.TRACED_KEYS]
+    groups: dict = {}
+    for i, m in enumerate(members):
+        skey = tuple((k, m[k]) for k in static_keys)
+        groups.setdefault(skey, []).append(i)
+    out = []
+    for skey, idx in groups.items():
+        gcfg = cfg
+        for k, v in skey:
+            gcfg = gcfg.replace(k, v)
+        title = ", ".join(f"{k}={_fmt(v)}" for k, v in skey) or "all members"
+        traced = tuple(config_mod.TRACED_KEYS[k] for k in traced_keys)
+        hp = {config_mod.TRACED_KEYS[k]: [members[i][k] for i in idx] for k in traced_keys}
+        labels = []
+        for i in idx:
+            parts = [f"{k.split('.')[-1]}={_fmt(members[i][k])}" for k, _ in grid]
+            if len(set(m["training.seed"] for m in members)) > 1 or not parts:
+                parts.append(f"seed={members[i]['training.seed']}")
+            labels.append(" ".join(parts))
+        out.append(Group(gcfg, title, idx, labels, [members[i]["training.seed"] for i in idx],
+                         hp, traced))
+    return out
+
+
+def group_hparams(group: Group, trainer: Trainer) -> dict:
+    """The group's per-member traced values as arrays."""
+    return {k: np.asarray(v) for k, v in group.hparams.items()}
+
+
+def member_keys(seeds) -> jax.Array:
+    """One PRNG key per member: ``jax.random.key(seed)``."""
+    return jnp.stack([jax.random.key(int(s)) for s in seeds])
