@@ -8,10 +8,11 @@ Networks are pure functions of parameter pytrees with hand-written forward and b
     >>> params = net.init(jax.random.key(0))
 """
 
-from fnn import activations, initializers, layers, losses, regularizers
+from fnn import activations, data, initializers, layers, losses, optim, regularizers, schedules, train
 from fnn.gradcheck import ErrorStats, GradcheckReport, LeafReport, gradcheck
 from fnn.network import MLP
 from fnn.objective import loss_and_grad
+from fnn.train import EarlyStopping, HParams, Trainer, TrainState, make_train_step
 
 __version__ = "0.1.0"
 
@@ -22,7 +23,16 @@ __all__ = [
     "GradcheckReport",
     "LeafReport",
     "ErrorStats",
+    "TrainState",
+    "Trainer",
+    "HParams",
+    "EarlyStopping",
+    "make_train_step",
     "activations",
+    "data",
+    "optim",
+    "schedules",
+    "train",
     "initializers",
     "layers",
     "losses",

@@ -274,9 +274,10 @@ def all_keys() -> dict[str, dataclasses.Field]:
     for sec, cls in SECTIONS.items():
         for name, f in _fields(cls).items():
             out[f"{sec}.{name}"] = f
-    for sec, cls in SUBSECTIONS.items():
-        for name, f in _fields(cls).items():
-            out[f"{sec}.{name}"] = f
+        for sub, sub_cls in SUBSECTIONS.items():
+            if sub.startswith(sec + "."):
+                for name, f in _fields(sub_cls).items():
+                    out[f"{sub}.{name}"] = f
     return out
 
 
@@ -708,7 +709,8 @@ def markdown_table() -> str:
         else:
             d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             default = "(unset)" if d is None else f"`{_toml_value(list(d) if isinstance(d, tuple) else d)}`"
-        rows.append(f"| `{key}` | {default} | {f.metadata['help']} |")
+        meaning = f.metadata["help"].replace("|", "\\|")
+        rows.append(f"| `{key}` | {default} | {meaning} |")
     rows.append("| `sweep.<key>` | | a list of values for any key above: `fnn sweep` (and "
                 "`fnn train`) run the grid; traced keys share one compiled program |")
     return "\n".join(rows)
