@@ -23,6 +23,7 @@ is skipped statically, and an example whose drawn shift/angle is 0 is returned b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -57,6 +58,7 @@ def _as_images(x: jax.Array, image_shape: tuple[int, int]) -> jax.Array:
     return x.reshape(x.shape[0], h, w)
 
 
+@functools.partial(jax.jit, static_argnames="image_shape")
 def hflip(x: jax.Array, flags: jax.Array, *, image_shape: tuple[int, int]) -> jax.Array:
     """Mirror left-right the images whose flag is set (an involution for fixed flags).
 
@@ -73,6 +75,7 @@ def hflip(x: jax.Array, flags: jax.Array, *, image_shape: tuple[int, int]) -> ja
     return out.reshape(x.shape)
 
 
+@functools.partial(jax.jit, static_argnames="image_shape")
 def translate(x: jax.Array, shifts: jax.Array, *, image_shape: tuple[int, int]) -> jax.Array:
     """Shift each image by whole pixels, filling with zeros.
 
@@ -98,6 +101,7 @@ def translate(x: jax.Array, shifts: jax.Array, *, image_shape: tuple[int, int]) 
     return out.reshape(x.shape)
 
 
+@functools.partial(jax.jit, static_argnames="image_shape")
 def rotate(x: jax.Array, angles_deg: jax.Array, *, image_shape: tuple[int, int]) -> jax.Array:
     """Rotate each image about its center by bilinear sampling, filling with zeros.
 
@@ -209,7 +213,8 @@ class Augment:
         Args:
           x: inputs ``(batch, features)``; float (noise and rotation need floats), e.g. the output of
             :func:`prepare_inputs`; ``features == H*W`` for the geometric augmentations.
-          key: PRNG key of this step (``jax.random.key``); split internally into one key per kind.
+          key: PRNG key of this step (``jax.random.key``); split internally into one key for the
+            geometric parameters and one for the noise.
           train: a Python bool; ``False`` returns ``x`` untouched (evaluation).
 
         Returns:
@@ -223,20 +228,30 @@ class Augment:
             raise TypeError(
                 f"augment: inputs of dtype {x.dtype}; noise_std and rotate_deg need floats (call prepare_inputs first)"
             )
-        n = x.shape[0]
-        k_flip, k_rot, k_shift, k_noise = jax.random.split(key, 4)
-        if self.hflip:
-            x = hflip(x, jax.random.bernoulli(k_flip, 0.5, (n,)), image_shape=self.image_shape)
-        if self.rotate_deg:
-            angles = jax.random.uniform(k_rot, (n,), dtype=x.dtype, minval=-self.rotate_deg, maxval=self.rotate_deg)
-            x = rotate(x, angles, image_shape=self.image_shape)
-        if self.translate:
-            t = self.translate
-            shifts = jax.random.randint(k_shift, (n, 2), -t, t + 1, dtype=jnp.int32)
-            x = translate(x, shifts, image_shape=self.image_shape)
-        if self.noise_std:
-            x = x + jnp.asarray(self.noise_std, dtype=x.dtype) * jax.random.normal(k_noise, x.shape, dtype=x.dtype)
-        return x
+        return _apply(self, x, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(cfg: Augment, x: jax.Array, key: jax.Array) -> jax.Array:
+    """The enabled augmentations of ``cfg`` on ``x`` (batch, features); one compiled program per
+    (cfg, shape, dtype), inlined when called from inside a jitted step."""
+    n = x.shape[0]
+    k_params, k_noise = jax.random.split(key)
+    # One uniform draw per example for all geometric parameters (columns: flip, angle, dy, dx), so
+    # turning one augmentation on or off never changes the draws of another.
+    u = jax.random.uniform(k_params, (n, 4), dtype=jnp.float32)
+    if cfg.hflip:
+        x = hflip(x, u[:, 0] < jnp.float32(0.5), image_shape=cfg.image_shape)
+    if cfg.rotate_deg:
+        angles = (u[:, 1] * jnp.float32(2.0) - jnp.float32(1.0)) * jnp.float32(cfg.rotate_deg)
+        x = rotate(x, angles.astype(x.dtype), image_shape=cfg.image_shape)
+    if cfg.translate:
+        t = cfg.translate
+        shifts = jnp.floor(u[:, 2:4] * jnp.float32(2 * t + 1)).astype(jnp.int32) - jnp.int32(t)
+        x = translate(x, jnp.clip(shifts, -t, t), image_shape=cfg.image_shape)
+    if cfg.noise_std:
+        x = x + jnp.asarray(cfg.noise_std, dtype=x.dtype) * jax.random.normal(k_noise, x.shape, dtype=x.dtype)
+    return x
 
 
 def augment(x: jax.Array, *, key: jax.Array, cfg: Augment, train: bool = True) -> jax.Array:
