@@ -69,6 +69,7 @@ BAD = [
     (lambda: _cls(y_train=np.zeros((6, 1), np.int32)), "expected class labels of shape (batch,)"),
     (lambda: _cls(x_train=np.zeros(6, np.float32)), "x_train: expected shape (batch, features), got shape (6,)"),
     (lambda: _cls(num_classes=1), "num_classes=1, expected an integer >= 2"),
+    (lambda: _cls(classes=("a", "b")), "classes has 2 name(s) but num_classes=3"),
     (lambda: _cls(task="ranking"), "task='ranking', expected one of classification, regression"),
     (lambda: _reg(num_classes=2), "num_classes=2, expected None for regression"),
     (lambda: _reg(y_train=np.full((4, 1), np.nan, np.float32)), "y_train: 4 non-finite target value(s)"),

@@ -89,9 +89,10 @@ def _encode_targets(
             if p.ndim == 2 and p.shape[1] != 1:
                 raise DataError(f"{where}: {nm} has shape {p.shape}; expected one label per example")
         classes = tuple(sorted(set(np.concatenate(flat).tolist())))
-        if num_classes is not None and num_classes < len(classes):
+        if num_classes is not None and num_classes != len(classes):
             raise DataError(
-                f"num_classes={num_classes}: {where} has {len(classes)} distinct labels; expected num_classes >= {len(classes)}"
+                f"num_classes={num_classes}: {where} has {len(classes)} distinct text labels; "
+                f"expected num_classes={len(classes)} (or unset)"
             )
         index = {c: i for i, c in enumerate(classes)}
         enc = [np.array([index[v] for v in f.tolist()], dtype=np.int32) for f in flat]

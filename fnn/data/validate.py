@@ -145,6 +145,11 @@ def check_dataset(ds: Any) -> None:
         k = ds.num_classes
         if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 2:
             raise DataError(f"dataset {name!r}: num_classes={k!r}, expected an integer >= 2 for classification")
+        classes = getattr(ds, "classes", None)
+        if classes is not None and len(classes) != k:
+            raise DataError(
+                f"dataset {name!r}: classes has {len(classes)} name(s) but num_classes={k}; expected one name per class"
+            )
     elif ds.num_classes is not None:
         raise DataError(f"dataset {name!r}: num_classes={ds.num_classes!r}, expected None for regression")
     if ds.x_train is None or ds.y_train is None:
