@@ -6,8 +6,9 @@ per-example random parameters are drawn from the step's PRNG key, and every func
 
 Images travel as flattened rows ``(batch, H*W)``. The intended order inside a train step is::
 
+    aug = Augment(translate=2, rotate_deg=10.0, image_shape=dataset.image_shape)  # static, hashable
     x = prepare_inputs(batch_x)              # uint8 (batch, 784) -> float32 in [0, 1]
-    x = augment(x, key=k_aug)                # training only; evaluation never calls it
+    x = aug(x, key=k_aug)                    # training only; evaluation never calls it
 
 Augmentations (each off by default; all per example):
 
