@@ -1,0 +1,438 @@
+"""Atomic save / load / resume of the whole training state.
+
+One checkpoint is one file, ``ckpt-000012.npz`` (the number is the epoch), holding
+
+* every leaf of the :class:`fnn.train.TrainState` pytree — step, epoch, params, optimizer state,
+  PRNG key, NaN guard, early-stopping state — as an ``.npy`` entry named ``"state"`` + the
+  leaf's key path (``jax.tree_util.keystr``), e.g. ``state.params[1]['w']``;
+* the history so far, one entry ``history/<metric>`` per metric ((epochs,) or (members, epochs));
+* a JSON entry ``__meta__`` (UTF-8 bytes): format marker and version, epoch, the resolved config
+  text, the caller's ``meta``, and a table of the leaves (path, shape, dtype, PRNG impl).
+
+Typed PRNG keys are stored as ``jax.random.key_data`` (uint32, shape ``key.shape + (2,)`` for
+threefry) and restored with ``jax.random.wrap_key_data`` and the recorded implementation; this
+covers the (members,) key array of a sweep. Dtypes NumPy cannot name (bfloat16, ...) are stored
+as same-width unsigned integers and viewed back. Everything round-trips bitwise.
+
+Writes are atomic: the file is written under a temporary name in the same directory
+(``.ckpt-000012.npz.<pid>-<random>.tmp``), flushed and fsynced, renamed over the final name
+with ``os.replace``, and the directory is fsynced; only then are older checkpoints beyond
+``keep`` removed. A crash at any point leaves the previous checkpoint intact and never a
+half-written file under a final name. :func:`latest` removes temporary leftovers, so it must
+not be called while another process is saving into the same directory (a run directory has one
+writer).
+
+Loading restores into the structure of a *template* state built fresh from the same config;
+every leaf is checked, and any mismatch is a one-line :class:`CheckpointError`.
+
+    path = checkpoint.save(run_dir, state, history, epoch=12, config_text=toml_text)
+    ...
+    path = checkpoint.latest(run_dir)
+    state, history, meta = checkpoint.load(path, trainer.init(key))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import secrets
+import time
+import warnings
+import zipfile
+from typing import Any, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "fnn-checkpoint"
+
+_META = "__meta__"
+_STATE_PREFIX = "state"
+_HISTORY_PREFIX = "history/"
+_NAME_RE = re.compile(r"^ckpt-(\d+)\.npz$")
+_TMP_RE = re.compile(r"^\.ckpt-\d+\.npz\..*\.tmp$")
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the template (one-line message)."""
+
+
+class CheckpointWarning(UserWarning):
+    """An unreadable checkpoint file was skipped by :func:`latest`."""
+
+
+def filename(epoch: int) -> str:
+    """The file name of the checkpoint of ``epoch``.
+
+    Args:
+      epoch: epochs completed (≥ 0).
+    Returns:
+      e.g. ``"ckpt-000012.npz"``.
+    """
+    return f"ckpt-{int(epoch):06d}.npz"
+
+
+# --------------------------------------------------------------------------------------------
+# Leaves
+# --------------------------------------------------------------------------------------------
+def _is_key(x) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _flatten(tree) -> list[tuple[str, Any]]:
+    """(key path string, leaf) pairs in tree order; duplicate path strings are an error."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    out = [(jax.tree_util.keystr(p), leaf) for p, leaf in leaves]
+    seen = set()
+    for path, _ in out:
+        if path in seen:
+            raise ValueError(f"state: two leaves have the same key path {path!r}")
+        seen.add(path)
+    return out
+
+
+def _to_host(leaf) -> tuple[np.ndarray, dict]:
+    """A leaf as a storable NumPy array, and its table entry (shape, dtype, impl, view)."""
+    info: dict = {}
+    if _is_key(leaf):
+        info["key_impl"] = str(jax.random.key_impl(leaf))
+        info["shape"] = list(leaf.shape)
+        info["dtype"] = str(leaf.dtype)
+        arr = np.asarray(jax.device_get(jax.random.key_data(leaf)))
+    else:
+        arr = np.asarray(jax.device_get(leaf))
+        info["shape"] = list(arr.shape)
+        info["dtype"] = str(arr.dtype)
+    if arr.dtype.kind == "V":  # bfloat16 & co.: store the bits
+        arr = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
+        info["view"] = True
+    return np.asarray(arr, order="C"), info
+
+
+def _fsync_dir(directory: pathlib.Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# Save
+# --------------------------------------------------------------------------------------------
+def save(directory: PathLike, state, history: Optional[dict] = None, *, epoch: int,
+         config_text: str = "", meta: Optional[dict] = None, keep: Optional[int] = 2
+         ) -> pathlib.Path:
+    """Atomically write one checkpoint of ``state`` and ``history`` into ``directory``.
+
+    Args:
+      directory: the run's checkpoint directory (created if missing).
+      state: a :class:`fnn.train.TrainState` (any pytree of arrays and typed PRNG keys works),
+        for one run or a sweep (leading members axis on every leaf).
+      history: metric name -> array of shape (epochs,) or (members, epochs), or None.
+      epoch: epochs completed; names the file ``ckpt-{epoch:06d}.npz``.
+      config_text: the resolved config (TOML text), stored verbatim.
+      meta: JSON-serializable dict stored for the caller (e.g. seeds, member labels).
+      keep: how many checkpoints to keep, counting the new one; older ones (lower epoch) are
+        removed after the new file is complete. ``None`` keeps all.
+    Returns:
+      the path of the new checkpoint.
+    Raises:
+      ValueError: bad ``epoch`` / ``keep``, ``meta`` not JSON-serializable, duplicate leaf
+        paths — before anything is written.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"checkpoint epoch: {epoch!r}; expected an integer >= 0")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"checkpoint keep: {keep!r}; expected an integer >= 1 or None")
+    if not isinstance(config_text, str):
+        raise ValueError(f"checkpoint config_text: a {type(config_text).__name__}; expected str")
+    epoch = int(epoch)
+
+    arrays: dict[str, np.ndarray] = {}
+    table = []
+    for path, leaf in _flatten(state):
+        arr, info = _to_host(leaf)
+        entry = _STATE_PREFIX + path
+        arrays[entry] = arr
+        table.append({"path": path, "entry": entry, **info})
+    hist_names = []
+    for name, value in (history or {}).items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"checkpoint history: metric name {name!r}; expected a non-empty str")
+        arr = np.asarray(jax.device_get(value))
+        hist_names.append({"name": name, "dtype": str(arr.dtype)})
+        if arr.dtype.kind == "V":
+            arr = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
+        arrays[_HISTORY_PREFIX + name] = np.asarray(arr, order="C")
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "epoch": epoch,
+        "config_text": config_text,
+        "meta": meta if meta is not None else {},
+        "leaves": table,
+        "history": hist_names,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "jax_version": jax.__version__,
+    }
+    try:
+        blob = json.dumps(header).encode("utf-8")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"checkpoint meta: not JSON-serializable ({err})") from None
+    arrays[_META] = np.frombuffer(blob, np.uint8)
+
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / filename(epoch)
+    tmp = directory / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(directory)
+    if keep is not None:
+        older = sorted((e, p) for e, p in _listing(directory) if e < epoch)
+        for _, p in older[: max(0, len(older) - (keep - 1))]:
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+    return final
+
+
+def _listing(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+    """(epoch, path) of every file named like a checkpoint."""
+    out = []
+    for p in directory.iterdir():
+        m = _NAME_RE.match(p.name)
+        if m and p.is_file():
+            out.append((int(m.group(1)), p))
+    return out
+
+
+def checkpoints(directory: PathLike) -> list[pathlib.Path]:
+    """Files named like checkpoints in ``directory``, oldest first (not validated).
+
+    Args:
+      directory: a checkpoint directory (may be missing).
+    Returns:
+      paths sorted by epoch number.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    return [p for _, p in sorted(_listing(directory))]
+
+
+# --------------------------------------------------------------------------------------------
+# Read
+# --------------------------------------------------------------------------------------------
+def _read_header(npz, name: str, *, check_version: bool = True) -> dict:
+    if _META not in npz.files:
+        raise CheckpointError(f"checkpoint {name}: not an fnn checkpoint (no {_META} entry)")
+    raw = npz[_META]
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint {name}: unreadable metadata ({err})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"checkpoint {name}: not an fnn checkpoint (format marker missing)")
+    version = header.get("format_version")
+    if check_version and version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {name}: format version {version!r}; this fnn reads version"
+            f" {FORMAT_VERSION}" + (" (written by a newer fnn?)" if isinstance(version, int)
+                                    and version > FORMAT_VERSION else "")
+        )
+    return header
+
+
+def _open(path: pathlib.Path):
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise CheckpointError(
+            f"checkpoint {path.name}: not an fnn checkpoint or truncated ({err})") from None
+
+
+def _verify(path: pathlib.Path) -> None:
+    """Raise CheckpointError unless ``path`` is a complete fnn checkpoint (all CRCs good)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path.name}: truncated or corrupt ({err})") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path.name}: corrupt entry {bad}")
+    with _open(path) as npz:
+        _read_header(npz, path.name, check_version=False)
+
+
+def latest(directory: PathLike) -> Optional[pathlib.Path]:
+    """The newest complete checkpoint in ``directory``.
+
+    Removes temporary files left by interrupted saves. Files named like checkpoints that are
+    truncated, corrupt or not fnn checkpoints are skipped with a :class:`CheckpointWarning`
+    (and left in place); the next older one is tried. A checkpoint of another format version is
+    returned (``load`` then says so).
+
+    Args:
+      directory: a checkpoint directory (may be missing).
+    Returns:
+      the path of the newest good checkpoint, or None when there is none.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return None
+    for p in directory.iterdir():
+        if _TMP_RE.match(p.name):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+    for _, path in sorted(_listing(directory), reverse=True):
+        try:
+            _verify(path)
+        except CheckpointError as err:
+            warnings.warn(f"{err}; skipping it", CheckpointWarning, stacklevel=2)
+            continue
+        return path
+    return None
+
+
+def _shape_dtype(leaf) -> tuple[tuple, str]:
+    if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
+        leaf = np.asarray(leaf)
+    return tuple(leaf.shape), str(leaf.dtype)
+
+
+def _count(paths: list) -> str:
+    return f"{len(paths)} leaf" if len(paths) == 1 else f"{len(paths)} leaves"
+
+
+def _hint(path: str) -> str:
+    if path.startswith((".params", ".opt_state", ".early.best_params")):
+        return " (different architecture or optimizer?)"
+    return ""
+
+
+def _restore_leaf(arr: np.ndarray, info: dict, template_leaf, name: str, path: str):
+    if info.get("view"):
+        arr = arr.view(jnp.dtype(info["dtype"]))
+    if _is_key(template_leaf):
+        impl = info.get("key_impl")
+        want = str(jax.random.key_impl(template_leaf))
+        if impl != want:
+            raise CheckpointError(
+                f"checkpoint {name}: leaf {path} is a {impl} key, expected a {want} key")
+        return jax.random.wrap_key_data(jnp.asarray(arr), impl=impl)
+    if isinstance(template_leaf, jax.Array):  # same placement as the template's leaf
+        return jax.make_array_from_callback(arr.shape, template_leaf.sharding,
+                                            lambda idx: arr[idx])
+    return jnp.asarray(arr)
+
+
+def load(path: PathLike, template) -> tuple[Any, dict, dict]:
+    """Restore a checkpoint into the structure of ``template``.
+
+    Args:
+      path: a checkpoint file (e.g. from :func:`latest`).
+      template: a state of the same structure — a :class:`fnn.train.TrainState` built fresh
+        from the same config (for a sweep: with the same members axis). Only its structure,
+        shapes, dtypes, key implementations and shardings are used.
+    Returns:
+      ``(state, history, meta)``: the restored state (jax arrays placed like the template's
+      leaves), history (metric name -> NumPy array), and meta, a dict with ``epoch``,
+      ``format_version``, ``config_text``, ``meta`` (the caller's dict as saved), ``created``
+      and ``jax_version``.
+    Raises:
+      CheckpointError: not an fnn checkpoint, truncated, another format version, or a leaf
+        missing / extra / of another shape or dtype than the template's (the message names the
+        leaf path and both shapes or dtypes).
+    """
+    path = pathlib.Path(path)
+    name = path.name
+    t_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    t_paths = [jax.tree_util.keystr(p) for p, _ in t_leaves]
+    t_leaves = [leaf for _, leaf in t_leaves]
+    try:
+        with _open(path) as npz:
+            header = _read_header(npz, name)
+            table = {e["path"]: e for e in header.get("leaves", [])}
+            missing = [p for p in t_paths if p not in table]
+            if missing:
+                shape, dtype = _shape_dtype(t_leaves[t_paths.index(missing[0])])
+                raise CheckpointError(
+                    f"checkpoint {name}: leaf {missing[0]} is missing (expected shape {shape}"
+                    f" {dtype}; {_count(missing)} missing); the tree structure differs"
+                    f"{_hint(missing[0])}")
+            known = set(t_paths)
+            extra = [p for p in table if p not in known]
+            if extra:
+                e = table[extra[0]]
+                raise CheckpointError(
+                    f"checkpoint {name}: leaf {extra[0]} (shape {tuple(e['shape'])}"
+                    f" {e['dtype']}) is not in the template ({_count(extra)} extra);"
+                    f" the tree structure differs"
+                    + (" (early stopping on when saved, off now?)"
+                       if extra[0].startswith(".early") else _hint(extra[0])))
+            restored = []
+            for p, leaf in zip(t_paths, t_leaves):
+                info = table[p]
+                shape, dtype = tuple(info["shape"]), str(info["dtype"])
+                want_shape, want_dtype = _shape_dtype(leaf)
+                if shape != want_shape:
+                    raise CheckpointError(
+                        f"checkpoint {name}: leaf {p} has shape {shape}, expected {want_shape}"
+                        f"{_hint(p) or ' (different sweep size?)'}")
+                if dtype != want_dtype:
+                    raise CheckpointError(
+                        f"checkpoint {name}: leaf {p} has dtype {dtype}, expected {want_dtype}"
+                        + (" (different PRNG implementation?)" if _is_key(leaf)
+                           else " (different dtype or x64 setting?)"))
+                if info["entry"] not in npz.files:
+                    raise CheckpointError(f"checkpoint {name}: entry for leaf {p} is missing")
+                restored.append(_restore_leaf(npz[info["entry"]], info, leaf, name, p))
+            history = {}
+            for h in header.get("history", []):
+                arr = npz[_HISTORY_PREFIX + h["name"]]
+                if arr.dtype != np.dtype(jnp.dtype(h["dtype"])):
+                    arr = arr.view(jnp.dtype(h["dtype"]))
+                history[h["name"]] = arr
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {name}: truncated or corrupt ({err})") from None
+    state = jax.tree_util.tree_unflatten(treedef, restored)
+    meta = {
+        "epoch": header["epoch"],
+        "format_version": header["format_version"],
+        "config_text": header.get("config_text", ""),
+        "meta": header.get("meta", {}),
+        "created": header.get("created"),
+        "jax_version": header.get("jax_version"),
+    }
+    return state, history, meta
