@@ -40,8 +40,9 @@ def make_grads(params, n_steps=N_STEPS, seed=1):
     return np.asarray(g.astype(flat.dtype), dtype=np.float64), stacked
 
 
-def run_optimizer(opt, params, stacked_grads):
-    """Trajectory of flattened params, (n_steps, n), under lax.scan."""
+def run_optimizer(opt, params, stacked_grads, jit=True):
+    """Trajectory of flattened params, (n_steps, n), under lax.scan (and the final state if
+    ``jit=False``, for use inside a transformation)."""
 
     def body(carry, g):
         p, s = carry
@@ -49,7 +50,13 @@ def run_optimizer(opt, params, stacked_grads):
         p = optim.apply_updates(p, u)
         return (p, s), ravel_pytree(p)[0]
 
-    _, traj = jax.jit(lambda p, gs: jax.lax.scan(body, (p, opt.init(p)), gs))(params, stacked_grads)
+    def scan(p, gs):
+        (_, state), traj = jax.lax.scan(body, (p, opt.init(p)), gs)
+        return traj, state
+
+    if not jit:
+        return scan(params, stacked_grads)
+    traj, _ = jax.jit(scan)(params, stacked_grads)
     return np.asarray(traj, dtype=np.float64)
 
 
@@ -192,24 +199,43 @@ def _case_id(case):
     return name + "-" + ",".join(f"{k}={v}" for k, v in kw.items() if k != "learning_rate")
 
 
-def _check_against_reference(name, kwargs, reference, dtype, rtol):
-    params = make_params(dtype)
-    g_np, g_tree = make_grads(params)
-    theta0 = np.asarray(ravel_pytree(params)[0], dtype=np.float64)
-    expected = reference(theta0, g_np, **kwargs)
-    assert np.min(np.abs(expected)) > 0.2  # rtol alone is meaningful
-    actual = run_optimizer(optim.get(name, **kwargs), params, g_tree)
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=0)
-
-
 @pytest.mark.parametrize("case", REFERENCE_CASES, ids=_case_id)
 def test_matches_numpy_reference_float64(case, x64):
-    _check_against_reference(*case, dtype=jnp.float64, rtol=1e-12)
+    """Python-float hyperparameters, float64, rtol 1e-12."""
+    name, kwargs, reference = case
+    params = make_params(jnp.float64)
+    g_np, g_tree = make_grads(params)
+    theta0 = np.asarray(ravel_pytree(params)[0])
+    expected = reference(theta0, g_np, **kwargs)
+    assert np.min(np.abs(expected)) > 0.2  # so that rtol alone is meaningful
+    actual = run_optimizer(optim.get(name, **kwargs), params, g_tree)
+    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("case", REFERENCE_CASES, ids=_case_id)
-def test_matches_numpy_reference_float32(case):
-    _check_against_reference(*case, dtype=jnp.float32, rtol=1e-5)
+def test_matches_numpy_reference_float32_vmapped_over_learning_rates(case):
+    """float32, rtol 1e-5; the optimizer is built from a traced learning rate and run under
+    lax.scan inside jax.vmap over a vector of learning rates, one reference run per entry."""
+    name, kwargs, reference = case
+    params = make_params(jnp.float32)
+    g_np, g_tree = make_grads(params)
+    theta0 = np.asarray(ravel_pytree(params)[0], dtype=np.float64)
+    lr0 = kwargs["learning_rate"]
+    lrs = np.array([lr0, lr0 / 2], dtype=np.float32)
+    rest = {k: v for k, v in kwargs.items() if k != "learning_rate"}
+
+    def run(lr):
+        return run_optimizer(optim.get(name, learning_rate=lr, **rest), params, g_tree, jit=False)
+
+    trajectories, states = jax.jit(jax.vmap(run))(jnp.asarray(lrs))
+    assert trajectories.dtype == jnp.float32
+    for leaf in jax.tree.leaves(states):
+        assert leaf.shape[:1] == (2,)
+        assert leaf.dtype in (jnp.float32, jnp.int32)
+    for lr, actual in zip(lrs, np.asarray(trajectories, dtype=np.float64)):
+        expected = reference(theta0, g_np, learning_rate=float(lr), **rest)
+        assert np.min(np.abs(expected)) > 0.2
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=0)
 
 
 def test_every_registered_optimizer_has_a_reference_case():
@@ -361,17 +387,27 @@ def test_chain_equals_applying_each_transformation_by_hand():
         optim.scale_by_learning_rate(0.05),
     ]
     chained = optim.chain(*parts)
-    c_state = chained.init(params)
-    h_states = [t.init(params) for t in parts]
-    for i in range(3):
-        g = jax.tree.map(lambda x: x[i], grads)
-        c_updates, c_state = chained.update(g, c_state, params)
-        h_updates = g
-        for j, t in enumerate(parts):
-            h_updates, h_states[j] = t.update(h_updates, h_states[j], params)
-        chex.assert_trees_all_equal(c_updates, h_updates)
-        chex.assert_trees_all_equal(c_state, tuple(h_states))
-        params = optim.apply_updates(params, c_updates)
+
+    def by_chain(params):
+        state, out = chained.init(params), []
+        for i in range(3):
+            g = jax.tree.map(lambda x: x[i], grads)
+            updates, state = chained.update(g, state, params)
+            params = optim.apply_updates(params, updates)
+            out.append((updates, state))
+        return out
+
+    def by_hand(params):
+        states, out = [t.init(params) for t in parts], []
+        for i in range(3):
+            updates = jax.tree.map(lambda x: x[i], grads)
+            for j, t in enumerate(parts):
+                updates, states[j] = t.update(updates, states[j], params)
+            params = optim.apply_updates(params, updates)
+            out.append((updates, tuple(states)))
+        return out
+
+    chex.assert_trees_all_close(jax.jit(by_chain)(params), jax.jit(by_hand)(params), rtol=1e-6)
 
 
 def test_adam_is_scale_by_adam_then_learning_rate():
@@ -576,44 +612,20 @@ def test_jitted_update_called_twice_compiles_once():
     assert int(state[0].count) == 3
 
 
-@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
-def test_vmap_over_learning_rates_matches_separate_runs(name):
-    params = make_params(jnp.float32)
-    _, grads = make_grads(params, n_steps=5)
-    lrs = np.array([0.01, 0.02, 0.05], dtype=np.float32)
-
-    def run(lr):
-        opt = optim.get(name, learning_rate=lr)
-
-        def body(carry, g):
-            p, s = carry
-            u, s = opt.update(g, s, p)
-            return (optim.apply_updates(p, u), s), None
-
-        (p, s), _ = jax.lax.scan(body, (params, opt.init(params)), grads)
-        return p, s
-
-    batched_params, batched_state = jax.jit(jax.vmap(run))(jnp.asarray(lrs))
-    for i, lr in enumerate(lrs):
-        p_i, s_i = jax.jit(run)(jnp.asarray(lr))
-        chex.assert_trees_all_close(
-            jax.tree.map(lambda x: x[i], batched_params), p_i, rtol=1e-6
-        )
-        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], batched_state), s_i, rtol=1e-6)
-
-
 def test_vmap_over_a_batch_of_states():
+    # e.g. one state per seed: vmap init and update over a leading axis of params
     opt = optim.adam(0.1)
-    keys = np.random.default_rng(0)
-    batch = jax.tree.map(
-        lambda p: jnp.stack([p, 2 * p, 3 * p]), make_params(jnp.float32)
-    )
-    states = jax.vmap(opt.init)(batch)
+    params = make_params(jnp.float32)
+    batch = jax.tree.map(lambda p: jnp.stack([p, 2 * p, 3 * p]), params)
+    states = jax.jit(jax.vmap(opt.init))(batch)
     assert states[0].count.shape == (3,)
-    u, states = jax.vmap(opt.update)(batch, states, batch)
+    u, states = jax.jit(jax.vmap(opt.update))(batch, states, batch)
     assert states[0].count.dtype == jnp.int32
-    del keys
     chex.assert_trees_all_equal_shapes(u, batch)
+    # the middle row equals an unbatched step on its own params
+    single = jax.tree.map(lambda p: 2 * p, params)
+    u1, _ = opt.update(single, opt.init(single), single)
+    chex.assert_trees_all_close(jax.tree.map(lambda x: x[1], u), u1, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,19 +654,40 @@ def _assert_float_leaves(tree, dtype):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("name", sorted(DTYPE_OPTIMIZERS))
 def test_dtype_preserved(name, dtype, use_x64):
+    # Dtypes are decided at trace time, so jax.eval_shape (trace, no compile) checks exactly
+    # what jit would produce, for two steps and through apply_updates.
     with jax.enable_x64(use_x64):
         opt = DTYPE_OPTIMIZERS[name]()
         params = make_params(dtype)
         g = jax.tree.map(lambda p: (p * 0.3).astype(dtype), params)
-        state = opt.init(params)
-        _assert_float_leaves(state, dtype)
-        for _ in range(2):
-            updates, state = jax.jit(opt.update)(g, state, params)
-            _assert_float_leaves(updates, dtype)
+
+        def two_steps(params):
+            state = opt.init(params)
             _assert_float_leaves(state, dtype)
-            chex.assert_trees_all_equal_shapes(updates, params)
-            params = optim.apply_updates(params, updates)
-            _assert_float_leaves(params, dtype)
+            for _ in range(2):
+                updates, state = opt.update(g, state, params)
+                _assert_float_leaves(updates, dtype)
+                _assert_float_leaves(state, dtype)
+                chex.assert_trees_all_equal_shapes(updates, params)
+                params = optim.apply_updates(params, updates)
+                _assert_float_leaves(params, dtype)
+            return params, state
+
+        out_params, out_state = jax.eval_shape(two_steps, params)
+        _assert_float_leaves(out_params, dtype)
+        _assert_float_leaves(out_state, dtype)
+        for leaf in jax.tree.leaves(out_params):
+            assert not leaf.weak_type
+
+
+def test_dtype_preserved_when_run():
+    opt = optim.adamw(0.1, weight_decay=0.1)
+    params = make_params(jnp.float32)
+    g = jax.tree.map(jnp.ones_like, params)
+    updates, state = jax.jit(opt.update)(g, opt.init(params), params)
+    _assert_float_leaves(updates, jnp.float32)
+    _assert_float_leaves(state, jnp.float32)
+    _assert_float_leaves(optim.apply_updates(params, updates), jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------
