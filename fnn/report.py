@@ -1,0 +1,409 @@
+"""What a run leaves behind besides checkpoints: metrics CSV, summary JSON, curves, tables.
+
+* :func:`write_metrics_csv` — one row per (member, epoch) actually trained.
+* :func:`write_summary` — JSON, NaN/inf as null.
+* :func:`plot_curves` — loss and accuracy vs epoch (PNG); matplotlib is optional and imported
+  lazily, without touching pyplot's global backend.
+* :func:`format_table` — a plain aligned text table for the terminal.
+
+A history is what :class:`fnn.train.Trainer` returns: metric name -> array of shape (epochs,)
+for a single run or (members, epochs) for a sweep, plus the boolean ``"trained"`` (False for
+epochs skipped after an early stop or a NaN halt; their metrics are NaN).
+
+Every file is written atomically (:func:`atomic_write_bytes`): a temporary file in the same
+directory, flushed and fsynced, then ``os.replace``-d over the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import pathlib
+import secrets
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+PathLike = Union[str, os.PathLike]
+
+LOSS_KEYS = ("train_loss", "val_loss")
+ACCURACY_KEYS = ("train_accuracy", "val_accuracy")
+MAX_LEGEND_MEMBERS = 40  # beyond this a sweep's legend names only the first and last member
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic files
+# --------------------------------------------------------------------------------------------
+def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
+    """Write ``data`` to ``path`` atomically (readers see the old file or the new one).
+
+    Args:
+      path: destination; its directory is created if missing.
+      data: the file's contents.
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as f:  # mode 0666 & ~umask, like any new file
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # platforms where directories cannot be opened
+        return path
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`.
+
+    Args:
+      path: destination.
+      text: the file's contents.
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# History helpers
+# --------------------------------------------------------------------------------------------
+def _history_arrays(history: dict) -> tuple[dict[str, np.ndarray], int, int, bool]:
+    """NumPy arrays of shape (members, epochs); members, epochs, and whether it is a sweep."""
+    if not history:
+        raise ValueError("history: empty; expected metric name -> (epochs,) or (members, epochs)")
+    arrays = {str(k): np.asarray(v) for k, v in history.items()}
+    shapes = {k: a.shape for k, a in arrays.items()}
+    first = next(iter(shapes.values()))
+    if len(first) not in (1, 2) or any(s != first for s in shapes.values()):
+        raise ValueError(
+            f"history: metric shapes {shapes}; expected all (epochs,) or all (members, epochs)")
+    sweep = len(first) == 2
+    arrays = {k: (a if sweep else a[None]) for k, a in arrays.items()}
+    members, epochs = next(iter(arrays.values())).shape
+    return arrays, members, epochs, sweep
+
+
+def _labels(member_labels: Optional[Sequence], members: int) -> list:
+    if member_labels is None:
+        return list(range(members))
+    labels = list(member_labels)
+    if len(labels) != members:
+        raise ValueError(f"member_labels: {len(labels)} labels for {members} members")
+    return labels
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell: integers and bools as integers, floats in their shortest round-trip form."""
+    v = np.asarray(value)
+    if v.dtype.kind == "b":
+        return str(int(v))
+    if v.dtype.kind in "iu":
+        return str(int(v))
+    if v.dtype.kind == "f" or v.dtype.kind == "V":  # V: bfloat16 & co.
+        return str(v[()])  # NumPy scalar str: shortest repr of its own precision; nan, inf
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# CSV / JSON
+# --------------------------------------------------------------------------------------------
+def write_metrics_csv(path: PathLike, history: dict, *,
+                      member_labels: Optional[Sequence] = None) -> pathlib.Path:
+    """Write the per-epoch metrics as CSV, one row per member per trained epoch.
+
+    Columns: ``member`` (the member's label; 0 for a single run, the member index for a sweep
+    without labels), ``epoch`` (1-based), then every metric of ``history`` sorted by name,
+    except ``trained``, which only drops the rows of skipped epochs.
+
+    Args:
+      path: the CSV file to write (atomically).
+      history: metric name -> array (epochs,) or (members, epochs).
+      member_labels: one label per member (strings or numbers), or None.
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+    Raises:
+      ValueError: empty history, inconsistent shapes, wrong number of labels.
+    """
+    arrays, members, epochs, sweep = _history_arrays(history)
+    labels = _labels(member_labels, members)
+    trained = arrays.pop("trained", np.ones((members, epochs), bool)).astype(bool)
+    names = sorted(arrays)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["member", "epoch", *names])
+    for m in range(members):
+        for e in range(epochs):
+            if trained[m, e]:
+                writer.writerow([labels[m], e + 1, *(_cell(arrays[n][m, e]) for n in names)])
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: NumPy/JAX scalars and arrays unpacked, non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (pathlib.PurePath,)):
+        return str(value)
+    if hasattr(value, "__array__") or isinstance(value, np.generic):
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fV":
+            arr = arr.astype(np.float64)
+        return _jsonable(arr.tolist())
+    raise TypeError(
+        f"summary: a value of type {type(value).__name__} is not JSON-serializable: {value!r}")
+
+
+def write_summary(path: PathLike, summary: dict) -> pathlib.Path:
+    """Write ``summary`` as JSON (indent 2, atomically), NaN and ±inf as ``null``.
+
+    NumPy / JAX scalars and arrays are converted to numbers and lists.
+
+    Args:
+      path: the JSON file.
+      summary: a dict of JSON-like values.
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+    Raises:
+      TypeError: a value that has no JSON form (named in the message), before writing.
+    """
+    text = json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+def _import_matplotlib():
+    """(Figure, FigureCanvasAgg, matplotlib.ticker, Line2D), or None when matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
+        from matplotlib import ticker
+    except ImportError:
+        return None
+    return Figure, FigureCanvasAgg, ticker, Line2D
+
+
+def plot_curves(path: PathLike, history: dict, *, member_labels: Optional[Sequence] = None,
+                groups: Optional[Sequence[tuple[str, Sequence[int]]]] = None,
+                title: Optional[str] = None) -> bool:
+    """Plot loss and accuracy vs epoch to a PNG (atomically).
+
+    Columns: loss (train solid, validation dashed; log-scale y when every value is > 0) and
+    accuracy (when the history has it). A single run has one row; a sweep has one row per
+    member group, each member a color (by its position in the group) with a legend beside the
+    row. Skipped epochs (NaN, or
+    ``trained`` False) leave gaps.
+
+    Args:
+      path: the PNG file.
+      history: metric name -> (epochs,) or (members, epochs); uses ``train_loss``,
+        ``val_loss``, ``train_accuracy``, ``val_accuracy`` where present.
+      member_labels: one label per member for the legends (default "member i").
+      groups: sweeps only: a list of (group title, [member indices]), one row each; default one
+        group of all members.
+      title: the figure title.
+    Returns:
+      True when the PNG was written; False when matplotlib is not installed (nothing written;
+      the caller may print a note).
+    Raises:
+      ValueError: a history with neither loss nor accuracy metrics, bad groups or labels.
+    """
+    arrays, members, epochs, sweep = _history_arrays(history)
+    labels = [str(x) for x in _labels(member_labels, members)]
+    if member_labels is None:
+        labels = [f"member {i}" for i in range(members)]
+    trained = arrays.get("trained", np.ones((members, epochs), bool)).astype(bool)
+    panels = [(name, keys) for name, keys in (("loss", LOSS_KEYS), ("accuracy", ACCURACY_KEYS))
+              if any(k in arrays for k in keys)]
+    if not panels:
+        raise ValueError(f"history: no loss or accuracy metrics to plot (has {sorted(arrays)})")
+    if groups is None:
+        groups = [("" if not sweep else "all members", list(range(members)))]
+    groups = [(str(t), [int(i) for i in idx]) for t, idx in groups]
+    for t, idx in groups:
+        bad = [i for i in idx if not 0 <= i < members]
+        if bad or not idx:
+            raise ValueError(f"groups: group {t!r} has member indices {idx}; expected a"
+                             f" non-empty list from 0 to {members - 1}")
+
+    mpl = _import_matplotlib()
+    if mpl is None:
+        return False
+    Figure, FigureCanvasAgg, ticker, Line2D = mpl
+    MaxNLocator = ticker.MaxNLocator
+    FuncFormatter, NullFormatter = ticker.FuncFormatter, ticker.NullFormatter
+
+    series = {k: np.where(trained, arrays[k].astype(np.float64), np.nan)
+              for keys in (LOSS_KEYS, ACCURACY_KEYS) for k in keys if k in arrays}
+    x = np.arange(1, epochs + 1)
+    ncols, nrows = len(panels), len(groups)
+    legend_width = 2.2 if sweep else 0.0
+    fig = Figure(figsize=(5.0 * ncols + legend_width, 3.6 * nrows + (0.5 if title else 0.2)),
+                 layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    styles = {"train": "-", "val": "--"}
+    for r, (gtitle, idx) in enumerate(groups):
+        colors = dict(zip(idx, _colors(len(idx))))  # colors by position within the group
+        for c, (panel, keys) in enumerate(panels):
+            ax = axes[r][c]
+            for key in keys:
+                if key not in series:
+                    continue
+                split = key.split("_", 1)[0]
+                for i in idx:
+                    y = series[key][i]
+                    marker = "o" if epochs <= 1 or np.sum(np.isfinite(y)) == 1 else None
+                    ax.plot(x, y, styles[split], color=colors[i] if sweep else
+                            ("C0" if split == "train" else "C1"), marker=marker, markersize=3,
+                            linewidth=1.4, label=(f"{split} {panel}" if not sweep else None))
+            values = np.concatenate([series[k][idx].ravel() for k in keys if k in series])
+            finite = values[np.isfinite(values)]
+            if panel == "loss" and finite.size and np.all(finite > 0):
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(_log_locator(ticker, finite.min(), finite.max()))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(panel + (" (log scale)" if ax.get_yscale() == "log" else ""))
+            if epochs < 5:
+                ax.set_xlim(0.5, epochs + 0.5)
+                ax.xaxis.set_major_locator(ticker.FixedLocator(list(range(1, epochs + 1))))
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(True, alpha=0.3, which="major")
+            heading = panel.capitalize()
+            if gtitle:
+                heading = f"{gtitle}: {heading}"
+            ax.set_title(heading, fontsize=10)
+            if not sweep:
+                ax.legend(fontsize=8, loc="best")
+        if sweep:  # member colors + line styles, outside the last panel of the row
+            handles = [Line2D([], [], color=colors[i], linewidth=2, label=labels[i]) for i in idx]
+            if len(handles) > MAX_LEGEND_MEMBERS:  # too many to read: name the range only
+                handles = [Line2D([], [], color=colors[idx[0]], linewidth=2, label=labels[idx[0]]),
+                           Line2D([], [], color="none", label=f"... {len(idx) - 2} more ..."),
+                           Line2D([], [], color=colors[idx[-1]], linewidth=2,
+                                  label=labels[idx[-1]])]
+            handles += [Line2D([], [], color="black", linestyle=styles[s], label=s_label)
+                        for s, s_label in (("train", "train"), ("val", "validation"))
+                        if any(k.startswith(s) and k in series for k in LOSS_KEYS + ACCURACY_KEYS)]
+            axes[r][-1].legend(handles=handles, fontsize=8, loc="upper left",
+                               bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                               ncol=1 if len(handles) <= 18 else 2)
+    if title:
+        fig.suptitle(title)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+def _log_locator(ticker, lo: float, hi: float):
+    """Readable major ticks for a log axis over [lo, hi]: 1-2-5 per decade, or 1..9 when the
+    range is under a decade, or plain evenly spaced values when even those give < 3 ticks."""
+    for subs in ((1.0, 2.0, 5.0), tuple(float(i) for i in range(1, 10))):
+        loc = ticker.LogLocator(base=10.0, subs=subs, numticks=30)
+        ticks = [t for t in loc.tick_values(lo, hi) if lo <= t <= hi]
+        if len(ticks) >= 3:
+            return loc
+    return ticker.MaxNLocator(nbins=5)
+
+
+def _colors(n: int) -> list:
+    """n distinguishable colors: tab10, then tab20, then a sampled colormap."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    if n <= 20:
+        cmap = colormaps["tab20"]
+        return [cmap(i) for i in range(n)]
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(1, n - 1)) for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------
+# Terminal tables
+# --------------------------------------------------------------------------------------------
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool) or isinstance(v, np.bool_):
+        return False
+    return isinstance(v, (int, float, np.integer, np.floating))
+
+
+def _format_value(v: Any, floatfmt: str) -> str:
+    if v is None:
+        return "-"
+    if hasattr(v, "__array__") and not isinstance(v, np.generic) and np.ndim(v) == 0:
+        v = np.asarray(v)[()]
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return format(float(v), floatfmt)
+    return str(v)
+
+
+def format_table(rows: list[dict], columns: list[str], *, floatfmt: str = ".4g") -> str:
+    """A plain aligned text table: header, a rule of dashes, one line per row.
+
+    Numeric columns are right-aligned, others left-aligned; columns are separated by two
+    spaces. Floats use ``floatfmt``; ints as is; None and missing keys as ``-``.
+
+    Args:
+      rows: one dict per row.
+      columns: the keys to show, in order (also the header).
+      floatfmt: a format spec for floats, e.g. ".4g" or ".3f".
+    Returns:
+      the table as a string without a trailing newline.
+    """
+    cells = [[_format_value(row.get(col), floatfmt) for col in columns] for row in rows]
+    numeric = []
+    for j, col in enumerate(columns):
+        values = [row.get(col) for row in rows]
+        values = [np.asarray(v)[()] if hasattr(v, "__array__") and np.ndim(v) == 0 else v
+                  for v in values if v is not None]
+        numeric.append(bool(values) and all(_is_number(v) for v in values))
+    widths = [max([len(str(col))] + [len(r[j]) for r in cells]) for j, col in enumerate(columns)]
+
+    def line(items):
+        return "  ".join(s.rjust(w) if num else s.ljust(w)
+                         for s, w, num in zip(items, widths, numeric)).rstrip()
+
+    out = [line([str(c) for c in columns]), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells]
+    return "\n".join(out)
