@@ -680,6 +680,22 @@ def test_dtype_preserved(name, dtype, use_x64):
             assert not leaf.weak_type
 
 
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_bfloat16_runs_stay_finite_and_track_float32(name):
+    # In bfloat16, b2 = 0.999 rounds to 1: coefficients like 1 - b2 and 1 - b2**t must be formed
+    # in float32 first, or Adam divides 0 by 0.
+    # Lion's sign(.) flips where its argument rounds across 0; keep its steps smaller.
+    kwargs = dict(learning_rate=0.01 if name == "lion" else 0.05)
+    p32 = make_params(jnp.float32)
+    _, g32 = make_grads(p32, n_steps=20)
+    final32 = run_optimizer(optim.get(name, **kwargs), p32, g32)[-1]
+    p16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), p32)
+    g16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), g32)
+    final16 = run_optimizer(optim.get(name, **kwargs), p16, g16)[-1]
+    assert np.all(np.isfinite(final16))
+    np.testing.assert_allclose(final16, final32, atol=0.1)
+
+
 def test_dtype_preserved_when_run():
     opt = optim.adamw(0.1, weight_decay=0.1)
     params = make_params(jnp.float32)

@@ -143,9 +143,21 @@ def safe_increment(count: jax.Array) -> jax.Array:
     return jnp.where(count < _INT32_MAX, count + 1, count)
 
 
+def _coef_dtype(like: jax.Array):
+    """Dtype for scalar coefficients: the leaf's, but at least float32 (in bfloat16, b2=0.999
+    rounds to 1, so ``1 - b2`` and ``1 - b2**t`` must be formed before casting)."""
+    return like.dtype if jnp.finfo(like.dtype).bits >= 32 else jnp.float32
+
+
+def one_minus(h: Any, like: jax.Array) -> jax.Array:
+    """``1 - h`` formed in at least float32, then cast to ``like``'s dtype."""
+    return (1 - jnp.asarray(h, dtype=_coef_dtype(like))).astype(like.dtype)
+
+
 def bias_correction(decay: Any, count: jax.Array, like: jax.Array) -> jax.Array:
-    """``1 - decay**count`` as a 0-d array of ``like``'s dtype."""
-    return 1 - cast(decay, like) ** count.astype(like.dtype)
+    """``1 - decay**count`` formed in at least float32, as a 0-d array of ``like``'s dtype."""
+    d = _coef_dtype(like)
+    return (1 - jnp.asarray(decay, dtype=d) ** count.astype(d)).astype(like.dtype)
 
 
 def global_norm(tree: PyTree) -> jax.Array:

@@ -24,6 +24,7 @@ from fnn.optim.base import (
     ScalarOrSchedule,
     bias_correction,
     cast,
+    one_minus,
     check_decay,
     check_nonnegative,
     check_positive,
@@ -182,7 +183,7 @@ def trace(decay: Any = 0.9, nesterov: bool = False) -> Optimizer:
     Returns:
       an :class:`Optimizer` with :class:`TraceState` ``(trace,)``, initialised to zeros.
     """
-    check_decay("momentum", decay)
+    check_decay("decay", decay)
 
     def init(params):
         return TraceState(trace=_zeros_like(params))
@@ -231,16 +232,16 @@ def scale_by_adam(
 
     def update(grads, state, params=None):
         del params
-        mu = jax.tree.map(lambda g, m: cast(b1, g) * m + (1 - cast(b1, g)) * g, grads, state.mu)
+        mu = jax.tree.map(lambda g, m: cast(b1, g) * m + one_minus(b1, g) * g, grads, state.mu)
         nu = jax.tree.map(
-            lambda g, v: cast(b2, g) * v + (1 - cast(b2, g)) * jnp.square(g), grads, state.nu
+            lambda g, v: cast(b2, g) * v + one_minus(b2, g) * jnp.square(g), grads, state.nu
         )
         count = safe_increment(state.count)
 
         def leaf(g, m, v):
             if nesterov:
-                m_hat = cast(b1, g) * m / bias_correction(b1, count + 1, g) + (
-                    1 - cast(b1, g)
+                m_hat = cast(b1, g) * m / bias_correction(b1, count + 1, g) + one_minus(
+                    b1, g
                 ) * g / bias_correction(b1, count, g)
             else:
                 m_hat = m / bias_correction(b1, count, g)
@@ -275,7 +276,7 @@ def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Optimize
 
     def update(grads, state, params=None):
         del params
-        mu = jax.tree.map(lambda g, m: cast(b1, g) * m + (1 - cast(b1, g)) * g, grads, state.mu)
+        mu = jax.tree.map(lambda g, m: cast(b1, g) * m + one_minus(b1, g) * g, grads, state.mu)
         nu = jax.tree.map(
             lambda g, n: jnp.maximum(cast(b2, g) * n, jnp.abs(g) + cast(eps, g)), grads, state.nu
         )
@@ -336,7 +337,7 @@ def scale_by_rms(
     check_nonnegative("initial_scale", initial_scale)
 
     def ema(g, a, x):
-        return cast(decay, g) * a + (1 - cast(decay, g)) * x
+        return cast(decay, g) * a + one_minus(decay, g) * x
 
     def init(params):
         nu = _full_like(params, initial_scale)
@@ -380,9 +381,9 @@ def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99) -> Optimizer:
     def update(grads, state, params=None):
         del params
         updates = jax.tree.map(
-            lambda g, m: jnp.sign(cast(b1, g) * m + (1 - cast(b1, g)) * g), grads, state.mu
+            lambda g, m: jnp.sign(cast(b1, g) * m + one_minus(b1, g) * g), grads, state.mu
         )
-        mu = jax.tree.map(lambda g, m: cast(b2, g) * m + (1 - cast(b2, g)) * g, grads, state.mu)
+        mu = jax.tree.map(lambda g, m: cast(b2, g) * m + one_minus(b2, g) * g, grads, state.mu)
         return updates, LionState(mu=mu)
 
     return Optimizer(init, update)
