@@ -286,7 +286,9 @@ FIRST_STEP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,opt,expected", FIRST_STEP_CASES, ids=[c[0] for c in FIRST_STEP_CASES])
+@pytest.mark.parametrize(
+    "name,opt,expected", FIRST_STEP_CASES, ids=[c[0] for c in FIRST_STEP_CASES]
+)
 def test_first_step_closed_form(name, opt, expected, x64):
     np.testing.assert_allclose(_first_update(opt), expected, rtol=1e-14)
 
@@ -319,7 +321,8 @@ QUAD_C = np.array([1.0, -2.0])
 
 
 def quadratic(x):
-    return 0.5 * jnp.sum(jnp.asarray(QUAD_A, x.dtype) * jnp.square(x - jnp.asarray(QUAD_C, x.dtype)))
+    a, c = jnp.asarray(QUAD_A, x.dtype), jnp.asarray(QUAD_C, x.dtype)
+    return 0.5 * jnp.sum(a * jnp.square(x - c))
 
 
 def rosenbrock(x):

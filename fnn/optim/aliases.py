@@ -52,7 +52,9 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: Any = 0.0, nesterov: bool = F
     check_positive("learning_rate", learning_rate)
     if no_momentum:
         return chain(T.scale_by_learning_rate(learning_rate))
-    return chain(T.trace(decay=momentum, nesterov=nesterov), T.scale_by_learning_rate(learning_rate))
+    return chain(
+        T.trace(decay=momentum, nesterov=nesterov), T.scale_by_learning_rate(learning_rate)
+    )
 
 
 def adagrad(
@@ -121,10 +123,12 @@ def adam(
 ) -> Optimizer:
     """Adam (Kingma & Ba 2015), eps after the bias-corrected square root (as PyTorch, optax):
     ``theta <- theta - lr m_hat / (sqrt(v_hat) + eps)``, ``m_hat = m_t/(1-b1^t)``,
-    ``v_hat = v_t/(1-b2^t)``, ``m_t = b1 m + (1-b1) g``, ``v_t = b2 v + (1-b2) g^2``, ``m_0 = v_0 = 0``.
+    ``v_hat = v_t/(1-b2^t)``, ``m_t = b1 m + (1-b1) g``, ``v_t = b2 v + (1-b2) g^2``,
+    ``m_0 = v_0 = 0``.
 
-    (The paper's Algorithm 1 is the same rule; its footnoted "efficient" variant puts eps
-    before the bias correction, which differs slightly.)
+    (This is the paper's Algorithm 1; the reordered "efficient" form at the end of its Sec. 2,
+    ``alpha_t = lr sqrt(1-b2^t)/(1-b1^t)``, ``theta -= alpha_t m_t/(sqrt(v_t) + eps)``, puts eps
+    before the bias correction and differs slightly.)
 
     Args:
       learning_rate: > 0 float, 0-d array or schedule.

@@ -193,7 +193,9 @@ def apply_updates(params: Params, updates: Updates) -> Params:
       ValueError: if the two trees have different structures (both are named).
     """
     check_same_structure(updates, params, ("updates", "params"))
-    return jax.tree.map(lambda p, u: p + jnp.asarray(u).astype(jnp.asarray(p).dtype), params, updates)
+    return jax.tree.map(
+        lambda p, u: p + jnp.asarray(u).astype(jnp.asarray(p).dtype), params, updates
+    )
 
 
 def identity() -> Optimizer:
