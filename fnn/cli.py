@@ -3,6 +3,7 @@
     fnn train CONFIG [--set k=v ...] [--out DIR] [--resume] [--overwrite] [--quiet]
     fnn sweep CONFIG --grid optimizer.learning_rate=1e-3,3e-3 [--seeds N] [--set ...] [--out DIR]
     fnn gradcheck CONFIG [--set ...] [--json]
+    fnn inspect CONFIG [--set ...] [--batch N] [--json]
     fnn evaluate RUN_DIR [--split test|val|train] [--json]
     fnn predict RUN_DIR INPUT.{csv,npz} [--output FILE]
 
@@ -14,6 +15,7 @@ tolerance); 2 bad input (config, data, arguments) with a one-line message and no
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty run directory")
     t.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _parallel_flags(t)
 
     s = sub.add_parser("sweep", help="train a grid of hyperparameters x seeds in one vmapped run")
     common(s)
@@ -60,11 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true")
+    _parallel_flags(s)
 
     g = sub.add_parser("gradcheck", help="manual vs jax.grad vs finite differences, per layer")
     common(g)
     g.add_argument("--json", action="store_true", help="machine-readable output")
     g.add_argument("--batch", type=int, default=32, metavar="N", help="examples in the batch")
+
+    i = sub.add_parser("inspect", help="backprop trace of one batch: Z, A, delta, dW, db and "
+                       "dead / saturated units per layer")
+    common(i)
+    i.add_argument("--batch", type=int, default=32, metavar="N", help="examples in the batch")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
 
     e = sub.add_parser("evaluate", help="metrics of a finished run's model")
     e.add_argument("run_dir", metavar="RUN_DIR")
@@ -77,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", metavar="INPUT", help="a .csv (header, numeric) or .npz (array x)")
     r.add_argument("--output", metavar="FILE", help="default: <INPUT stem>.predictions.csv")
     return p
+
+
+def _parallel_flags(sp) -> None:
+    sp.add_argument("--process-id", type=int, metavar="I",
+                    help="multi-process runs: this process's index (= parallel.process_id)")
+    sp.add_argument("--num-processes", type=int, metavar="N",
+                    help="multi-process runs: number of processes (= parallel.num_processes)")
+    sp.add_argument("--coordinator", metavar="HOST:PORT",
+                    help="multi-process runs: address of process 0 (= parallel.coordinator)")
 
 
 def _version() -> str:
@@ -105,7 +124,14 @@ def _setup_jax(cfg=None) -> None:
 def _load_config(args):
     from fnn import config as config_mod
 
-    return config_mod.load(args.config, args.overrides)
+    overrides = list(args.overrides)
+    for flag, key in (("process_id", "parallel.process_id"),
+                      ("num_processes", "parallel.num_processes"),
+                      ("coordinator", "parallel.coordinator")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    return config_mod.load(args.config, overrides)
 
 
 def cmd_train(args) -> int:
@@ -185,18 +211,22 @@ def cmd_sweep(args) -> int:
     from fnn import runner
 
     cfg = _load_config(args)
+    if args.seeds is not None and args.seeds < 1:
+        raise config_mod.ConfigError([f"--seeds: {args.seeds}; expected an integer >= 1"])
     grid = parse_grid(args.grid, cfg) if args.grid else None
     if grid is None and not cfg.sweep and not args.seeds and not cfg.training.seeds:
         raise config_mod.ConfigError(["fnn sweep: nothing to sweep; give --grid KEY=V1,V2 or "
                                       "--seeds N, or a [sweep] table in the config"])
-    seeds = None
+    # --grid and --seeds become part of the resolved config (config.toml), so that evaluate,
+    # predict and --resume rebuild the same members from the run directory alone.
+    if grid is not None:
+        cfg = dataclasses.replace(cfg, sweep=tuple(grid))
     if args.seeds is not None:
-        if args.seeds < 1:
-            raise config_mod.ConfigError([f"--seeds: {args.seeds}; expected an integer >= 1"])
-        seeds = list(range(cfg.training.seed, cfg.training.seed + args.seeds))
+        cfg = cfg.replace("training.seeds",
+                          tuple(range(cfg.training.seed, cfg.training.seed + args.seeds)))
     _setup_jax(cfg)
     summary = runner.run(cfg, out=args.out, overwrite=args.overwrite, resume=args.resume,
-                         quiet=args.quiet, grid=grid, seeds=seeds)
+                         quiet=args.quiet)
     return _status(summary, args.quiet)
 
 
@@ -231,6 +261,47 @@ def cmd_gradcheck(args) -> int:
               f"loss {config_mod.resolved_loss(cfg)}  batch {n}  float64")
         print(report)
     return EXIT_OK if report.passed else EXIT_FAIL
+
+
+def cmd_inspect(args) -> int:
+    """One forward + backward pass of the configured network on the first --batch training
+    examples, at its initial parameters (training.seed): :func:`fnn.backprop_trace`'s table."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import fnn
+    from fnn import config as config_mod
+    from fnn import experiment as exp
+    from fnn import metrics as metrics_mod
+
+    cfg = _load_config(args)
+    if args.batch < 1:
+        raise config_mod.ConfigError([f"--batch: {args.batch}; expected an integer >= 1"])
+    if cfg.sweep:
+        print("fnn inspect: the [sweep] table is ignored; this is the config's base network "
+              "(pick a member with --set KEY=VALUE)", file=sys.stderr)
+    dataset = exp.load_dataset(cfg)
+    net = exp.build_net(cfg, dataset)
+    n = min(args.batch, dataset.num_train)
+    x = metrics_mod.as_inputs(jnp.asarray(np.asarray(dataset.x_train[:n])), jnp.dtype(net.dtype))
+    y = np.asarray(dataset.y_train[:n])
+    init_key, drop_key = jax.random.split(jax.random.key(cfg.training.seed))
+    params = net.init(init_key)  # the run's initial parameters (as TrainState.create)
+    rate = cfg.regularization.drop_rate
+    loss = config_mod.resolved_loss(cfg)
+    trace = fnn.backprop_trace(net, loss, params, x, y, key=drop_key if rate > 0 else None,
+                               drop_rate=rate)
+    if args.json:
+        print(json.dumps({"config": cfg.source, "sizes": list(net.sizes),
+                          "activations": list(net.activations), "loss": loss,
+                          "loss_value": float(trace.loss), "batch": n,
+                          "layers": trace.rows()}, indent=2))
+    else:
+        print(f"inspect: {cfg.source}  initial parameters (training.seed = {cfg.training.seed})"
+              f"  first {n} training examples")
+        print(trace)
+    return EXIT_OK
 
 
 def cmd_evaluate(args) -> int:
@@ -268,7 +339,7 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck, "inspect": cmd_inspect,
             "evaluate": cmd_evaluate, "predict": cmd_predict}
 
 

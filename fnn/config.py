@@ -220,6 +220,28 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    devices: int = opt(1, "devices to train on: 1 = one device, 0 = every device (a single run "
+                       "is data parallel over them, a sweep's members are split over them)",
+                       type="int", min=0)
+    coordinator: str = opt("", "multi-process runs: HOST:PORT of process 0 (also "
+                           "$FNN_COORDINATOR, --coordinator)", type="str")
+    num_processes: int = opt(1, "multi-process runs: number of processes (also "
+                             "$FNN_NUM_PROCESSES, --num-processes)", type="int", min=1)
+    process_id: int = opt(0, "multi-process runs: this process's index (also $FNN_PROCESS_ID, "
+                          "--process-id)", type="int", min=0)
+    timeout: int = opt(60, "seconds to wait for every process to join", type="int", min=1)
+
+
+@dataclass(frozen=True)
+class DiagnosticsConfig:
+    enabled: bool = opt(False, "per-layer gradient norm, weight norm, update/weight ratio and "
+                        "dead/saturated-unit fractions per epoch in metrics.csv, plus "
+                        "gradients.png and activations.png (see fnn/diagnostics.py); the "
+                        "trained parameters are unchanged", type="bool")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -230,6 +252,8 @@ class Config:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     sweep: tuple = ()  # ((dotted key, (values...)), ...) — the grid of `fnn sweep`
     source: str = ""
 
@@ -259,7 +283,8 @@ SECTIONS = {
     "data": DataConfig, "model": ModelConfig, "loss": LossConfig, "optimizer": OptimizerConfig,
     "regularization": RegularizationConfig, "training": TrainingConfig,
     "early_stopping": EarlyStoppingConfig, "augmentation": AugmentationConfig,
-    "output": OutputConfig,
+    "output": OutputConfig, "parallel": ParallelConfig,
+    "diagnostics": DiagnosticsConfig,
 }
 SUBSECTIONS = {"optimizer.schedule": ScheduleConfig}
 
@@ -664,8 +689,11 @@ def _toml_value(v) -> str:
         return str(v)
     if isinstance(v, float):
         return repr(v) if math.isfinite(v) else ("inf" if v > 0 else "-inf") if v == v else "nan"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, str):  # a TOML basic string: escape \, " and control characters
+        return '"' + "".join(
+            "\\" + ch if ch in '\\"' else
+            f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
+            for ch in v) + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")

@@ -23,6 +23,7 @@ import numpy as np
 from fnn import config as config_mod
 from fnn import optim, schedules
 from fnn.config import Config
+from fnn.data.validate import DataError
 from fnn.network import MLP
 from fnn.train import EarlyStopping, HParams, Trainer
 
@@ -46,7 +47,13 @@ def load_dataset(cfg: Config):
         if d.mirror:
             options["mirror"] = d.mirror
     options["seed"] = d.seed
-    return data.load(d.name, **options)
+    try:
+        return data.load(d.name, **options)
+    except ValueError as err:  # name the config key: "path=..." -> "data.path=..."
+        msg = str(err)
+        key = msg.partition("=")[0]
+        prefix = "data." if key.isidentifier() and hasattr(d, key) else "data: "
+        raise DataError(prefix + msg) from None
 
 
 def num_outputs(cfg: Config, dataset) -> int:
@@ -174,13 +181,14 @@ def build_early_stopping(cfg: Config) -> Optional[EarlyStopping]:
                          restore_best=e.restore_best)
 
 
-def build_trainer(cfg: Config, dataset, *, traced=None, progress=None) -> Trainer:
+def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None) -> Trainer:
     """The compiled run for ``cfg`` on ``dataset``.
 
     Args:
       cfg: a validated config.  dataset: from :func:`load_dataset`.
       traced: hyperparameter names to trace (sweeps); default: learning rate and nonzero ones.
       progress: a progress callback for :class:`~fnn.train.Trainer`.
+      mesh: a device mesh (:func:`fnn.parallel.make_mesh`) or None.
     Raises:
       ValueError: a batch size larger than the training split, data that do not fit, etc.
     """
@@ -200,7 +208,8 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None) -> Traine
         (dataset.x_train, dataset.y_train, *val),
         epochs=t.epochs, batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
         traced=traced, early_stopping=build_early_stopping(cfg),
-        augment=build_augment(cfg, dataset), progress=progress,
+        diagnostics=cfg.diagnostics.enabled,
+        augment=build_augment(cfg, dataset), progress=progress, mesh=mesh,
     )
 
 

@@ -6,6 +6,8 @@ A run directory holds::
     metrics.csv     one row per epoch per member
     summary.json    final / best / test metrics, best and stop epoch, halted, wall time, versions
     curves.png      loss and accuracy vs epoch (one panel per member group for sweeps)
+    gradients.png   with ``[diagnostics] enabled``: per-layer gradient norm vs epoch and by layer
+    activations.png with ``[diagnostics] enabled``: saturated / dead units per layer vs epoch
     checkpoints/    the whole training state, every ``output.checkpoint_every`` epochs and at
                     the end (``checkpoints/group-<i>/`` when a sweep has several groups)
 
@@ -33,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnn
-from fnn import checkpoint, report
+from fnn import checkpoint, parallel, report
 from fnn import config as config_mod
 from fnn import experiment as exp
 from fnn.train import summarize
@@ -81,7 +83,8 @@ def check_resume_config(run_dir: Path, cfg) -> None:
     saved = config_mod.from_dict(config_mod.parse_toml((run_dir / CONFIG_FILE).read_text()),
                                  source=str(run_dir / CONFIG_FILE))
     a, b = config_mod.to_dict(saved), config_mod.to_dict(cfg)
-    a.pop("output", None), b.pop("output", None)
+    for d in (a, b):  # where and how a run executes may change between sessions
+        d.pop("output", None), d.pop("parallel", None)
     fa, fb = config_mod._flatten(a), config_mod._flatten(b)
     diff = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
     if diff:
@@ -185,13 +188,19 @@ def traced_names(cfg, group) -> Optional[tuple]:
 
 
 def train_group(cfg, group, dataset, ckpt_dir: Path, *, resume: bool, quiet: bool,
-                interrupt: _InterruptFlag, config_text: str):
-    """Train one group (one compiled program); returns (trainer, state, history, seconds)."""
+                interrupt: _InterruptFlag, config_text: str, mesh=None):
+    """Train one group (one compiled program).
+
+    Returns:
+      (trainer, state, history, seconds) with state and history as host (NumPy) copies.
+    """
     gcfg = group.config
     batched = len(group.members) > 1
+    main = parallel.is_main_process()
     bar = ProgressBar(gcfg.training.epochs, group.title if batched else "train",
-                      enabled=gcfg.output.progress and not quiet)
-    trainer = exp.build_trainer(gcfg, dataset, traced=traced_names(cfg, group), progress=bar)
+                      enabled=gcfg.output.progress and not quiet and main)
+    trainer = exp.build_trainer(gcfg, dataset, traced=traced_names(cfg, group),
+                                progress=bar if bar.bar is not None else None, mesh=mesh)
     hp = exp.group_hparams(group, trainer)
     if batched:
         state = trainer.init_sweep(exp.member_keys(group.seeds), hp)
@@ -204,6 +213,7 @@ def train_group(cfg, group, dataset, ckpt_dir: Path, *, resume: bool, quiet: boo
         path = checkpoint.latest(ckpt_dir)
         if path is not None:
             state, history, meta = checkpoint.load(path, state)
+            state = trainer._place(state, shard=batched)
             history = {k: np.asarray(v) for k, v in history.items()} if history else None
             epoch = int(meta["epoch"])
             bar.start_at(epoch)
@@ -213,19 +223,22 @@ def train_group(cfg, group, dataset, ckpt_dir: Path, *, resume: bool, quiet: boo
         while epoch < total:
             n = min(chunk, total - epoch)
             state, h = trainer.run(state, hp, epochs=n, batched=batched)
-            history = _concat(history, h)
+            history = _concat(history, parallel.to_host(h))
             epoch += n
             every = gcfg.output.checkpoint_every
             if interrupt.set or (every and epoch % every == 0) or epoch == total:
-                checkpoint.save(ckpt_dir, state, history, epoch=epoch, config_text=config_text,
-                                meta={"group": group.title}, keep=gcfg.output.keep_checkpoints)
+                host_state = parallel.to_host(state)  # a collective on multi-process runs
+                if main:
+                    checkpoint.save(ckpt_dir, host_state, history, epoch=epoch,
+                                    config_text=config_text, meta={"group": group.title},
+                                    keep=gcfg.output.keep_checkpoints)
             if interrupt.set and epoch < total:
                 bar.close()
                 raise Interrupted(f"interrupted at epoch {epoch}/{total}; checkpoint saved in "
                                   f"{ckpt_dir}; continue with --resume")
     finally:
         bar.close()
-    return trainer, state, history, time.perf_counter() - t0
+    return trainer, parallel.to_host(state), history, time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +272,10 @@ def member_summaries(cfg, group, trainer, state, history, dataset) -> list[dict]
         s.update(summarize(st, h))
         best_epoch, best = best_epoch_metrics(h, monitor)
         s["best_epoch_by_" + monitor] = best_epoch
+        # the documented fields, also without early stopping (best epoch: by the monitor)
+        s.setdefault("best_epoch", best_epoch)
+        s.setdefault("stopped_early", False)
+        s.setdefault("stop_epoch", None)
         s.update({f"best_{k}": v for k, v in best.items()})
         if dataset.x_test is not None:
             test = trainer.evaluate(st.params, dataset.x_test, dataset.y_test)
@@ -297,20 +314,31 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
       UsageError / ValueError: bad input (exit 2).  Interrupted: Ctrl-C (exit 130).
     """
     run_dir = run_dir_for(cfg, out)
-    check_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    spec = parallel_spec(cfg)
+    parallel.initialize(spec)  # multi-process runs: join before any other JAX work
+    main = parallel.is_main_process()
+    quiet = quiet or not main
+    if main:
+        check_run_dir(run_dir, overwrite=overwrite, resume=resume)
     if resume:
         check_resume_config(run_dir, cfg)
+    mesh = parallel.make_mesh(spec.devices)
     groups = exp.plan(cfg, grid, seeds)
     dataset = exp.load_dataset(cfg)
     for g in groups:  # build everything once before writing: errors surface now
+        parallel.check_divisible(mesh, batch_size=g.config.training.batch_size,
+                                 members=len(g.members))
         exp.build_trainer(g.config, dataset if g.config.data == cfg.data else
-                          exp.load_dataset(g.config), traced=traced_names(cfg, g))
+                          exp.load_dataset(g.config), traced=traced_names(cfg, g), mesh=mesh)
     config_text = config_mod.to_toml(cfg if grid is None else dataclasses.replace(cfg, sweep=tuple(grid)))
-    if overwrite and run_dir.exists() and not resume:
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        report.atomic_write_text(run_dir / CONFIG_FILE, config_text)
+    parallel.check_same_config(config_mod.to_toml(dataclasses.replace(
+        cfg, parallel=config_mod.ParallelConfig(), sweep=tuple(grid or cfg.sweep))))
+    if main:
+        if overwrite and run_dir.exists() and not resume:
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            report.atomic_write_text(run_dir / CONFIG_FILE, config_text)
     members, histories, labels, plot_groups = [], [], [], []
     t0 = time.perf_counter()
     samples = 0
@@ -320,7 +348,7 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
             ckpt_dir = run_dir / "checkpoints" / (f"group-{gi}" if len(groups) > 1 else "")
             trainer, state, history, _ = train_group(
                 cfg, g, data_g, ckpt_dir, resume=resume, quiet=quiet, interrupt=interrupt,
-                config_text=config_text)
+                config_text=config_text, mesh=mesh)
             ms = member_summaries(g.config, g, trainer, state, history, data_g)
             samples += sum(m["epochs_trained"] for m in ms) * data_g.num_train
             start = len(labels)
@@ -340,6 +368,8 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     }
     if len(members) == 1:
         summary.update({k: v for k, v in members[0].items() if k not in ("member", "group")})
+    if not main:  # only process 0 writes the run directory
+        return summary
     stacked = _stack(histories)
     report.write_metrics_csv(run_dir / "metrics.csv", stacked if len(histories) > 1 else histories[0],
                              member_labels=labels if len(histories) > 1 else None)
@@ -353,6 +383,15 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
         if not ok and not quiet:
             echo("note: matplotlib is not installed; curves.png skipped "
                  "(pip install 'fnn[cli]' to get plots)")
+        if ok and cfg.diagnostics.enabled:
+            from fnn import report_diagnostics
+
+            kw = dict(member_labels=labels if len(histories) > 1 else None,
+                      groups=plot_groups if len(histories) > 1 else None,
+                      title=Path(cfg.source).stem if cfg.source else None)
+            diag_hist = stacked if len(histories) > 1 else histories[0]
+            report_diagnostics.plot_gradients(run_dir / "gradients.png", diag_hist, **kw)
+            report_diagnostics.plot_activations(run_dir / "activations.png", diag_hist, **kw)
     if not quiet:
         echo(results_table(cfg, members))
         echo(f"run directory: {run_dir}  ({wall:.1f} s, {summary['samples_per_s']:.3g} samples/s"
@@ -360,9 +399,25 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     return summary
 
 
+def parallel_spec(cfg) -> parallel.ParallelSpec:
+    """``[parallel]`` of the config, completed from the FNN_* environment variables."""
+    p = cfg.parallel
+    return parallel.spec_from_env(parallel.ParallelSpec(
+        devices=p.devices, coordinator=p.coordinator, num_processes=p.num_processes,
+        process_id=p.process_id, timeout=p.timeout))
+
+
 def _stack(histories: list[dict]) -> dict:
-    keys = histories[0].keys()
-    return {k: np.stack([np.asarray(h[k]) for h in histories]) for k in keys}
+    # Groups may differ in their keys (per-layer diagnostics of networks of different depths):
+    # a key missing from a member's history is NaN there.
+    keys = list(dict.fromkeys(k for h in histories for k in h))
+
+    def column(h, k):
+        if k in h:
+            return np.asarray(h[k])
+        return np.full(np.shape(next(iter(h.values()))), np.nan)
+
+    return {k: np.stack([column(h, k) for h in histories]) for k in keys}
 
 
 def results_table(cfg, members: list[dict]) -> str:

@@ -22,14 +22,15 @@ exactly B rows, so the loss of each step is the exact batch mean.
 Early stopping (monitor val_loss or val_accuracy, patience, min_delta) is decided inside the
 compiled loop. When it stops, the best parameters are restored (``restore_best``) and every later
 epoch is skipped by ``lax.cond`` (under a sweep's vmap the cond becomes a select: later epochs
-are computed and discarded, member by member). The NaN guard skips any step whose loss or
-gradient is not finite, marks the run halted at that step and leaves the parameters as after
-the last good step; later steps are skipped too.
+are computed and discarded, member by member). The NaN guard skips any step whose loss,
+gradient or updated parameters are not finite, marks the run halted at that step and leaves
+the parameters as after the last good step; later steps are skipped too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -39,10 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn import diagnostics as diag_mod
 from fnn import losses as losses_mod
 from fnn import metrics as metrics_mod
 from fnn import objective as obj
-from fnn import optim
+from fnn import optim, parallel
 from fnn.network import MLP
 
 Array = jax.Array
@@ -55,13 +57,14 @@ class HParams(NamedTuple):
     """Hyperparameters that may be traced (so a sweep over them is a vmap, not a recompile).
 
     Each field is a Python float or a scalar array (or, in a sweep, a (members,) array).
+    ``drop_rate=None`` means the network's own ``net.drop_rate`` (resolved by :class:`Trainer`).
     """
 
     learning_rate: Any = 1e-3
     weight_decay: Any = 0.0
     l1: Any = 0.0
     l2: Any = 0.0
-    drop_rate: Any = 0.0
+    drop_rate: Any = None
 
 
 class EarlyStopState(NamedTuple):
@@ -115,8 +118,11 @@ class TrainState(NamedTuple):
         if early_stopping is not None:
             dtype = params[0]["w"].dtype
             worst = jnp.asarray(jnp.inf if early_stopping.mode == "min" else -jnp.inf, dtype)
+            # A copy, not an alias: Trainer.run donates the state, and a buffer donated twice
+            # (params and best_params) is an error.
             early = EarlyStopState(
-                best=worst, best_epoch=jnp.asarray(-1, jnp.int32), best_params=params,
+                best=worst, best_epoch=jnp.asarray(-1, jnp.int32),
+                best_params=jax.tree.map(jnp.copy, params),
                 wait=jnp.asarray(0, jnp.int32), stopped=jnp.asarray(False),
                 stop_epoch=jnp.asarray(-1, jnp.int32),
             )
@@ -193,7 +199,7 @@ def _is_on(value) -> bool:
 # --------------------------------------------------------------------------------------------
 def train_step_fn(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
                   l1=0.0, l2=0.0, drop_rate=None, augment: Optional[Callable] = None,
-                  multilabel: Optional[bool] = None) -> Callable:
+                  multilabel: Optional[bool] = None, diagnostics: bool = False) -> Callable:
     """The pure (un-jitted) train step: ``step(state, batch) -> (state, metrics)``.
 
     Args:
@@ -203,6 +209,8 @@ def train_step_fn(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "ma
       drop_rate: dropout rate override (float or traced); ``None`` uses ``net.drop_rate``.
       augment: optional ``augment(x, *, key) -> x`` applied to float inputs in training only.
       multilabel: accuracy per unit (default: binary cross-entropy with K > 1).
+      diagnostics: also return per-layer "grad_norm/layer<l>" and "update_ratio/layer<l>"
+        (:func:`fnn.diagnostics.step_stats`); the state is unaffected.
     Returns:
       ``step(state, (x, y))`` with x (B, features) float or uint8 images, y labels (B,) or
       targets (B, K); metrics {"loss", "data_loss", "accuracy", "grad_norm", "finite"}.
@@ -225,9 +233,11 @@ def train_step_fn(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "ma
         y = losses_mod.prepare_targets(loss, y, net.sizes[-1], dtype)
         out = obj.evaluate(net, loss, state.params, x, y, mode=grad,
                            key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate)
-        finite = jnp.isfinite(out.loss) & _all_finite(out.grads)
         updates, opt_state = optimizer.update(out.grads, state.opt_state, state.params)
         params = optim.apply_updates(state.params, updates)
+        # Guard the result too: a finite gradient can still give non-finite parameters (an
+        # inf/NaN learning rate from a schedule, an overflowing update).
+        finite = jnp.isfinite(out.loss) & _all_finite(out.grads) & _all_finite(params)
         ok = finite & ~state.halted
         newly_halted = ~finite & ~state.halted
         new_state = state._replace(
@@ -245,13 +255,16 @@ def train_step_fn(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "ma
             "grad_norm": optim.global_norm(out.grads),
             "finite": finite,
         }
+        if diagnostics:
+            metrics.update(diag_mod.step_stats(out.grads, updates, state.params))
         return new_state, metrics
 
     return step
 
 
 def make_train_step(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
-                    l1=0.0, l2=0.0, drop_rate=None, augment=None, donate: bool = False) -> Callable:
+                    l1=0.0, l2=0.0, drop_rate=None, augment=None, donate: bool = False,
+                    diagnostics: bool = False) -> Callable:
     """A jitted ``step(state, batch) -> (state, metrics)`` for a user's own Python loop.
 
     The same function is the body of the scanned run (:class:`Trainer`), so a Python loop over
@@ -262,11 +275,12 @@ def make_train_step(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "
       grad: "manual" | "autodiff".  l1, l2: weight penalties.  drop_rate: dropout override.
       augment: optional on-device augmentation ``(x, *, key) -> x``.
       donate: donate the input state's buffers (faster; the old state must not be reused).
+      diagnostics: add per-layer gradient norms and update ratios to the metrics.
     Returns:
       jitted ``step(state, (x, y)) -> (state, metrics)``.
     """
     step = train_step_fn(net, loss, optimizer, grad=grad, l1=l1, l2=l2, drop_rate=drop_rate,
-                         augment=augment)
+                         augment=augment, diagnostics=diagnostics)
     return jax.jit(step, donate_argnums=(0,) if donate else ())
 
 
@@ -351,14 +365,19 @@ class Trainer:
       augment: on-device augmentation ``(x, *, key) -> x`` (training only) or None.
       progress: ``None`` (silent) or a callable ``(epoch, metrics_dict) -> None`` called from
         inside the program about ``progress_updates`` times per run (see :class:`ProgressBar`).
+      diagnostics: add per-layer statistics to the history (:mod:`fnn.diagnostics`):
+        "grad_norm/layer<l>" and "update_ratio/layer<l>" (means over the epoch's steps),
+        "weight_norm/layer<l>", and the activation health on the validation split at epoch
+        end, "slope/layer<l>" (mean g'(Z)), "saturated/layer<l>", "dead/layer<l>". The trained parameters are unchanged.
     """
 
     def __init__(self, net: MLP, loss, optimizer: OptimizerLike, data, *, epochs: int,
                  batch_size: int, grad: str = "manual", hparams: Optional[HParams] = None,
                  traced: Optional[tuple] = None, early_stopping: Optional[EarlyStopping] = None,
                  augment: Optional[Callable] = None, progress: Optional[Callable] = None,
-                 progress_updates: int = 100):
+                 progress_updates: int = 100, mesh=None, diagnostics: bool = False):
         self.net, self.loss = net, losses_mod.get(loss)
+        self.diagnostics = bool(diagnostics)
         obj.check_mode(grad)
         losses_mod.check_pairing(self.loss, net.output, net.sizes[-1])
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -372,11 +391,15 @@ class Trainer:
         self.has_val = xv is not None
         if xv is None:
             xv, yv = x, y
-        self.data = DeviceData(*(jax.device_put(np.asarray(a)) for a in (x, y, xv, yv)))
+        self.mesh = mesh  # a 1-d jax.sharding.Mesh (see fnn.parallel) or None
+        parallel.check_divisible(mesh, batch_size=batch_size, members=None)
+        self.data = DeviceData(*(parallel.place(mesh, np.asarray(a)) for a in (x, y, xv, yv)))
         self.num_train = int(np.shape(x)[0])
         self.epochs, self.batch_size, self.grad = epochs, batch_size, grad
         self.batches_per_epoch = math.ceil(self.num_train / batch_size)
         self.hparams = HParams() if hparams is None else HParams(*hparams)
+        if self.hparams.drop_rate is None:  # the network's own dropout rate
+            self.hparams = self.hparams._replace(drop_rate=net.drop_rate)
         if traced is None:
             traced = ("learning_rate",) + tuple(
                 n for n in HPARAM_NAMES[1:] if float(getattr(self.hparams, n)) != 0.0
@@ -392,6 +415,12 @@ class Trainer:
         self.progress_every = max(1, epochs // max(1, progress_updates))
         self.classification = self.loss.classification or _integer_labels(y)
         self.multilabel = self.loss.name == "binary_cross_entropy" and net.sizes[-1] > 1
+        if (early_stopping is not None and early_stopping.monitor == "val_accuracy"
+                and not self.classification):
+            raise ValueError(
+                f"early_stopping.monitor: 'val_accuracy' needs a classification task (loss"
+                f" {self.loss.name!r} with non-integer targets has no accuracy); use 'val_loss'"
+            )
         self._run = jax.jit(self._run_impl, static_argnames=("num_epochs", "batched"),
                             donate_argnums=(0,))
         self._init = jax.jit(self._init_impl, static_argnames=("batched",))
@@ -406,6 +435,8 @@ class Trainer:
             if unknown:
                 raise ValueError(f"hparams: unknown {sorted(unknown)}; expected {HPARAM_NAMES}")
             hp = self.hparams._replace(**hp)
+        if hp.drop_rate is None:
+            hp = hp._replace(drop_rate=self.hparams.drop_rate)
         dtype = jnp.dtype(self.net.dtype)
         out = {}
         for name in HPARAM_NAMES:
@@ -439,6 +470,7 @@ class Trainer:
         return train_step_fn(
             self.net, self.loss, self.make_optimizer(hp), grad=self.grad, l1=hp.l1, l2=hp.l2,
             drop_rate=hp.drop_rate, augment=self.augment, multilabel=self.multilabel,
+            diagnostics=self.diagnostics,
         )
 
     # --- init ----------------------------------------------------------------------------------
@@ -453,10 +485,17 @@ class Trainer:
 
     def init(self, key: Array, hparams=None) -> TrainState:
         """The first :class:`TrainState` for ``key`` (params from the key)."""
-        return self._init(key, self.hparams_array(hparams), batched=False)
+        return self._init(self._place(key), self._place(self.hparams_array(hparams)),
+                          batched=False)
+
+    def _place(self, tree, *, shard: bool = False):
+        """Host values -> arrays on the mesh (replicated, or members split); no-op without one."""
+        if self.mesh is None:
+            return tree
+        return jax.tree.map(lambda a: parallel.place(self.mesh, a, shard=shard), tree)
 
     # --- one epoch -----------------------------------------------------------------------------
-    def _epoch(self, state: TrainState, hp: HParams, data: DeviceData):
+    def _epoch(self, state: TrainState, hp: HParams, data: DeviceData, shard_batch: bool = False):
         hp = self._resolve(hp)
         step = self.step_fn(hp)
         n, b, nb = self.num_train, self.batch_size, self.batches_per_epoch
@@ -471,7 +510,10 @@ class Trainer:
             state = state._replace(key=key)
 
             def body(s, batch_idx):
-                return step(s, (data.x_train[batch_idx], data.y_train[batch_idx]))
+                batch = (data.x_train[batch_idx], data.y_train[batch_idx])
+                if shard_batch:  # data parallel: split the batch rows over the mesh
+                    batch = parallel.constrain(batch, self.mesh, shard=True)
+                return step(s, batch)
 
             state, m = jax.lax.scan(body, state, idx)
             train = {
@@ -483,6 +525,12 @@ class Trainer:
             val = self.evaluate_fn(state.params, data.x_val, data.y_val)
             epoch = state.epoch + 1
             hist = {**train, **{f"val_{k}": v for k, v in val.items()}}
+            if self.diagnostics:  # per-layer: step means, then epoch-end health on val
+                hist.update({k: jnp.mean(m[k]) for k in
+                             diag_mod.history_keys(self.net.num_layers, diag_mod.STEP_STATS)})
+                hist.update(diag_mod.epoch_stats(
+                    self.net, state.params,
+                    metrics_mod.as_inputs(data.x_val, jnp.dtype(self.net.dtype))))
             early = state.early
             params = state.params
             if self.early_stopping is not None:
@@ -506,6 +554,8 @@ class Trainer:
         names = ["train_loss", "train_objective", "train_accuracy", "grad_norm", "val_loss"]
         if self.classification:
             names.append("val_accuracy")
+        if self.diagnostics:
+            names.extend(diag_mod.history_keys(self.net.num_layers))
         return tuple(names)
 
     def evaluate_fn(self, params, x, y) -> dict:
@@ -522,15 +572,21 @@ class Trainer:
     def evaluate(self, params, x, y) -> dict:
         """Host-side evaluation of ``params`` on (x, y): {"loss", "accuracy"?} as floats."""
         check_data(self.net, self.loss, x, y, "evaluation data")
-        out = jax.jit(self.evaluate_fn)(params, jnp.asarray(x), jnp.asarray(y))
+        x, y = np.asarray(x), np.asarray(y)
+        out = jax.jit(self.evaluate_fn)(params, *self._place((x, y)))
         return {k: float(v) for k, v in out.items()}
 
     # --- the run -------------------------------------------------------------------------------
     def _run_impl(self, state, hp, data, *, num_epochs: int, batched: bool):
         self.trace_count += 1
-        epoch_fn = jax.vmap(self._epoch, in_axes=(0, 0, None)) if batched else self._epoch
+        if batched:
+            epoch_fn = jax.vmap(self._epoch, in_axes=(0, 0, None))
+        else:
+            epoch_fn = functools.partial(self._epoch, shard_batch=self.mesh is not None)
 
         def body(state, _):
+            # sweep parallel: members split over the mesh; data parallel: state replicated
+            state = parallel.constrain(state, self.mesh, shard=batched)
             state, hist = epoch_fn(state, hp, data)
             if self.progress is not None:
                 epoch = state.epoch[0] if batched else state.epoch
@@ -562,13 +618,13 @@ class Trainer:
         members = None
         if batched:
             members = int(state.step.shape[0])
-        hp = self.hparams_array(hparams, members=members)
+        hp = self._place(self.hparams_array(hparams, members=members), shard=batched)
         return self._run(state, hp, self.data, num_epochs=epochs or self.epochs, batched=batched)
 
     def train(self, key: Array, hparams=None):
         """A whole run from ``key``: (final TrainState, history of (epochs,) arrays)."""
-        hp = self.hparams_array(hparams)
-        state = self._init(key, hp, batched=False)
+        hp = self._place(self.hparams_array(hparams))
+        state = self._init(self._place(key), hp, batched=False)
         return self._run(state, hp, self.data, num_epochs=self.epochs, batched=False)
 
     def sweep(self, keys: Array, hparams=None):
@@ -581,13 +637,17 @@ class Trainer:
           (TrainState with a leading members axis, history of (members, epochs) arrays).
         """
         members = int(keys.shape[0])
-        hp = self.hparams_array(hparams, members=members)
-        state = self._init(keys, hp, batched=True)
+        parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members)
+        hp = self._place(self.hparams_array(hparams, members=members), shard=True)
+        state = self._init(self._place(keys, shard=True), hp, batched=True)
         return self._run(state, hp, self.data, num_epochs=self.epochs, batched=True)
 
     def init_sweep(self, keys: Array, hparams=None) -> TrainState:
         members = int(keys.shape[0])
-        return self._init(keys, self.hparams_array(hparams, members=members), batched=True)
+        parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members)
+        return self._init(self._place(keys, shard=True),
+                          self._place(self.hparams_array(hparams, members=members), shard=True),
+                          batched=True)
 
 
 def _integer_labels(y) -> bool:
