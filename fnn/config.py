@@ -525,6 +525,15 @@ def cross_check(cfg: Config) -> list[str]:
     if cfg.data.name in ("fashion_mnist", "mnist") and cfg.data.path and not os.path.isdir(
             cfg.data.path):
         errors.append(f"data.path: {cfg.data.path!r} is not a directory of IDX files")
+    import inspect
+
+    from fnn import optim
+
+    accepted = inspect.signature(optim.OPTIMIZERS[cfg.optimizer.name]).parameters
+    for name in ("momentum", "b1", "b2", "eps", "decay", "centered"):
+        if getattr(cfg.optimizer, name) is not None and name not in accepted:
+            errors.append(f"optimizer.{name}: not an argument of optimizer {cfg.optimizer.name!r};"
+                          f" it accepts: {', '.join(p for p in accepted if p != 'mask')}")
     sch = cfg.optimizer.schedule
     if list(sch.boundaries) != sorted(set(sch.boundaries)):
         errors.append(f"optimizer.schedule.boundaries: {list(sch.boundaries)}; expected strictly "
