@@ -13,6 +13,9 @@ from fnn.gradcheck import ErrorStats, GradcheckReport, LeafReport, gradcheck
 from fnn.network import MLP
 from fnn.objective import loss_and_grad
 from fnn.train import EarlyStopping, HParams, Trainer, TrainState, make_train_step
+from fnn import diagnostics
+from fnn.trace import BackpropTrace, LayerTrace, backprop_trace
+from fnn.vjp import manual_vjp
 
 __version__ = "0.1.0"
 
@@ -28,6 +31,11 @@ __all__ = [
     "HParams",
     "EarlyStopping",
     "make_train_step",
+    "backprop_trace",
+    "BackpropTrace",
+    "LayerTrace",
+    "manual_vjp",
+    "diagnostics",
     "activations",
     "data",
     "optim",

@@ -125,8 +125,18 @@ class Dense:
         Returns:
           ({"w": ∂L/∂W (in, out), "b": ∂L/∂b (out,)}, ∂L/∂X (batch, in)).
         """
-        delta = self.act.backward(cache.z, cache.a, grad_a)
-        return self.backward_from_delta(params, cache, delta)
+        return self.backward_from_delta(params, cache, self.delta(cache, grad_a))
+
+    def delta(self, cache: DenseCache, grad_a: Array) -> Array:
+        """δ = ∂L/∂Z = ∂L/∂A ⊙ g'(Z) (the activation's own backward; a Jacobian-vector product
+        for softmax).
+
+        Args:
+          cache: from :meth:`forward`; grad_a: ∂L/∂A (batch, out).
+        Returns:
+          δ (batch, out).
+        """
+        return self.act.backward(cache.z, cache.a, grad_a)
 
     def backward_from_delta(self, params: dict, cache: DenseCache, delta: Array) -> tuple[dict, Array]:
         """Gradients from δ = ∂L/∂Z.

@@ -247,12 +247,48 @@ class MLP:
         Returns:
           gradients with the structure of ``params``.
         """
+        return self.backward_deltas(params, caches, loss, y)[0]
+
+    def backward_deltas(self, params: Params, caches: tuple[DenseCache, ...], loss,
+                        y: Array) -> tuple[Params, tuple[Array, ...]]:
+        """:meth:`backward`, also returning every layer's δ(l) = ∂L/∂Z(l) (batch, out_l).
+
+        δ(L) = the loss's output delta (fused (ŷ − y)/N, or ∇_A L ⊙ g'(Z(L))).
+
+        Returns:
+          (gradients like ``params``, (δ(1), ..., δ(L))).
+        """
         loss = losses_mod.get(loss)
         top, top_cache = self.layers[-1], caches[-1]
         delta = loss.output_delta(top.act, top_cache.z, top_cache.a, y)  # δ(L)
-        grads = [None] * len(self.layers)
-        grads[-1], grad_a = top.backward_from_delta(params[-1], top_cache, delta)
-        for l in range(len(self.layers) - 2, -1, -1):
-            # ∂L/∂A(l) = δ(l+1) W(l+1)ᵀ came down as grad_a; layer l applies ⊙ g'(Z(l)).
-            grads[l], grad_a = self.layers[l].backward(params[l], caches[l], grad_a)
-        return tuple(grads)
+        grads, _, deltas = self._backward_from_delta(params, caches, delta)
+        return grads, deltas
+
+    def vjp(self, params: Params, caches: tuple[DenseCache, ...],
+            grad_out: Array) -> tuple[Params, Array, tuple[Array, ...]]:
+        """The hand-written vector-Jacobian product of ŷ = A(L) w.r.t. params and inputs.
+
+        Given a cotangent ∂L/∂ŷ for *any* scalar L the caller builds on ŷ, the output layer
+        applies its activation's backward, δ(L) = ∂L/∂ŷ ⊙ g'(Z(L)) (softmax: its Jacobian-vector
+        product), and the notes' recurrence carries it down to ∂L/∂X = (δ(1) W(1)ᵀ).
+
+        Args:
+          params: from :meth:`init`.  caches: from :meth:`forward`.
+          grad_out: ∂L/∂ŷ (batch, sizes[-1]).
+        Returns:
+          (gradients like ``params``, ∂L/∂X (batch, sizes[0]), (δ(1), ..., δ(L))).
+        """
+        delta = self.layers[-1].delta(caches[-1], grad_out)  # δ(L) = ∂L/∂ŷ ⊙ g'(Z(L))
+        return self._backward_from_delta(params, caches, delta)
+
+    def _backward_from_delta(self, params, caches, delta):
+        """From δ(L): every layer's backward in reverse. Returns (grads, ∂L/∂X, deltas)."""
+        n = len(self.layers)
+        grads, deltas = [None] * n, [None] * n
+        for l in range(n - 1, -1, -1):
+            if l < n - 1:
+                # ∂L/∂A(l) = δ(l+1) W(l+1)ᵀ came down as grad_a; layer l applies ⊙ g'(Z(l)).
+                delta = self.layers[l].delta(caches[l], grad_a)
+            deltas[l] = delta
+            grads[l], grad_a = self.layers[l].backward_from_delta(params[l], caches[l], delta)
+        return tuple(grads), grad_a, tuple(deltas)
