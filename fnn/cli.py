@@ -339,8 +339,8 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck, "inspect": cmd_inspect,
-            "evaluate": cmd_evaluate, "predict": cmd_predict}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
+            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict}
 
 
 def main(argv=None) -> int:

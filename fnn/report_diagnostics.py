@@ -1,4 +1,4 @@
-"""Plots of the training diagnostics (:mod:`fnn.diagnostics`): ``gradients.png``, ``activations.png``.
+"""Plots of the training diagnostics (:mod:`fnn.diagnostics`): gradients.png, activations.png.
 
 Both read a history with the per-layer keys ``grad_norm/layer<l>``, ``slope/layer<l>``,
 ``saturated/layer<l>`` and ``dead/layer<l>`` (a :class:`fnn.train.Trainer` run with

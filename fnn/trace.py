@@ -121,8 +121,8 @@ class BackpropTrace:
         head = (f"backprop trace: {self.loss_name} loss {float(self.loss):.6g}  batch {batch}  "
                 f"network {self.sizes}  dtype {jnp.asarray(self.x).dtype}")
         shapes = ("shapes: Z, A, delta (batch, out); dW (in, out); db (out,).  |.|: Frobenius "
-                  "norm.\nslope: mean g'(Z).  saturated: entries with g'(Z) < 10% of max g'.  dead: units saturated "
-                  "on every example.  kept: dropout keep fraction.")
+                  "norm.\nslope: mean g'(Z).  saturated: entries with g'(Z) < 10% of max g'.  "
+                  "dead: units saturated on every example.  kept: dropout keep fraction.")
         rows = self.rows()
         cols = list(rows[0])
         if all(r["kept"] is None for r in rows):

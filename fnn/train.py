@@ -368,7 +368,8 @@ class Trainer:
       diagnostics: add per-layer statistics to the history (:mod:`fnn.diagnostics`):
         "grad_norm/layer<l>" and "update_ratio/layer<l>" (means over the epoch's steps),
         "weight_norm/layer<l>", and the activation health on the validation split at epoch
-        end, "slope/layer<l>" (mean g'(Z)), "saturated/layer<l>", "dead/layer<l>". The trained parameters are unchanged.
+        end, "slope/layer<l>" (mean g'(Z)), "saturated/layer<l>", "dead/layer<l>". The trained
+        parameters are unchanged.
     """
 
     def __init__(self, net: MLP, loss, optimizer: OptimizerLike, data, *, epochs: int,
