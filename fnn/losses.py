@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnn import activations as acts
 
@@ -94,7 +95,12 @@ def _ylogit(y: Array, z: Array) -> Array:
 
 def bce_value(z: Array, a: Array, y: Array) -> Array:
     # ℓ = −[y log σ(z) + (1−y) log(1−σ(z))] = max(z, 0) − y z + log(1 + e^{−|z|})
-    per = jnp.maximum(z, 0) - _ylogit(y, z) + jnp.log1p(jnp.exp(-jnp.abs(z)))
+    # max(z, 0) and |z| are written as `where(z >= 0, ...)` so that jax.grad takes both from the
+    # same branch at z = 0 and gets ℓ'(0) = 1 − y − 1/2 = σ(0) − y. (jnp.maximum splits its
+    # gradient 1/2 at a tie while jnp.abs takes slope 1 at 0, which gave ℓ'(0) = −y, not ½ − y.)
+    nonneg = z >= 0
+    abs_z = jnp.where(nonneg, z, -z)
+    per = jnp.where(nonneg, z, jnp.zeros_like(z)) - _ylogit(y, z) + jnp.log1p(jnp.exp(-abs_z))
     return jnp.sum(per) / _batch(z)
 
 
@@ -172,8 +178,8 @@ def check_pairing(loss: Loss, output: str, units: int) -> None:
         )
     if out == "softmax" and units < 2:
         raise ValueError(
-            f"output 'softmax' needs at least 2 units, got {units} (a 1-unit softmax is always 1;"
-            " use output='sigmoid' with binary_cross_entropy)"
+            f"loss {loss.name!r} with output 'softmax' needs at least 2 output units, got {units}"
+            " (a 1-unit softmax is always 1; use output='sigmoid' with binary_cross_entropy)"
         )
 
 
@@ -204,7 +210,8 @@ def prepare_targets(loss: Loss, y, units: int, dtype) -> Array:
     if y.ndim == 1:
         if jnp.issubdtype(y.dtype, jnp.integer) and units >= 2:
             if _is_concrete(y) and y.size:
-                lo, hi = int(jnp.min(y)), int(jnp.max(y))
+                # NumPy, not jnp: under jit a closed-over concrete y would give a traced min.
+                lo, hi = int(np.min(np.asarray(y))), int(np.max(np.asarray(y)))
                 if lo < 0 or hi >= units:
                     bad = lo if lo < 0 else hi
                     raise ValueError(
@@ -225,7 +232,7 @@ def prepare_targets(loss: Loss, y, units: int, dtype) -> Array:
             f" (batch, {units})" + (" or integer labels (batch,)" if units >= 2 else " or (batch,)")
         )
     if loss.classification and _is_concrete(y) and y.size:
-        lo, hi = float(jnp.min(y)), float(jnp.max(y))
+        lo, hi = float(np.min(np.asarray(y))), float(np.max(np.asarray(y)))
         if lo < 0 or hi > 1:
             raise ValueError(
                 f"targets: value {lo if lo < 0 else hi} out of range for {loss.name!r};"
