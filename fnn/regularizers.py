@@ -22,6 +22,13 @@ def _active(coef) -> bool:
     return isinstance(coef, jax.Array) or float(coef) != 0.0
 
 
+def _abs(w: Array) -> Array:
+    # |w| = w·sign(w) exactly, written so that jax.grad takes sign(0) = 0 at w = 0 like
+    # penalty_grad (jnp.abs has slope 1 at 0, so autodiff and manual L1 gradients disagreed on
+    # zero weights, e.g. initializer="zeros").
+    return w * jnp.sign(w)
+
+
 def penalty(params, *, l1=0.0, l2=0.0) -> Array:
     """R(params) = λ₁ Σ|W| + λ₂ Σ W² over the "w" leaves.
 
@@ -34,7 +41,7 @@ def penalty(params, *, l1=0.0, l2=0.0) -> Array:
     dtype = params[0]["w"].dtype
     total = jnp.zeros((), dtype)
     if _active(l1):
-        total = total + jnp.asarray(l1, dtype) * sum(jnp.sum(jnp.abs(p["w"])) for p in params)
+        total = total + jnp.asarray(l1, dtype) * sum(jnp.sum(_abs(p["w"])) for p in params)
     if _active(l2):
         total = total + jnp.asarray(l2, dtype) * sum(jnp.sum(jnp.square(p["w"])) for p in params)
     return total
