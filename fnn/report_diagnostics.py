@@ -76,8 +76,17 @@ def _layer_colors(layers: Sequence[int]):
     return {l: cmap(0.9 * i / n) for i, l in enumerate(layers)}
 
 
-def _layer_label(l: int, last: int) -> str:
+def _layer_label(l: int, last: Optional[int]) -> str:
     return f"layer {l}" + (" (output)" if l == last else "")
+
+
+def _output_layer(series: dict[int, np.ndarray], groups) -> Optional[int]:
+    """The output layer's index when every group's network has the same depth, else None."""
+    lasts = set()
+    for _, idx in groups:
+        present = [l for l, v in series.items() if np.any(np.isfinite(v[idx]))]
+        lasts.add(max(present) if present else None)
+    return lasts.pop() if len(lasts) == 1 else None
 
 
 def _epoch_axis(ax, ticker, epochs: int) -> None:
@@ -111,9 +120,14 @@ def _log_decades(ax, ticker, limits) -> None:
     if limits is not None:
         ax.set_ylim(*limits)
         span = np.log10(limits[1]) - np.log10(limits[0])
-        step = max(1, int(np.ceil(span / 8)))  # at most ~8 labelled decades
-        ax.yaxis.set_major_locator(ticker.LogLocator(base=10.0 ** step, numticks=20))
-        ax.yaxis.set_minor_locator(ticker.LogLocator(base=10.0, subs=(1.0,), numticks=40))
+        if span <= 2:  # a decade or two: label 1, 2, 5 of each
+            ax.yaxis.set_major_locator(ticker.LogLocator(base=10.0, subs=(1.0, 2.0, 5.0),
+                                                         numticks=20))
+            ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+        else:
+            step = max(1, int(np.ceil(span / 8)))  # at most ~8 labelled decades
+            ax.yaxis.set_major_locator(ticker.LogLocator(base=10.0 ** step, numticks=20))
+            ax.yaxis.set_minor_locator(ticker.LogLocator(base=10.0, subs=(1.0,), numticks=40))
         ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
@@ -145,7 +159,7 @@ def plot_gradients(path: PathLike, history: dict, *, member_labels: Optional[Seq
     Figure, FigureCanvasAgg, ticker, Line2D = mpl
 
     layers = list(series)
-    last = layers[-1]
+    last = _output_layer(series, groups)
     colors = _layer_colors(layers)
     medians = [{l: _median(series[l][idx]) for l in layers} for _, idx in groups]
     limits = _decade_limits(np.concatenate([v for m in medians for v in m.values()]))
@@ -241,7 +255,8 @@ def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[S
     Figure, FigureCanvasAgg, ticker, Line2D = mpl
 
     layers = sorted(set().union(*[set(s) for s in series.values()]))
-    last = layers[-1]
+    depth = layer_series(history, "weight_norm") or layer_series(history, "grad_norm")
+    last = _output_layer(depth, groups) if depth else None
     colors = _layer_colors(layers)
     x = np.arange(1, epochs + 1)
     nrows = len(groups)

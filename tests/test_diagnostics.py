@@ -186,3 +186,26 @@ def test_inspect_prints_the_per_layer_table(capsys, monkeypatch):
     assert "[sweep] table is ignored" in captured.err
     rc = main(["inspect", "configs/vanishing_gradients.toml", "--batch", "0"])
     assert rc == 2
+
+
+def test_plots_from_a_history_with_groups_of_different_depths(tmp_path):
+    from fnn import report_diagnostics as rd
+
+    rng = np.random.default_rng(0)
+    epochs, hist = 4, {"train_loss": rng.random((3, 4)), "trained": np.ones((3, 4), bool)}
+    for stat in diag.LAYER_STATS:
+        for l in (1, 2, 3):
+            values = rng.random((3, epochs)) + 1e-3
+            values[0] = np.nan if l == 3 else values[0]   # member 0: a shallower network
+            hist[diag.layer_key(stat, l)] = values
+    hist["trained"][2, 3] = False                          # an epoch skipped after a stop
+    groups = [("shallow", [0]), ("deep", [1, 2])]
+    assert rd.plot_gradients(tmp_path / "g.png", hist, groups=groups, title="t")
+    assert rd.plot_activations(tmp_path / "a.png", hist, groups=groups)
+    assert (tmp_path / "g.png").stat().st_size > 1000 and (tmp_path / "a.png").is_file()
+    assert list(rd.layer_series(hist, "grad_norm")) == [1, 2, 3]
+    assert np.isnan(rd.layer_series(hist, "dead")[1][2, 3])
+    with pytest.raises(ValueError, match="diagnostics"):
+        rd.plot_gradients(tmp_path / "x.png", {"train_loss": np.ones(3)})
+    with pytest.raises(ValueError, match="groups"):
+        rd.plot_activations(tmp_path / "x.png", hist, groups=[("bad", [5])])
