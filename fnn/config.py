@@ -192,7 +192,7 @@ class EarlyStoppingConfig:
     patience: int = opt(10, "epochs without improvement before stopping", type="int", min=1)
     min_delta: float = opt(0.0, "smallest change that counts as an improvement", type="float",
                            min=0)
-    restore_best: bool = opt(True, "restore the best epoch's parameters when stopping",
+    restore_best: bool = opt(True, "restore the best epoch's parameters when stopping (and at the last epoch)",
                              type="bool")
 
 

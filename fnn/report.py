@@ -129,12 +129,20 @@ def _cell(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 # CSV / JSON
 # --------------------------------------------------------------------------------------------
+def _natural(name: str):
+    """Sort key that orders layer2 before layer10."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def write_metrics_csv(path: PathLike, history: dict, *,
                       member_labels: Optional[Sequence] = None) -> pathlib.Path:
     """Write the per-epoch metrics as CSV, one row per member per trained epoch.
 
     Columns: ``member`` (the member's label; 0 for a single run, the member index for a sweep
-    without labels), ``epoch`` (1-based), then every metric of ``history`` sorted by name,
+    without labels), ``epoch`` (1-based), then every metric of ``history`` sorted by name (numbers in names
+    sorted numerically: layer2 before layer10),
     except ``trained``, which only drops the rows of skipped epochs.
 
     Args:
@@ -149,7 +157,7 @@ def write_metrics_csv(path: PathLike, history: dict, *,
     arrays, members, epochs, sweep = _history_arrays(history)
     labels = _labels(member_labels, members)
     trained = arrays.pop("trained", np.ones((members, epochs), bool)).astype(bool)
-    names = sorted(arrays)
+    names = sorted(arrays, key=_natural)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["member", "epoch", *names])

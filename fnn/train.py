@@ -20,7 +20,8 @@ is seen at least once per epoch** and ``pad = ceil(N/B)·B − N`` examples twic
 exactly B rows, so the loss of each step is the exact batch mean.
 
 Early stopping (monitor val_loss or val_accuracy, patience, min_delta) is decided inside the
-compiled loop. When it stops, the best parameters are restored (``restore_best``) and every later
+compiled loop. When it stops — or reaches its last epoch — the best parameters are restored
+(``restore_best``); after a stop every later
 epoch is skipped by ``lax.cond`` (under a sweep's vmap the cond becomes a select: later epochs
 are computed and discarded, member by member). The NaN guard skips any step whose loss,
 gradient or updated parameters are not finite, marks the run halted at that step and leaves
@@ -141,7 +142,8 @@ class EarlyStopping:
       monitor: "val_loss" (minimized) or "val_accuracy" (maximized).
       patience: epochs without improvement before stopping (≥ 1).
       min_delta: an improvement must beat the best by more than this (≥ 0).
-      restore_best: restore the best epoch's params when stopping.
+      restore_best: restore the best epoch's params when stopping, and at the end of a run
+        that did not stop.
     """
 
     monitor: str = "val_loss"
@@ -537,6 +539,10 @@ class Trainer:
             if self.early_stopping is not None:
                 early, params = self.early_stopping.update(
                     early, hist[self.early_stopping.monitor], epoch, params)
+                if self.early_stopping.restore_best:
+                    # A run that reaches its last epoch without stopping also ends on its best
+                    # epoch's parameters (epoch counts persist across chunks, so this is exact).
+                    params = _select(epoch == self.epochs, early.best_params, params)
             state = state._replace(epoch=epoch, params=params, early=early)
             return state, {**hist, "trained": jnp.asarray(True)}
 

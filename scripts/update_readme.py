@@ -6,7 +6,8 @@
 import sys
 from pathlib import Path
 
-from fnn import config
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
+from fnn import config  # noqa: E402
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 
