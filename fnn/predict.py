@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from pathlib import Path
 
 import jax
@@ -29,10 +30,21 @@ def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray
     if not p.is_file():
         raise ValueError(f"INPUT: {str(p)!r} does not exist")
     if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
+        try:
+            z = np.load(p, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an archive")
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            reason = str(err) if zipfile.is_zipfile(p) or str(err).startswith("a single") else \
+                "not a zip archive"
+            raise ValueError(f"INPUT {p.name}: not a readable .npz file ({reason})") from None
+        with z:
             if "x" not in z:
                 raise ValueError(f"INPUT {p.name}: no array 'x' (found: {', '.join(z.files) or 'none'})")
-            x = np.asarray(z["x"])
+            try:
+                x = np.asarray(z["x"])
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+                raise ValueError(f"INPUT {p.name}: array 'x' cannot be read ({err})") from None
     elif p.suffix == ".csv":
         with open(p, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
@@ -67,14 +79,19 @@ def predict_file(run_dir, input_path, output=None, *, member: int = 0) -> Path:
     """Predict ``input_path`` with member ``member`` of the run in ``run_dir``; returns the CSV path."""
     from fnn import runner
 
-    cfg, dataset, loaded = runner.load_run(run_dir)
+    inputs = {}
+
+    def read(cfg, dataset):  # bad input fails before any model is built or compiled
+        inputs["x"] = read_inputs(input_path, num_features=dataset.num_features,
+                                  drop_column=cfg.data.target if cfg.data.name == "csv" else "")
+
+    cfg, dataset, loaded = runner.load_run(run_dir, before_models=read)
+    x = inputs["x"]
     flat = [(g, tr, st, j) for g, tr, st in loaded for j in range(len(g.members))]
     if not 0 <= member < len(flat):
         raise ValueError(f"--member: {member}; the run has {len(flat)} members")
     g, trainer, state, j = flat[member]
     params = runner._member(state, j, len(g.members) > 1).params
-    x = read_inputs(input_path, num_features=dataset.num_features,
-                    drop_column=cfg.data.target if cfg.data.name == "csv" else "")
     if dataset.x_train.dtype == np.uint8:
         x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
     elif dataset.x_mean is not None:

@@ -439,14 +439,20 @@ def results_table(cfg, members: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Loading a finished run (evaluate / predict)
 # ---------------------------------------------------------------------------------------------
-def load_run(run_dir):
-    """(config, dataset, [(group, trainer, state)]) of a finished run directory."""
+def load_run(run_dir, *, before_models=None):
+    """(config, dataset, [(group, trainer, state)]) of a finished run directory.
+
+    ``before_models(cfg, dataset)``, if given, is called before any network is built or
+    compiled, so that other input (e.g. the file to predict) is checked first.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
     cfg = config_mod.from_dict(config_mod.parse_toml((run_dir / CONFIG_FILE).read_text()),
                                source=str(run_dir / CONFIG_FILE))
     dataset = exp.load_dataset(cfg)
+    if before_models is not None:
+        before_models(cfg, dataset)
     groups = exp.plan(cfg)
     loaded = []
     for gi, g in enumerate(groups):
