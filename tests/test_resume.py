@@ -43,7 +43,9 @@ keep_checkpoints = 2
 progress = false
 plots = false
 """
-SWEEP_ARGS = ("--grid", "optimizer.learning_rate=0.01,0.003", "--seeds", "2")
+SWEEP_EPOCHS = 30
+SWEEP_ARGS = ("--grid", "optimizer.learning_rate=0.01,0.003", "--seeds", "2",
+              "--set", "data.n_samples=2000", "--set", f"training.epochs={SWEEP_EPOCHS}")
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_is_bitwise_equal(work):
     line = err.strip().splitlines()[-1]
     assert line.startswith("fnn: interrupted at epoch ") and "--resume" in line, err
     epoch = int(line.split("interrupted at epoch ")[1].split("/")[0])
-    assert 3 <= epoch < EPOCHS
+    assert 3 <= epoch < SWEEP_EPOCHS
     assert newest_epoch(ckpts) == epoch  # saved at the epoch it stopped
     assert not (root / "sweep-int" / "summary.json").exists()
 
