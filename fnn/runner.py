@@ -313,6 +313,8 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     Raises:
       UsageError / ValueError: bad input (exit 2).  Interrupted: Ctrl-C (exit 130).
     """
+    if cfg.data.path:  # saved absolute, so evaluate / predict work from any directory
+        cfg = cfg.replace("data.path", str(Path(cfg.data.path).resolve()))
     run_dir = run_dir_for(cfg, out)
     spec = parallel_spec(cfg)
     parallel.initialize(spec)  # multi-process runs: join before any other JAX work

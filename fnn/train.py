@@ -427,6 +427,7 @@ class Trainer:
         self._run = jax.jit(self._run_impl, static_argnames=("num_epochs", "batched"),
                             donate_argnums=(0,))
         self._init = jax.jit(self._init_impl, static_argnames=("batched",))
+        self._evaluate = jax.jit(self.evaluate_fn)  # compiled once per input shape
         self.trace_count = 0  # incremented each time the run is traced (compiled)
 
     # --- hyperparameters -----------------------------------------------------------------------
@@ -580,7 +581,7 @@ class Trainer:
         """Host-side evaluation of ``params`` on (x, y): {"loss", "accuracy"?} as floats."""
         check_data(self.net, self.loss, x, y, "evaluation data")
         x, y = np.asarray(x), np.asarray(y)
-        out = jax.jit(self.evaluate_fn)(params, *self._place((x, y)))
+        out = self._evaluate(params, *self._place((x, y)))
         return {k: float(v) for k, v in out.items()}
 
     # --- the run -------------------------------------------------------------------------------
