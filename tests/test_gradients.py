@@ -62,21 +62,13 @@ def rel_error(a, b) -> np.ndarray:
     return np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
 
 
-def assert_grads_rel_close(manual, auto, *, rtol: float, leaf_atol_factor: float = 0.0):
-    """chex tree assertion: every entry within ``rtol`` relative error (CS231n form).
-
-    With ``leaf_atol_factor > 0`` an entry may instead satisfy
-    |a − b| ≤ rtol·max(|a|, |b|) + leaf_atol_factor·max|leaf| (see the caller's justification).
-    """
+def assert_grads_rel_close(manual, auto, *, rtol: float):
+    """chex tree assertion: every entry within ``rtol`` in the CS231n relative error
+    |a − b| / max(|a|, |b|) (no absolute floor: entries that are exactly 0 in one mode must be
+    exactly 0 in the other)."""
 
     def close(a, b):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a.shape != b.shape:
-            return False
-        if a.size == 0:
-            return True
-        atol = leaf_atol_factor * max(np.abs(a).max(), np.abs(b).max())
-        return bool(np.all(np.abs(a - b) <= rtol * np.maximum(np.abs(a), np.abs(b)) + atol))
+        return a.shape == b.shape and bool(np.all(rel_error(a, b) <= rtol))
 
     def message(a, b):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
