@@ -332,7 +332,7 @@ BAD = [
     ("csv-unknown-target", '[data]\nname = "csv"\npath = "good.csv"\ntarget = "lable"\n', TRAIN,
      "data.target='lable': no such column", _good_csv),
     ("npz-malformed", '[data]\nname = "npz"\npath = "bad.npz"\n', TRAIN,
-     "npz file 'bad.npz': not a readable .npz archive", _bad_npz),
+     "bad.npz': not a readable .npz archive", _bad_npz),
     ("npz-missing-array", '[data]\nname = "npz"\npath = "noy.npz"\n', TRAIN,
      "missing array 'y'", _npz_without_y),
     ("data-option-of-another-set", BASE + "num_classes = 3\n", TRAIN,
