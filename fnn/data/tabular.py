@@ -300,7 +300,9 @@ def read_npz(
     except FileNotFoundError:
         raise DataError(f"path={str(path)!r}: no such npz file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{where}: not a readable .npz archive ({e})") from None
+        # numpy reads a non-zip file as a pickle and then refuses it: say what it really is.
+        why = "not a zip archive" if "pickled" in str(e) else str(e)
+        raise DataError(f"{where}: not a readable .npz archive ({why})") from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DataError(f"{where}: holds a single array; expected an .npz archive with arrays x and y")
     with npz:
