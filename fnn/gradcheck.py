@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from fnn import losses as losses_mod
 from fnn import objective as obj
@@ -169,51 +170,57 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
         xb, yb, _ = obj.prepare_batch(net64, loss, x64, y_in)
         kw = dict(key=key, l1=l1, l2=l2, drop_rate=drop_rate)
 
-        if backward is None:
-            manual = obj.evaluate(net64, loss, p64, xb, yb, mode="manual", **kw)
-            value, g_manual = manual.loss, manual.grads
-        else:
-            value = obj.objective(net64, loss, p64, xb, yb, **kw)[0]
-            g_manual = backward(net64, loss, p64, xb, yb)
-        g_auto = obj.evaluate(net64, loss, p64, xb, yb, mode="autodiff", **kw).grads
-
         kink_layers = [i for i, layer in enumerate(net64.layers) if layer.act.kink]
+        leaves = jax.tree.leaves(p64)
+        flat0, unravel = ravel_pytree(p64)
+        rng = np.random.default_rng(seed)
+        samples = []
+        for leaf in leaves:  # ravel_pytree orders leaves as jax.tree.leaves does
+            n = leaf.size
+            idx = np.arange(n) if n <= num_coords else np.sort(rng.choice(n, num_coords, replace=False))
+            samples.append(idx)
+        starts = np.cumsum([0] + [leaf.size for leaf in leaves[:-1]])
+        coords = np.concatenate([st + idx for st, idx in zip(starts, samples)]).astype(np.int32)
 
         def f_and_pattern(p):
             _, caches = net64.forward(p, xb, key=key, drop_rate=drop_rate)
             val = obj.objective(net64, loss, p, xb, yb, **kw)[0]
-            pattern = [caches[i].z > 0 for i in kink_layers]
-            return val, pattern
+            return val, [caches[i].z > 0 for i in kink_layers]
 
-        leaves, treedef = jax.tree.flatten(p64)
-        base_pattern = f_and_pattern(p64)[1]
-        rng = np.random.default_rng(seed)
+        @jax.jit
+        def compute(flat, coords):
+            # One program: both gradients, and the central differences coordinate by
+            # coordinate (lax.map: two forward passes at a time, memory independent of size).
+            p = unravel(flat)
+            if backward is None:
+                manual = obj.evaluate(net64, loss, p, xb, yb, mode="manual", **kw)
+                value, g_manual = manual.loss, manual.grads
+            else:
+                value = obj.objective(net64, loss, p, xb, yb, **kw)[0]
+                g_manual = backward(net64, loss, p, xb, yb)
+            g_auto = obj.evaluate(net64, loss, p, xb, yb, mode="autodiff", **kw).grads
+            base = f_and_pattern(p)[1]
 
-        @functools.partial(jax.jit, static_argnums=0)
-        def fd_at(leaf_index, flat_idx):
             def one(i):
-                def shifted(sign):
-                    new = list(leaves)
-                    flat = new[leaf_index].ravel().at[i].add(sign * fd_eps)
-                    new[leaf_index] = flat.reshape(leaves[leaf_index].shape)
-                    return f_and_pattern(jax.tree.unflatten(treedef, new))
-
-                (fp, pp), (fm, pm) = shifted(1.0), shifted(-1.0)
+                fp, pp = f_and_pattern(unravel(flat.at[i].add(fd_eps)))
+                fm, pm = f_and_pattern(unravel(flat.at[i].add(-fd_eps)))
                 same = jnp.array(True)
-                for b, a1, a2 in zip(base_pattern, pp, pm):
+                for b, a1, a2 in zip(base, pp, pm):  # no ReLU crossed its kink
                     same = same & jnp.all(a1 == b) & jnp.all(a2 == b)
                 return (fp - fm) / (2 * fd_eps), same
 
-            return jax.vmap(one)(flat_idx)
+            fd, ok = jax.lax.map(one, coords)
+            return value, g_manual, g_auto, fd, ok
 
+        value, g_manual, g_auto, fd_all, ok_all = compute(flat0, jnp.asarray(coords))
+        fd_all, ok_all = np.asarray(fd_all), np.asarray(ok_all)
         manual_leaves = jax.tree.leaves(g_manual)
         auto_leaves = jax.tree.leaves(g_auto)
-        reports = []
+        reports, pos = [], 0
         for li, (path, leaf) in enumerate(zip(_leaf_paths(p64), leaves)):
-            n = leaf.size
-            idx = np.arange(n) if n <= num_coords else np.sort(rng.choice(n, num_coords, replace=False))
-            fd, ok = fd_at(li, jnp.asarray(idx))
-            fd, ok = np.asarray(fd), np.asarray(ok)
+            idx = samples[li]
+            fd, ok = fd_all[pos:pos + len(idx)], ok_all[pos:pos + len(idx)]
+            pos += len(idx)
             man = np.asarray(manual_leaves[li]).ravel()
             reports.append(LeafReport(
                 path=path,

@@ -265,7 +265,10 @@ def train_step_fn(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "ma
             "finite": finite,
         }
         if diagnostics:
-            metrics.update(diag_mod.step_stats(out.grads, updates, state.params))
+            # The barrier keeps XLA from fusing the statistics into the update's kernels, so
+            # switching diagnostics on cannot change how the parameters are computed.
+            observed = jax.lax.optimization_barrier((out.grads, updates, state.params))
+            metrics.update(diag_mod.step_stats(*observed))
         return new_state, metrics
 
     return step
