@@ -54,7 +54,7 @@ def test_fnn_only_cases_in_process(tmp_path):
             assert res[c] == {"status": "skipped", "reason": "excluded by --only fnn"}
     util = saved["cases"]["util"]
     assert util["results"]["xla-matmul"]["step_gemms"]["gflops"] > 0
-    assert util["utilization"]["fnn-scan"]["utilization_nominal"] > 0
+    assert util["utilization"]["fnn-scan (interleaved)"]["utilization_nominal"] > 0
     sweep = saved["cases"]["sweep"]
     assert sweep["results"]["fnn-sweep"]["members"] == 2 and sweep["wall_ratio"] > 0
     names = [t["target"] for t in saved["targets"]]
