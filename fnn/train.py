@@ -406,7 +406,8 @@ class Trainer:
             xv, yv = x, y
         self.mesh = mesh  # a 1-d jax.sharding.Mesh (see fnn.parallel) or None
         parallel.check_divisible(mesh, batch_size=batch_size, members=None)
-        self.data = DeviceData(*(parallel.place(mesh, np.asarray(a)) for a in (x, y, xv, yv)))
+        self._host_data = (x, y, xv, yv)  # placed on the device(s) once, at first use
+        self._data = None
         self.num_train = int(np.shape(x)[0])
         self.epochs, self.batch_size, self.grad = epochs, batch_size, grad
         self.batches_per_epoch = math.ceil(self.num_train / batch_size)
@@ -439,6 +440,15 @@ class Trainer:
         self._init = jax.jit(self._init_impl, static_argnames=("batched",))
         self._evaluate = jax.jit(self.evaluate_fn)  # compiled once per input shape
         self.trace_count = 0  # incremented each time the run is traced (compiled)
+
+    @property
+    def data(self) -> DeviceData:
+        """The training and validation arrays on the device(s), placed once on first use."""
+        if self._data is None:
+            self._data = DeviceData(*(parallel.place(self.mesh, np.asarray(a))
+                                      for a in self._host_data))
+            self._host_data = None
+        return self._data
 
     # --- hyperparameters -----------------------------------------------------------------------
     def hparams_array(self, hparams=None, *, members: Optional[int] = None) -> HParams:
