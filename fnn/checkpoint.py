@@ -37,7 +37,6 @@ import json
 import os
 import pathlib
 import re
-import secrets
 import time
 import warnings
 import zipfile
@@ -46,6 +45,8 @@ from typing import Any, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fnn import fileio
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "fnn-checkpoint"
@@ -116,17 +117,6 @@ def _to_host(leaf) -> tuple[np.ndarray, dict]:
     return np.asarray(arr, order="C"), info
 
 
-def _fsync_dir(directory: pathlib.Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,20 +187,7 @@ def save(directory: PathLike, state, history: Optional[dict] = None, *, epoch: i
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / filename(epoch)
-    tmp = directory / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
+    fileio.atomic_write(final, lambda f: np.savez(f, **arrays))
     if keep is not None:
         older = sorted((e, p) for e, p in _listing(directory) if e < epoch)
         for _, p in older[: max(0, len(older) - (keep - 1))]:

@@ -11,8 +11,6 @@ each.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 from dataclasses import dataclass
 from typing import Optional
 

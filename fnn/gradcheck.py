@@ -19,7 +19,6 @@ jax.grad) and ``tol_fd`` (manual vs finite differences).
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import asdict, dataclass, field
 

@@ -22,10 +22,11 @@ import json
 import math
 import os
 import pathlib
-import secrets
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+
+from fnn import fileio
 
 PathLike = Union[str, os.PathLike]
 
@@ -46,32 +47,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
     Returns:
       ``path`` as a :class:`pathlib.Path`.
     """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # mode 0666 & ~umask, like any new file
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # platforms where directories cannot be opened
-        return path
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return path
+    return fileio.atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:

@@ -19,9 +19,6 @@ Ctrl-C: the first interrupt finishes the current chunk, saves a checkpoint and e
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import os
 import platform
 import shutil
 import signal
@@ -31,7 +28,6 @@ from pathlib import Path
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import fnn

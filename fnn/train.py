@@ -30,10 +30,8 @@ the parameters as after the last good step; later steps are skipped too.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Union
 

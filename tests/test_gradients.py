@@ -8,7 +8,7 @@
 
 Compilation dominates the run time of the drawn-network tests (every draw is a new program), so
 manual and autodiff gradients are computed in *one* jitted program per draw, compiled with XLA's
-cheap-compile options (see ``FAST_COMPILE``), and parameters and data come from NumPy.
+cheap-compile options (see ``grad_helpers.FAST_COMPILE``), and parameters and data come from NumPy.
 """
 
 from __future__ import annotations
@@ -26,21 +26,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnn
+from grad_helpers import jit  # noqa: E402
 from fnn import objective as obj
 
 # --- helpers -------------------------------------------------------------------------------------
 
-# XLA:CPU spends ~20 ms of LLVM code generation per fused kernel at the default optimisation level,
-# and every drawn network is a new program. These options (no LLVM optimisation, the plain
-# elemental emitter) make compilation ~3-4x cheaper with the same IEEE arithmetic; both modes are
-# compiled into the same executable anyway. If a future XLA rejects an option ("No such compile
-# option"), drop it here.
-FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
-jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 
 
 def _both_modes(net, loss, l1, l2, params, x, y, key):

@@ -20,28 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fnn
+from grad_helpers import jit, np_params  # noqa: E402
 from fnn import initializers as inits
 from fnn import layers
 
 MODES = ("manual", "autodiff")
 
-# XLA:CPU spends most of these tests compiling small one-off programs; these options make that ~3x
-# cheaper (no LLVM optimisation, the plain elemental emitter) with the same IEEE arithmetic. If a
-# future XLA rejects an option ("No such compile option"), drop it here.
-FAST_COMPILE = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
-jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 
-
-def np_params(net, seed=0):
-    """Random parameters from NumPy (eager jax.random compiles kernels for every new shape)."""
-    rng = np.random.default_rng(seed)
-    return tuple({"w": (rng.normal(size=(m, n)) / np.sqrt(m)).astype(net.dtype),
-                  "b": (0.1 * rng.normal(size=n)).astype(net.dtype)}
-                 for m, n in zip(net.sizes[:-1], net.sizes[1:]))
 jit_loss_and_grad = jit(fnn.loss_and_grad, static_argnums=(0, 1),
                             static_argnames=("mode",))
 

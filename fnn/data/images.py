@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fnn import fileio
 from fnn.data.idx import read_idx
 from fnn.data.validate import DataError
 
@@ -254,17 +255,6 @@ def mirror_urls(source: ImageSource, mirror: str | list[str] | tuple[str, ...] |
     return out
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _raw_digest(path: str) -> str | None:
@@ -319,7 +309,7 @@ def download_file(url: str, dest: Path, spec: FileSpec, *, timeout: float = DOWN
                     f"{url}: SHA-256 mismatch: got {got}, expected {spec.sha256}; the file was discarded"
                 )
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fileio.fsync_dir(dest.parent)
     except BaseException:
         try:
             os.unlink(tmp)
