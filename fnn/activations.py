@@ -22,6 +22,8 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from fnn import registry
+
 Array = jax.Array
 
 LEAKY_RELU_SLOPE = 0.01
@@ -152,11 +154,7 @@ def get(name: str) -> Activation:
     """
     if isinstance(name, Activation):
         return name
-    key = ALIASES.get(name, name)
-    if key not in ACTIVATIONS:
-        valid = ", ".join(sorted([*ACTIVATIONS, *ALIASES]))
-        raise ValueError(f"unknown activation {name!r}; expected one of: {valid}")
-    return ACTIVATIONS[key]
+    return registry.lookup("activation", name, ACTIVATIONS, ALIASES)
 
 
 def canonical_name(name: str) -> str:

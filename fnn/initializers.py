@@ -21,6 +21,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from fnn import registry
+
 Array = jax.Array
 Initializer = Callable[..., Array]
 
@@ -88,16 +90,12 @@ ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal",
 
 def get(name: str) -> Initializer:
     """Look up an initializer by name. Raises ValueError listing the valid names."""
-    key = ALIASES.get(name, name)
-    if key not in INITIALIZERS:
-        valid = ", ".join(sorted([*INITIALIZERS, *ALIASES]))
-        raise ValueError(f"unknown initializer {name!r}; expected one of: {valid}")
-    return INITIALIZERS[key]
+    return registry.lookup("initializer", name, INITIALIZERS, ALIASES)
 
 
 def canonical_name(name: str) -> str:
-    get(name)
-    return ALIASES.get(name, name)
+    """The registry name of ``name`` (resolving aliases); raises like :func:`get`."""
+    return registry.canonical("initializer", name, INITIALIZERS, ALIASES)
 
 
 def default_for(activation: str) -> str:

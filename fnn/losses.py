@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import activations as acts
+from fnn import registry
 
 Array = jax.Array
 
@@ -155,11 +156,7 @@ def get(name) -> Loss:
     """
     if isinstance(name, Loss):
         return name
-    key = ALIASES.get(name, name)
-    if key not in LOSSES:
-        valid = ", ".join(sorted([*LOSSES, *ALIASES]))
-        raise ValueError(f"unknown loss {name!r}; expected one of: {valid}")
-    return LOSSES[key]
+    return registry.lookup("loss", name, LOSSES, ALIASES)
 
 
 def check_pairing(loss: Loss, output: str, units: int) -> None:
