@@ -1234,7 +1234,7 @@ def render_markdown(results: dict) -> str:
             else:
                 rows.append([CONTESTANT_TITLES.get(k, k)] + ["—"] * 8 + [_status_cell(r)])
         out += [_table(["contestant", "time to target s", "epoch", "÷ fnn", "final val acc",
-                        "test acc", "epochs", "total wall s", "peak RSS MB", ""], rows), ""]
+                        "test acc", "epochs", "total wall s", "peak RSS MB", "note"], rows), ""]
     c = cases.get("sweep")
     if c:
         out += [f"## Sweep scaling: tiny MLP, {c['config']['members']} members vs one "
@@ -1247,7 +1247,7 @@ def render_markdown(results: dict) -> str:
                              _fmt(r["samples_per_s"]), _fmt(r.get("peak_rss_mb"), "{:.0f}")])
             else:
                 rows.append([CONTESTANT_TITLES.get(k, k), "—", "—", "—", "—", _status_cell(r)])
-        out += [_table(["run", "members", "wall s (median)", "min–max", "member-samples/s", "peak RSS MB"], rows),
+        out += [_table(["run", "members", "wall s (median)", "min–max", "member-samples/s", "peak RSS MB / note"], rows),
                 "", f"Sweep ÷ one member: **{_fmt(c.get('wall_ratio'), '{:.2f}×')}**", ""]
     c = cases.get("startup")
     if c:
