@@ -236,21 +236,33 @@ def train_step_fn(net: MLP, loss, optimizer: optim.Optimizer, *, grad: str = "ma
         y = losses_mod.prepare_targets(loss, y, net.sizes[-1], dtype)
         out = obj.evaluate(net, loss, state.params, x, y, mode=grad,
                            key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate)
-        updates, opt_state = optimizer.update(out.grads, state.opt_state, state.params)
-        params = optim.apply_updates(state.params, updates)
-        # Guard the result too: a finite gradient can still give non-finite parameters (an
-        # inf/NaN learning rate from a schedule, an overflowing update). One reduction per
-        # tree, not one per leaf: a sum is finite only if every term is (an inf or NaN entry
-        # makes it inf or NaN), so ‖g‖² and Σ updates detect any bad entry.
+        # NaN guard, checked before the update where possible: ‖g‖² (also the grad_norm
+        # metric) is finite only if every gradient entry is, so one reduction covers the tree.
         grad_sq = sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(out.grads))
-        upd_sum = sum(jnp.sum(u) for u in jax.tree.leaves(updates))
-        finite = jnp.isfinite(out.loss) & jnp.isfinite(grad_sq) & jnp.isfinite(upd_sum)
-        ok = finite & ~state.halted
+        ok_pre = jnp.isfinite(out.loss) & jnp.isfinite(grad_sq) & ~state.halted
+
+        def apply(_):
+            u, o = optimizer.update(out.grads, state.opt_state, state.params)
+            return optim.apply_updates(state.params, u), o, u
+
+        def keep(_):
+            return state.params, state.opt_state, jax.tree.map(jnp.zeros_like, state.params)
+
+        # lax.cond: a skipped step costs nothing and no select pass touches every weight.
+        new_params, new_opt, updates = jax.lax.cond(ok_pre, apply, keep, None)
+        # A finite gradient can still give non-finite parameters (an inf/NaN learning rate from
+        # a schedule, an overflowing update): then revert to the last good state.
+        ok_post = jnp.isfinite(sum(jnp.sum(p) for p in jax.tree.leaves(new_params)))
+        params, opt_state = jax.lax.cond(
+            ok_post, lambda _: (new_params, new_opt),
+            lambda _: (state.params, state.opt_state), None)
+        finite = jnp.isfinite(out.loss) & jnp.isfinite(grad_sq) & ok_post
+        ok = ok_pre & ok_post
         newly_halted = ~finite & ~state.halted
         new_state = state._replace(
             step=state.step + ok.astype(jnp.int32),
-            params=_select(ok, params, state.params),
-            opt_state=_select(ok, opt_state, state.opt_state),
+            params=params,
+            opt_state=opt_state,
             key=key,
             halted=state.halted | newly_halted,
             halted_step=jnp.where(newly_halted, state.step, state.halted_step).astype(jnp.int32),
