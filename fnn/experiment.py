@@ -273,7 +273,7 @@ def plan(cfg: Config, grid=None, seeds=None) -> list[Group]:
     return out
 
 
-def group_hparams(group: Group, trainer: Trainer) -> dict:
+def group_hparams(group: Group) -> dict:
     """The group's per-member traced values as arrays."""
     return {k: np.asarray(v) for k, v in group.hparams.items()}
 

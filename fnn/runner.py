@@ -183,27 +183,34 @@ def traced_names(cfg, group) -> Optional[tuple]:
     return tuple(dict.fromkeys(default + tuple(group.traced)))
 
 
-def train_group(cfg, group, dataset, ckpt_dir: Path, *, resume: bool, quiet: bool,
-                interrupt: _InterruptFlag, config_text: str, mesh=None):
-    """Train one group (one compiled program).
+def checkpoint_dir(run_dir: Path, group_index: int, num_groups: int) -> Path:
+    """``checkpoints/``, or ``checkpoints/group-<i>/`` when a sweep has several groups."""
+    return run_dir / "checkpoints" / (f"group-{group_index}" if num_groups > 1 else "")
+
+
+def initial_state(group, trainer):
+    """(first TrainState, hyperparameters) of a group: a vmapped sweep, or one run."""
+    hp = exp.group_hparams(group)
+    if len(group.members) > 1:
+        return trainer.init_sweep(exp.member_keys(group.seeds), hp), hp
+    hp = {k: float(v[0]) for k, v in hp.items()}
+    return trainer.init(jax.random.key(group.seeds[0]), hp), hp
+
+
+def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
+                interrupt: _InterruptFlag, config_text: str):
+    """Train one group (one compiled program) with its already built ``trainer``.
 
     Returns:
-      (trainer, state, history, seconds) with state and history as host (NumPy) copies.
+      (state, history, seconds) with state and history as host (NumPy) copies.
     """
     gcfg = group.config
     batched = len(group.members) > 1
     main = parallel.is_main_process()
     bar = ProgressBar(gcfg.training.epochs, group.title if batched else "train",
                       enabled=gcfg.output.progress and not quiet and main)
-    trainer = exp.build_trainer(gcfg, dataset, traced=traced_names(cfg, group),
-                                progress=bar if bar.bar is not None else None, mesh=mesh)
-    hp = exp.group_hparams(group, trainer)
-    if batched:
-        state = trainer.init_sweep(exp.member_keys(group.seeds), hp)
-    else:
-        state = trainer.init(jax.random.key(group.seeds[0]),
-                             {k: float(v[0]) for k, v in hp.items()})
-        hp = {k: float(v[0]) for k, v in hp.items()}
+    trainer.progress = bar if bar.bar is not None else None  # read when the run is traced
+    state, hp = initial_state(group, trainer)
     history, epoch = None, 0
     if resume:
         path = checkpoint.latest(ckpt_dir)
@@ -234,7 +241,7 @@ def train_group(cfg, group, dataset, ckpt_dir: Path, *, resume: bool, quiet: boo
                                   f"{ckpt_dir}; continue with --resume")
     finally:
         bar.close()
-    return trainer, parallel.to_host(state), history, time.perf_counter() - t0
+    return parallel.to_host(state), history, time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,11 +330,13 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     mesh = parallel.make_mesh(spec.devices)
     groups = exp.plan(cfg, grid, seeds)
     dataset = exp.load_dataset(cfg)
-    for g in groups:  # build everything once before writing: errors surface now
+    built = []  # (dataset, trainer) per group, built before writing: errors surface now
+    for g in groups:
         parallel.check_divisible(mesh, batch_size=g.config.training.batch_size,
                                  members=len(g.members))
-        exp.build_trainer(g.config, dataset if g.config.data == cfg.data else
-                          exp.load_dataset(g.config), traced=traced_names(cfg, g), mesh=mesh)
+        data_g = dataset if g.config.data == cfg.data else exp.load_dataset(g.config)
+        built.append((data_g, exp.build_trainer(g.config, data_g, traced=traced_names(cfg, g),
+                                                mesh=mesh)))
     config_text = config_mod.to_toml(cfg if grid is None else dataclasses.replace(cfg, sweep=tuple(grid)))
     parallel.check_same_config(config_mod.to_toml(dataclasses.replace(
         cfg, parallel=config_mod.ParallelConfig(), sweep=tuple(grid or cfg.sweep))))
@@ -341,12 +350,10 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     t0 = time.perf_counter()
     samples = 0
     with _InterruptFlag() as interrupt:
-        for gi, g in enumerate(groups):
-            data_g = dataset if g.config.data == cfg.data else exp.load_dataset(g.config)
-            ckpt_dir = run_dir / "checkpoints" / (f"group-{gi}" if len(groups) > 1 else "")
-            trainer, state, history, _ = train_group(
-                cfg, g, data_g, ckpt_dir, resume=resume, quiet=quiet, interrupt=interrupt,
-                config_text=config_text, mesh=mesh)
+        for gi, (g, (data_g, trainer)) in enumerate(zip(groups, built)):
+            state, history, _ = train_group(
+                g, trainer, checkpoint_dir(run_dir, gi, len(groups)), resume=resume,
+                quiet=quiet, interrupt=interrupt, config_text=config_text)
             ms = member_summaries(g.config, g, trainer, state, history, data_g)
             samples += sum(m["epochs_trained"] for m in ms) * data_g.num_train
             start = len(labels)
@@ -454,16 +461,11 @@ def load_run(run_dir, *, before_models=None):
     groups = exp.plan(cfg)
     loaded = []
     for gi, g in enumerate(groups):
-        ckpt_dir = run_dir / "checkpoints" / (f"group-{gi}" if len(groups) > 1 else "")
+        ckpt_dir = checkpoint_dir(run_dir, gi, len(groups))
         path = checkpoint.latest(ckpt_dir)
         if path is None:
             raise UsageError(f"{str(run_dir)!r}: no checkpoint in {ckpt_dir}")
         trainer = exp.build_trainer(g.config, dataset, traced=traced_names(cfg, g))
-        hp = exp.group_hparams(g, trainer)
-        if len(g.members) > 1:
-            template = trainer.init_sweep(exp.member_keys(g.seeds), hp)
-        else:
-            template = trainer.init(jax.random.key(g.seeds[0]), {k: float(v[0]) for k, v in hp.items()})
-        state, _, _ = checkpoint.load(path, template)
+        state, _, _ = checkpoint.load(path, initial_state(g, trainer)[0])
         loaded.append((g, trainer, state))
     return cfg, dataset, loaded

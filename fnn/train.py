@@ -185,10 +185,6 @@ def _select(pred: Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
-def _all_finite(tree: PyTree) -> Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
 def _is_on(value) -> bool:
     """Whether a hyperparameter is switched on: traced, or a nonzero Python number."""
     return isinstance(value, jax.Array) or float(value) != 0.0
