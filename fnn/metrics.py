@@ -8,18 +8,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from fnn.data.augment import prepare_inputs
+
 Array = jax.Array
 
 
 def as_inputs(x: Array, dtype) -> Array:
-    """Network inputs of ``dtype``: integer images (uint8, 0–255) are scaled to [0, 1].
+    """Network inputs of ``dtype``: :func:`fnn.data.prepare_inputs` (uint8 images -> [0, 1]).
 
-    Images stay uint8 on the device (4× less memory than float32) and are scaled here, inside
+    Images stay uint8 on the device (4x less memory than float32) and are scaled here, inside
     the compiled step. Args: x (batch, features). Returns: (batch, features) of ``dtype``.
     """
-    if jnp.issubdtype(x.dtype, jnp.integer):
-        return x.astype(dtype) * jnp.asarray(1.0 / 255.0, dtype)
-    return x.astype(dtype)
+    return prepare_inputs(x, dtype=dtype)
 
 
 def accuracy(y_hat: Array, y: Array, *, multilabel: bool = False) -> Array:

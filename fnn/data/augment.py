@@ -48,7 +48,7 @@ def prepare_inputs(x: jax.Array, *, dtype=None) -> jax.Array:
     x = x.reshape(x.shape[0], -1)
     if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
         dt = jnp.float32 if dtype is None else dtype
-        return x.astype(dt) / jnp.asarray(255, dtype=dt)
+        return x.astype(dt) * jnp.asarray(1.0 / 255.0, dtype=dt)
     return x if dtype is None else x.astype(dtype)
 
 
