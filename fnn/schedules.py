@@ -92,6 +92,18 @@ def _check_boundaries(boundaries: Sequence[int]) -> None:
             )
 
 
+def _check_pieces(name: str, pieces: Sequence[Any], boundaries: Sequence[int]) -> list:
+    """Check boundaries and that there is one more piece than boundaries; returns the list."""
+    boundaries = list(boundaries)
+    _check_boundaries(boundaries)
+    if len(pieces) != len(boundaries) + 1:
+        raise ValueError(
+            f"{name} must have len(boundaries) + 1 = {len(boundaries) + 1} entries, "
+            f"got {len(pieces)}"
+        )
+    return boundaries
+
+
 def _cos_anneal(start: jax.Array, end: jax.Array, frac: jax.Array) -> jax.Array:
     """``end + (start - end) (1 + cos(pi frac)) / 2`` for frac in [0, 1]."""
     return end + (start - end) * 0.5 * (1 + jnp.cos(math.pi * frac))
@@ -167,13 +179,7 @@ def piecewise_constant_schedule(boundaries: Sequence[int], values: Sequence[Any]
     Returns:
       a schedule.
     """
-    boundaries = list(boundaries)
-    _check_boundaries(boundaries)
-    if len(values) != len(boundaries) + 1:
-        raise ValueError(
-            f"values must have len(boundaries) + 1 = {len(boundaries) + 1} entries, "
-            f"got {len(values)}"
-        )
+    boundaries = _check_pieces("values", values, boundaries)
 
     def schedule(count):
         table = jnp.stack([_value(v) for v in values])
@@ -369,13 +375,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
       a schedule.
     """
     schedules = list(schedules)
-    boundaries = list(boundaries)
-    _check_boundaries(boundaries)
-    if len(schedules) != len(boundaries) + 1:
-        raise ValueError(
-            f"schedules must have len(boundaries) + 1 = {len(boundaries) + 1} entries, "
-            f"got {len(schedules)}"
-        )
+    boundaries = _check_pieces("schedules", schedules, boundaries)
 
     def schedule(count):
         count = jnp.asarray(count)
