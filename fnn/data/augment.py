@@ -45,7 +45,8 @@ def prepare_inputs(x: jax.Array, *, dtype=None) -> jax.Array:
       ``(batch, prod(trailing dims))`` float array.
     """
     x = jnp.asarray(x)
-    x = x.reshape(x.shape[0], -1)
+    if x.ndim > 2:  # (batch, H, W) images -> (batch, H*W)
+        x = x.reshape(x.shape[0], -1)
     if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
         dt = jnp.float32 if dtype is None else dtype
         return x.astype(dt) * jnp.asarray(1.0 / 255.0, dtype=dt)
