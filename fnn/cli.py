@@ -154,13 +154,18 @@ def cmd_train(args) -> int:
 def _status(summary, quiet) -> int:
     halted = [m for m in summary["members"] if m.get("halted")]
     if halted and len(halted) == len(summary["members"]):
-        print(f"fnn: training halted on a non-finite loss or gradient at step "
-              f"{halted[0].get('halted_step')} (member {halted[0]['member']}); parameters kept "
-              "from the last good step", file=sys.stderr)
+        first = halted[0]
+        if first.get("params_finite", True):
+            kept = "parameters kept from the last good step"
+        else:
+            kept = ("the update made the parameters non-finite (a non-finite learning rate?); "
+                    "training.nan_guard = \"revert\" keeps the last good ones")
+        print(f"fnn: training halted on a non-finite loss, gradient or update at step "
+              f"{first.get('halted_step')} (member {first['member']}); {kept}", file=sys.stderr)
         return EXIT_FAIL
     if halted and not quiet:
         print(f"fnn: {len(halted)} of {len(summary['members'])} members halted on a non-finite "
-              "loss", file=sys.stderr)
+              "loss, gradient or update", file=sys.stderr)
     return EXIT_OK
 
 

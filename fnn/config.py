@@ -182,6 +182,9 @@ class TrainingConfig:
                     min=0)
     seeds: tuple = opt([], "several seeds trained as one vmapped sweep (overrides seed)",
                        type="int_list", min=0)
+    nan_guard: str = opt("halt", "a non-finite loss or gradient skips the step and halts the run "
+                         "(halt); revert also rolls back non-finite parameters after an update "
+                         "(slower); off: no checks", type="str", choices=("halt", "revert", "off"))
 
 
 @dataclass(frozen=True)

@@ -206,7 +206,7 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
         (dataset.x_train, dataset.y_train, *val),
         epochs=t.epochs, batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
         traced=traced, early_stopping=build_early_stopping(cfg),
-        diagnostics=cfg.diagnostics.enabled,
+        diagnostics=cfg.diagnostics.enabled, nan_guard=t.nan_guard,
         augment=build_augment(cfg, dataset), progress=progress, mesh=mesh,
     )
 

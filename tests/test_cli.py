@@ -703,3 +703,15 @@ def test_diverging_run_halts_exit_1(tmp_path):
     # parameters are kept from the last good step: finite
     _, _, [(_, _, state)] = runner.load_run(run_dir)
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
+
+
+def test_nan_guard_key_reaches_the_trainer(tmp_path):
+    """training.nan_guard is validated by the schema and passed to the engine."""
+    cfg = C.from_dict({"data": {"name": "xor"},
+                       "training": {"nan_guard": "revert", "batch_size": 4}})
+    trainer = exp.build_trainer(cfg, exp.load_dataset(cfg))
+    assert trainer.nan_guard == "revert"
+    rc, _, err = run_cli("train", CONFIGS / "quickstart.toml", "--set", "training.nan_guard=skip",
+                         "--out", tmp_path / "r")
+    assert rc == 2 and err.count("\n") == 1 and "training.nan_guard" in err
+    assert not (tmp_path / "r").exists()

@@ -241,6 +241,7 @@ def test_boundary_values_are_accepted(key, value):
     ("loss.name", "cross_entropi", "cross_entropy"), ("optimizer.name", "adamm", "adam"),
     ("optimizer.schedule.name", "cosin", "cosine"), ("training.grad", "auto", "autodiff"),
     ("early_stopping.monitor", "val_acc", "val_accuracy"), ("model.dtype", "flaot32", "float32"),
+    ("training.nan_guard", "revrt", "revert"),
 ])
 def test_unknown_names_suggest_the_closest(key, value, suggestion):
     err = _one_error(_nested(key, value))

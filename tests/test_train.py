@@ -466,26 +466,76 @@ def test_nan_guard_python_loop():
     chex.assert_trees_all_equal(snapshot(state.opt_state), after_50.opt_state)
 
 
-def test_nan_guard_scanned_run():
-    """A learning-rate schedule that becomes inf at update 50 (zero-based): the gradient is
-    finite, the new parameters are not; the guard must catch it."""
+def _inf_lr_run(nan_guard):
+    """SGD whose learning rate becomes inf at update 50 (zero-based): the gradient is finite,
+    the new parameters are not. 10 epochs of 10 steps, run as 5 + 5 epochs of one program."""
     net = MLP(sizes=(3, 8, 1), activation="tanh", output="sigmoid")
     x, y = blobs(10)
     y = (y == 0).astype(np.int32)
     sched = lambda count: jnp.where(count >= 50, jnp.inf, 0.1).astype(jnp.float32)
     opt = optim.sgd(sched)
-    tr = Trainer(net, "binary_cross_entropy", opt, (x, y), epochs=10, batch_size=1)
+    tr = Trainer(net, "binary_cross_entropy", opt, (x, y), epochs=10, batch_size=1,
+                 nan_guard=nan_guard)
     state, h1 = tr.run(TrainState.create(net, opt, key=jax.random.key(0)), epochs=5)
     after_50 = snapshot(state)  # 5 epochs x 10 steps, all good
     assert int(state.step) == 50 and not bool(state.halted)
     state, h2 = tr.run(state, epochs=5)  # the same compiled program, continued
+    hist = {k: np.concatenate([h1[k], h2[k]]) for k in h1}
+    return state, hist, after_50
+
+
+def test_nan_guard_revert_rolls_back_a_non_finite_update():
+    state, hist, after_50 = _inf_lr_run("revert")
     assert bool(state.halted) and int(state.halted_step) == 50 and int(state.step) == 50
     chex.assert_trees_all_equal(snapshot(state.params), after_50.params)
     chex.assert_trees_all_equal(snapshot(state.opt_state), after_50.opt_state)
-    hist = {k: np.concatenate([h1[k], h2[k]]) for k in h1}
     np.testing.assert_array_equal(hist["trained"], [True] * 6 + [False] * 4)
     summary = summarize(state, hist)
     assert summary["halted"] and summary["halted_step"] == 50 and summary["epochs_trained"] == 6
+    assert summary["params_finite"]
+
+
+def test_nan_guard_halt_stops_on_a_non_finite_update():
+    """The default guard halts at the bad update without rolling it back (that would keep the
+    old state alive and cost the in-place update); the summary says the parameters are bad."""
+    state, hist, after_50 = _inf_lr_run("halt")
+    assert bool(state.halted) and int(state.halted_step) == 50 and int(state.step) == 51
+    assert not all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(state.params))
+    np.testing.assert_array_equal(hist["trained"], [True] * 6 + [False] * 4)
+    summary = summarize(state, hist)
+    assert summary["halted"] and summary["halted_step"] == 50 and not summary["params_finite"]
+
+
+def test_nan_guard_off_never_halts():
+    state, hist, _ = _inf_lr_run("off")
+    assert not bool(state.halted) and int(state.step) == 100
+    np.testing.assert_array_equal(hist["trained"], [True] * 10)
+    assert np.isnan(hist["train_loss"][-1])
+    assert not summarize(state, hist)["params_finite"]
+
+
+@pytest.mark.parametrize("nan_guard", ["halt", "revert", "off"])
+def test_nan_guard_modes_agree_on_good_steps(nan_guard):
+    """On a finite run every guard trains the same parameters, bitwise."""
+    net = MLP(sizes=(3, 8, 3), activation="relu", output="softmax")
+    data = blobs(48)
+    opt = optim.adam(1e-2)
+    runs = {}
+    for g in ("halt", nan_guard):
+        tr = Trainer(net, "cross_entropy", opt, data, epochs=3, batch_size=16, nan_guard=g)
+        runs[g], _ = tr.train(jax.random.key(1))
+    chex.assert_trees_all_equal(snapshot(runs[nan_guard].params), snapshot(runs["halt"].params))
+    assert int(runs[nan_guard].step) == 9 and not bool(runs[nan_guard].halted)
+
+
+@pytest.mark.parametrize("bad", ["skip", None, True, "HALT"])
+def test_nan_guard_rejects_unknown_modes(bad):
+    net = MLP(sizes=(3, 8, 3), activation="relu", output="softmax")
+    with pytest.raises(ValueError, match=r"training.nan_guard: .*expected one of \('halt', 'revert', 'off'\)"):
+        Trainer(net, "cross_entropy", optim.sgd(0.1), blobs(8), epochs=1, batch_size=4,
+                nan_guard=bad)
+    with pytest.raises(ValueError, match="training.nan_guard"):
+        make_train_step(net, "cross_entropy", optim.sgd(0.1), nan_guard=bad)
 
 
 # --------------------------------------------------------------------------------------------
