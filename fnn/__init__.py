@@ -8,7 +8,8 @@ Networks are pure functions of parameter pytrees with hand-written forward and b
     >>> params = net.init(jax.random.key(0))
 """
 
-from fnn import activations, data, initializers, layers, losses, optim, regularizers, schedules, train
+from fnn import (activations, data, initializers, layers, losses, optim, regularizers, schedules,
+                shuffle, train)
 from fnn.gradcheck import ErrorStats, GradcheckReport, LeafReport, gradcheck
 from fnn.network import MLP
 from fnn.objective import loss_and_grad

@@ -7,7 +7,8 @@ Structure (imitating purejaxrl's "a run is a function of a key", without its pos
 * ``train_step(state, batch) -> (state, metrics)`` is exactly the body of the inner scan;
   :func:`make_train_step` jits that same function for users' own Python loops.
 * A run is ``lax.scan`` over epochs of ``lax.scan`` over mini-batches. Each epoch draws a
-  permutation from the carried key inside the program; data are device arrays passed in once.
+  permutation from the carried key inside the program (:func:`fnn.shuffle.permutation`, a
+  keyed Feistel permutation: no sort); data are device arrays passed in once.
   Batch GD, SGD and mini-batch GD differ only in ``batch_size``.
 * Evaluation on the validation split runs inside the program at the end of every epoch, and
   the history (per-epoch metrics) is stacked by the scan.
@@ -45,7 +46,7 @@ from fnn import diagnostics as diag_mod
 from fnn import losses as losses_mod
 from fnn import metrics as metrics_mod
 from fnn import objective as obj
-from fnn import optim, parallel
+from fnn import optim, parallel, shuffle
 from fnn.network import MLP
 
 Array = jax.Array
@@ -577,7 +578,7 @@ class Trainer:
 
         def train_epoch(state):
             key, k_perm = jax.random.split(state.key)
-            perm = jax.random.permutation(k_perm, n)
+            perm = shuffle.permutation(k_perm, n)  # no sort: see fnn.shuffle
             pad = nb * b - n
             if pad:
                 perm = jnp.concatenate([perm, perm[:pad]])  # every example at least once

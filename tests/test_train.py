@@ -104,7 +104,7 @@ def key_data(state):
 def epoch_batches(key, n, b):
     """Mirror of the engine's epoch shuffling: returns (next key, (num_batches, b) indices)."""
     key, k_perm = jax.random.split(key)
-    perm = jax.random.permutation(k_perm, n)
+    perm = fnn.shuffle.permutation(k_perm, n)
     nb = math.ceil(n / b)
     pad = nb * b - n
     if pad:
