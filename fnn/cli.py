@@ -8,9 +8,9 @@
     fnn predict RUN_DIR INPUT.{csv,npz} [--output FILE]
     fnn bench [--cases large,tiny,util,fashion,sweep,startup] [--only fnn|peers] [--out DIR]
 
-Exit status: 0 success; 1 training failure (a run halted on a non-finite loss; gradcheck out of
-tolerance); 2 bad input (config, data, arguments) with a one-line message and no traceback;
-130 on Ctrl-C after saving a checkpoint.
+Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
+update; gradcheck out of tolerance); 2 bad input (config, data, arguments) with a one-line
+message and no traceback; 130 on Ctrl-C after saving a checkpoint.
 """
 
 from __future__ import annotations
