@@ -325,6 +325,8 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     quiet = quiet or not main
     if main:
         check_run_dir(run_dir, overwrite=overwrite, resume=resume)
+        if cfg.output.plots:  # matplotlib's ~0.6 s import overlaps compilation and training
+            report.prefetch_matplotlib()
     if resume:
         check_resume_config(run_dir, cfg)
     mesh = parallel.make_mesh(spec.devices)

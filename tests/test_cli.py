@@ -715,3 +715,23 @@ def test_nan_guard_key_reaches_the_trainer(tmp_path):
                          "--out", tmp_path / "r")
     assert rc == 2 and err.count("\n") == 1 and "training.nan_guard" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_warm_run_compiles_nothing(tmp_path):
+    """The persistent compilation cache keeps every program of a run, however small, so a
+    second identical run adds no entry (and compiles nothing)."""
+    from cli_helpers import run_process
+
+    cache = tmp_path / "cache"
+    args = ("train", CONFIGS / "quickstart.toml", *shrink_args("quickstart"), "--quiet",
+            "--overwrite", "--out", tmp_path / "run")
+    first = run_process(args, cwd=tmp_path, cache_dir=cache)
+    assert first.returncode == 0, first.stderr
+    entries = {p.name for p in (cache / "jax").iterdir()}
+    # init, run, evaluation and the small eager programs (one-hot, key seeding, ...)
+    assert len(entries) >= 6, entries
+    second = run_process(args, cwd=tmp_path, cache_dir=cache)
+    assert second.returncode == 0, second.stderr
+    assert {p.name for p in (cache / "jax").iterdir()} == entries
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
