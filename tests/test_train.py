@@ -711,3 +711,27 @@ def test_errors(name):
     with pytest.raises(ValueError, match=message) as info:
         build()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50, 64, 4096])
+def test_evaluate_in_chunks_equals_one_pass(x64, chunk):
+    """Trainer.evaluate combines per-chunk means weighted by rows: the same loss and accuracy
+    as one pass over all rows (float64: to rounding)."""
+    net = MLP(sizes=(3, 8, 3), activation="tanh", output="softmax", dtype="float64")
+    x, y = blobs(50, dtype=np.float64)
+    tr = Trainer(net, "cross_entropy", optim.sgd(0.1), (x, y), epochs=1, batch_size=10)
+    params = net.init(jax.random.key(0))
+    whole = tr.evaluate_fn(params, jnp.asarray(x), jnp.asarray(y))
+    got = tr.evaluate(params, x, y, chunk=chunk)
+    assert set(got) == {"loss", "accuracy"}
+    np.testing.assert_allclose(got["loss"], float(whole["loss"]), rtol=1e-12)
+    np.testing.assert_allclose(got["accuracy"], float(whole["accuracy"]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 2.5, True])
+def test_evaluate_rejects_bad_chunks(chunk):
+    net = MLP(sizes=(3, 8, 3), activation="tanh", output="softmax")
+    x, y = blobs(20)
+    tr = Trainer(net, "cross_entropy", optim.sgd(0.1), (x, y), epochs=1, batch_size=10)
+    with pytest.raises(ValueError, match=r"^chunk: "):
+        tr.evaluate(net.init(jax.random.key(0)), x, y, chunk=chunk)
