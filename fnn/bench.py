@@ -546,8 +546,8 @@ def _fashion_arrays(val_fraction: float = 0.1, seed: int = 0):
 
 def _w_fashion_fnn(spec: dict) -> dict:
     """The shipped config through the fnn CLI (``fnn train``), recording a timestamp at every
-    epoch from the in-program progress callback (called once per epoch: the run has at most
-    100 epochs, so ``progress_updates`` reaches every one)."""
+    epoch from the in-program progress callback (called every epoch of runs under 200 epochs:
+    ``Trainer.progress_every = max(1, epochs // 100)``)."""
     from fnn import cli, runner
 
     records = []

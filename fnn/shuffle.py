@@ -87,10 +87,11 @@ def permutation(key: Array, n: int) -> Array:
     if bits > 31:
         raise ValueError(f"n: {n}; expected at most 2^31 examples")
     round_keys = jax.random.bits(key, (ROUNDS,), jnp.uint32)
-    y = feistel(jnp.arange(1 << bits, dtype=jnp.uint32), round_keys, bits)
+    i = jnp.arange(1 << bits, dtype=jnp.int32)
+    y = feistel(i.astype(jnp.uint32), round_keys, bits)
     keep = y < jnp.uint32(n)
     slot = jnp.cumsum(keep.astype(jnp.int32)) - 1          # rank among the kept values
     # Values >= n get distinct out-of-bounds slots (n, n+1, ...), which the scatter drops.
-    slot = jnp.where(keep, slot, n + jnp.arange(1 << bits, dtype=jnp.int32))
+    slot = jnp.where(keep, slot, n + i)
     return jnp.zeros((n,), jnp.int32).at[slot].set(y.astype(jnp.int32), mode="drop",
                                                    unique_indices=True)

@@ -681,13 +681,13 @@ class Trainer:
             raise ValueError(f"chunk: {chunk!r}; expected an integer >= 1")
         x, y = np.asarray(x), np.asarray(y)
         n = x.shape[0]
-        totals: dict = {}
-        for start in range(0, n, chunk):
-            rows = slice(start, min(start + chunk, n))
-            out = self._evaluate(params, *self._place((x[rows], y[rows])))
-            for k, v in out.items():  # mean of the chunk x its rows, summed in float64
-                totals[k] = totals.get(k, 0.0) + float(v) * (rows.stop - rows.start)
-        return {k: v / n for k, v in totals.items()}
+        # Dispatch every chunk first (no host sync in between), then read the means back.
+        outs = [(min(chunk, n - start),
+                 self._evaluate(params, *self._place((x[start:start + chunk],
+                                                      y[start:start + chunk]))))
+                for start in range(0, n, chunk)]
+        # The chunks' means weighted by their rows, summed in float64.
+        return {k: sum(rows * float(out[k]) for rows, out in outs) / n for k in outs[0][1]}
 
     # --- the run -------------------------------------------------------------------------------
     def _run_impl(self, state, hp, data, *, num_epochs: int, batched: bool):
