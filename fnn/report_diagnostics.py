@@ -80,6 +80,19 @@ def _layer_label(l: int, last: Optional[int]) -> str:
     return f"layer {l}" + (" (output)" if l == last else "")
 
 
+def _finish(fig, path, Line2D, colors: dict, layers, last: Optional[int],
+            title: Optional[str]) -> None:
+    """One layer-colour legend beside the first row (if any layers), the title, the PNG."""
+    handles = [Line2D([], [], color=colors[l], linewidth=2, label=_layer_label(l, last))
+               for l in layers]
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8,
+                   ncol=1 if len(handles) <= 16 else 2)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
 def _output_layer(series: dict[int, np.ndarray], groups) -> Optional[int]:
     """The output layer's index when every group's network has the same depth, else None."""
     lasts = set()
@@ -212,13 +225,7 @@ def plot_gradients(path: PathLike, history: dict, *, member_labels: Optional[Seq
     ax.grid(True, alpha=0.3)
     ax.legend(handles=handles, fontsize=8, loc="best")
     # One layer legend for the per-epoch panels, beside the first row.
-    layer_handles = [Line2D([], [], color=colors[l], linewidth=2, label=_layer_label(l, last))
-                     for l in layers]
-    fig.legend(handles=layer_handles, loc="outside right upper", fontsize=8,
-               ncol=1 if len(layers) <= 16 else 2)
-    if title:
-        fig.suptitle(title)
-    _save(fig, path)
+    _finish(fig, path, Line2D, colors, layers, last, title)
     return True
 
 
@@ -283,12 +290,5 @@ def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[S
                 ax.set_ylabel("fraction (validation split)")
             _epoch_axis(ax, ticker, epochs)
             ax.set_title(f"{gtitle}:\n{heading}" if gtitle else heading, fontsize=10)
-    handles = [Line2D([], [], color=colors[l], linewidth=2, label=_layer_label(l, last))
-               for l in layers if l in shown]
-    if handles:
-        fig.legend(handles=handles, loc="outside right upper", fontsize=8,
-                   ncol=1 if len(handles) <= 16 else 2)
-    if title:
-        fig.suptitle(title)
-    _save(fig, path)
+    _finish(fig, path, Line2D, colors, [l for l in layers if l in shown], last, title)
     return True

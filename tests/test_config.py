@@ -431,3 +431,9 @@ def test_bad_overrides(tmp_path, overrides, fragments):
     for e, f in zip(info.value.errors, fragments):
         assert f in e
     assert str(info.value).startswith(f"{path}: ")
+
+
+def test_nan_guard_choices_are_the_engines():
+    """The schema lists its choices literally (it imports no JAX); they must be the engine's."""
+    from fnn.train import NAN_GUARDS
+    assert tuple(C.all_keys()["training.nan_guard"].metadata["choices"]) == NAN_GUARDS
