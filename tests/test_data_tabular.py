@@ -63,6 +63,13 @@ def test_csv_splits_and_standardize(tmp_path):
     np.testing.assert_allclose(ds.x_train.mean(axis=0), 0.0, atol=1e-5)
 
 
+def _load_error(name, path, opts) -> str:
+    """The message of the ValueError that loading ``path`` raises."""
+    with pytest.raises(ValueError) as exc:
+        data.load(name, path=path, **opts)
+    return str(exc.value)
+
+
 BAD_CSV = [
     ("a,b,label\n1,2,x\n3,red,y\n", {}, "column 'b', line 3: value 'red' is not numeric"),
     ("a,b,label\n1,,x\n", {}, "column 'b', line 2: value '' is not numeric"),
@@ -90,10 +97,7 @@ BAD_CSV = [
 
 @pytest.mark.parametrize("text,opts,fragment", BAD_CSV, ids=[f"csv{i}" for i in range(len(BAD_CSV))])
 def test_bad_csv(tmp_path, text, opts, fragment):
-    p = _csv(tmp_path, text)
-    with pytest.raises(ValueError) as exc:
-        data.load("csv", path=p, **opts)
-    msg = str(exc.value)
+    msg = _load_error("csv", _csv(tmp_path, text), opts)
     assert fragment in msg and "\n" not in msg
 
 
@@ -172,10 +176,7 @@ BAD_NPZ = [
 
 @pytest.mark.parametrize("arrays,opts,fragment", BAD_NPZ, ids=[f"npz{i}" for i in range(len(BAD_NPZ))])
 def test_bad_npz(tmp_path, arrays, opts, fragment):
-    p = _npz(tmp_path, **arrays)
-    with pytest.raises(ValueError) as exc:
-        data.load("npz", path=p, **opts)
-    msg = str(exc.value)
+    msg = _load_error("npz", _npz(tmp_path, **arrays), opts)
     assert fragment in msg and "\n" not in msg
 
 
