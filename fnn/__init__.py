@@ -8,15 +8,29 @@ Networks are pure functions of parameter pytrees with hand-written forward and b
     >>> params = net.init(jax.random.key(0))
 """
 
-from fnn import (activations, data, initializers, layers, losses, optim, regularizers, schedules,
-                shuffle, train)
-from fnn.gradcheck import ErrorStats, GradcheckReport, LeafReport, gradcheck
-from fnn.network import MLP
-from fnn.objective import loss_and_grad
-from fnn.train import EarlyStopping, HParams, Trainer, TrainState, make_train_step
-from fnn import diagnostics
-from fnn.trace import BackpropTrace, LayerTrace, backprop_trace
-from fnn.vjp import manual_vjp
+import sys as _sys
+
+from fnn import analysis, data, engine, experiment, nn, optim
+from fnn.analysis import diagnostics
+from fnn.analysis.gradcheck import ErrorStats, GradcheckReport, LeafReport, gradcheck
+from fnn.analysis.trace import BackpropTrace, LayerTrace, backprop_trace
+from fnn.engine import shuffle
+from fnn.engine import trainer as train
+from fnn.engine.trainer import EarlyStopping, HParams, Trainer, TrainState, make_train_step
+from fnn.nn import activations, initializers, layers, losses, regularizers
+from fnn.nn.mlp import MLP
+from fnn.nn.objective import loss_and_grad
+from fnn.nn.vjp import manual_vjp
+from fnn.optim import schedules
+
+# The import paths of the flat layout that users were shown keep working: ``fnn.train``,
+# ``fnn.layers``, ``fnn.schedules``, ... are the modules of the layered folders, under both names.
+for _name, _module in {"train": train, "layers": layers, "activations": activations,
+                       "initializers": initializers, "losses": losses,
+                       "regularizers": regularizers, "schedules": schedules, "shuffle": shuffle,
+                       "diagnostics": diagnostics}.items():
+    _sys.modules.setdefault(f"{__name__}.{_name}", _module)
+del _name, _module
 
 __version__ = "0.1.0"
 

@@ -224,7 +224,7 @@ def _mlp_fnn_scan(spec, cfg, data, params) -> dict:
     import jax
 
     from fnn import optim
-    from fnn.train import TrainState, Trainer
+    from fnn.engine.trainer import TrainState, Trainer
 
     net, p = _fnn_net_params(cfg, params)
     opt = optim.adam(cfg["learning_rate"])
@@ -258,7 +258,7 @@ def _mlp_fnn_loop(spec, cfg, data, params) -> dict:
     import jax
 
     from fnn import optim
-    from fnn.train import TrainState, make_train_step
+    from fnn.engine.trainer import TrainState, make_train_step
 
     net, p = _fnn_net_params(cfg, params)
     opt = optim.adam(cfg["learning_rate"])
@@ -396,7 +396,7 @@ def _w_util(spec: dict) -> dict:
     import numpy as np
 
     from fnn import optim
-    from fnn.train import TrainState, Trainer
+    from fnn.engine.trainer import TrainState, Trainer
 
     cfg = spec["cfg"]
     sizes, b = cfg["sizes"], cfg["batch"]
@@ -471,7 +471,7 @@ def _w_sweep(spec: dict) -> dict:
 
     import fnn
     from fnn import optim
-    from fnn.train import Trainer
+    from fnn.engine.trainer import Trainer
 
     cfg = spec["cfg"]
     x, y, xv, yv = _mlp_data(cfg, spec["seed"], spec["val_samples"])
@@ -548,7 +548,8 @@ def _w_fashion_fnn(spec: dict) -> dict:
     """The shipped config through the fnn CLI (``fnn train``), recording a timestamp at every
     epoch from the in-program progress callback (called every epoch of runs under 200 epochs:
     ``Trainer.progress_every = max(1, epochs // 100)``)."""
-    from fnn import cli, runner
+    from fnn import cli
+    from fnn.experiment import runner
 
     records = []
 

@@ -131,7 +131,7 @@ def _setup_jax(cfg=None) -> None:
 
 
 def _load_config(args):
-    from fnn import config as config_mod
+    from fnn.experiment import config as config_mod
 
     overrides = list(args.overrides)
     for flag, key in (("process_id", "parallel.process_id"),
@@ -144,7 +144,7 @@ def _load_config(args):
 
 
 def cmd_train(args) -> int:
-    from fnn import runner
+    from fnn.experiment import runner
 
     cfg = _load_config(args)
     _setup_jax(cfg)
@@ -173,7 +173,7 @@ def _status(summary, quiet) -> int:
 
 def parse_grid(items, cfg):
     """``["optimizer.learning_rate=1e-3,3e-3"]`` -> ((key, (values...)),) validated by the schema."""
-    from fnn import config as config_mod
+    from fnn.experiment import config as config_mod
 
     raw = {}
     for item in items:
@@ -221,8 +221,8 @@ def _split_values(text: str) -> list[str]:
 
 
 def cmd_sweep(args) -> int:
-    from fnn import config as config_mod
-    from fnn import runner
+    from fnn.experiment import config as config_mod
+    from fnn.experiment import runner
 
     cfg = _load_config(args)
     if args.seeds is not None and args.seeds < 1:
@@ -249,8 +249,8 @@ def cmd_gradcheck(args) -> int:
     import numpy as np
 
     import fnn
-    from fnn import config as config_mod
-    from fnn import experiment as exp
+    from fnn.experiment import config as config_mod
+    from fnn.experiment import build as exp
 
     cfg = _load_config(args)
     if args.batch < 1:
@@ -285,9 +285,9 @@ def cmd_inspect(args) -> int:
     import numpy as np
 
     import fnn
-    from fnn import config as config_mod
-    from fnn import experiment as exp
-    from fnn import metrics as metrics_mod
+    from fnn.experiment import config as config_mod
+    from fnn.experiment import build as exp
+    from fnn.engine import metrics as metrics_mod
 
     cfg = _load_config(args)
     if args.batch < 1:
@@ -319,8 +319,8 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from fnn import report as report_mod
-    from fnn import runner
+    from fnn.experiment import report as report_mod
+    from fnn.experiment import runner
 
     cfg, dataset, loaded = runner.load_run(args.run_dir)
     split = args.split
@@ -346,7 +346,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from fnn import predict
+    from fnn.experiment import predict
 
     out = predict.predict_file(args.run_dir, args.input, args.output)
     print(f"predictions written to {out}")
@@ -386,7 +386,7 @@ def main(argv=None) -> int:
     """Entry point: parse arguments, run the command, map errors to exit statuses."""
     _limit_malloc_arenas()
     args = build_parser().parse_args(argv)
-    from fnn import runner
+    from fnn.experiment import runner
 
     try:
         return COMMANDS[args.command](args)

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import fnn  # noqa: E402
-from fnn import objective  # noqa: E402
+from fnn.nn import objective
 
 SIZES = (784, 512, 512, 10)
 MODES = ("manual", "autodiff")

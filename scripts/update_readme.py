@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, too
-from fnn import config  # noqa: E402
+from fnn.experiment import config
 
 START, END = "<!-- config-table:start -->", "<!-- config-table:end -->"
 

@@ -151,7 +151,7 @@ def read_summary(run_dir: Path) -> dict:
 
 
 def final_checkpoint(ckpt_dir: Path) -> Path:
-    from fnn import checkpoint
+    from fnn.experiment import checkpoint
 
     path = checkpoint.latest(ckpt_dir)
     assert path is not None, f"no checkpoint in {ckpt_dir}"

@@ -11,8 +11,9 @@ import jax
 import numpy as np
 
 import fnn
-from fnn import optim, parallel
-from fnn.train import HParams, Trainer
+from fnn import optim
+from fnn.engine import parallel
+from fnn.engine.trainer import HParams, Trainer
 
 
 def worst_rel(a, b):

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnn import activations as acts
+from fnn.nn import activations as acts
 
 ELEMENTWISE = ("identity", "sigmoid", "relu", "leaky_relu", "tanh")
 # A grid through 0 (exactly: the kink of the ReLU family, where both conventions take g'(0) from

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import activations as acts
+from fnn.nn import activations as acts
 
 # (hidden activations, output, loss, drop_rate)
 CASES = [

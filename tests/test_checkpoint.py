@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import checkpoint, optim
-from fnn.checkpoint import CheckpointError, CheckpointWarning
-from fnn.train import EarlyStopping, Trainer, TrainState
+from fnn.experiment import checkpoint
+from fnn import optim
+from fnn.experiment.checkpoint import CheckpointError, CheckpointWarning
+from fnn.engine.trainer import EarlyStopping, Trainer, TrainState
 
 SIZES = (3, 8, 2)
 

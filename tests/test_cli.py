@@ -20,11 +20,11 @@ import pytest
 import fnn
 from cli_helpers import (CONFIGS, QUIET, read_metrics, read_summary, run_cli, shrink_args,
                          write_config)
-from fnn import activations as acts
-from fnn import checkpoint
-from fnn import config as C
-from fnn import experiment as exp
-from fnn import runner
+from fnn.nn import activations as acts
+from fnn.experiment import checkpoint
+from fnn.experiment import config as C
+from fnn.experiment import build as exp
+from fnn.experiment import runner
 
 SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.toml"))
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

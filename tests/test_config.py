@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_helpers import CONFIGS
-from fnn import config as C
-from fnn import experiment as exp
+from fnn.experiment import config as C
+from fnn.experiment import build as exp
 
 SHIPPED = sorted(CONFIGS.glob("*.toml"))
 MOONS = {"data": {"name": "moons"}}
@@ -435,5 +435,5 @@ def test_bad_overrides(tmp_path, overrides, fragments):
 
 def test_nan_guard_choices_are_the_engines():
     """The schema lists its choices literally (it imports no JAX); they must be the engine's."""
-    from fnn.train import NAN_GUARDS
+    from fnn.engine.trainer import NAN_GUARDS
     assert tuple(C.all_keys()["training.nan_guard"].metadata["choices"]) == NAN_GUARDS

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.network import MLP
+from fnn.nn.mlp import MLP
 
 HIDDEN = ("identity", "sigmoid", "relu", "leaky_relu", "tanh")
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import diagnostics as diag
+from fnn.analysis import diagnostics as diag
 from fnn import optim
-from fnn.train import EarlyStopping, HParams, Trainer, TrainState, make_train_step
+from fnn.engine.trainer import EarlyStopping, HParams, Trainer, TrainState, make_train_step
 
 # --- a crafted network: every pre-activation known by hand -------------------------------------
 # x rows r0 = (1, 0), r1 = (0, 1), r2 = (1, 1).
@@ -204,7 +204,7 @@ def test_inspect_prints_the_per_layer_table(capsys, monkeypatch):
 
 
 def test_plots_from_a_history_with_groups_of_different_depths(tmp_path):
-    from fnn import report_diagnostics as rd
+    from fnn.experiment import diagnostic_plots as rd
 
     rng = np.random.default_rng(0)
     epochs, hist = 4, {"train_loss": rng.random((3, 4)), "trained": np.ones((3, 4), bool)}

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn import losses
-from fnn.gradcheck import ErrorStats
+from fnn.nn import losses
+from fnn.analysis.gradcheck import ErrorStats
 
 SIZES = (3, 5, 2)
 N = 6

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import fnn
 from grad_helpers import jit  # noqa: E402
-from fnn import objective as obj
+from fnn.nn import objective as obj
 
 # --- helpers -------------------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import fnn
 from grad_helpers import jit, np_params  # noqa: E402
-from fnn import activations as acts
-from fnn import losses
+from fnn.nn import activations as acts
+from fnn.nn import losses
 
 N, K = 5, 4
 

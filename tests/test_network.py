@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 import fnn
 from grad_helpers import jit, np_params  # noqa: E402
-from fnn import initializers as inits
-from fnn import layers
+from fnn.nn import initializers as inits
+from fnn.nn import layers
 
 MODES = ("manual", "autodiff")
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
 import fnn.optim as optim
-import fnn.schedules as schedules
+import fnn.optim.schedules as schedules
 
 N_STEPS = 50
 SHAPES = ({"w": (3, 4), "b": (4,)}, {"w": (4, 2), "b": (2,)})  # fnn's params layout

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn import report
+from fnn.experiment import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import fnn.schedules as S
+import fnn.optim.schedules as S
 
 COS = math.cos
 PI = math.pi

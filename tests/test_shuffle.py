@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fnn import shuffle
+from fnn.engine import shuffle
 
 
 def _perms(n, num_keys, seed=0, positions=None):

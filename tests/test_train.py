@@ -18,7 +18,7 @@ import pytest
 
 import fnn
 from fnn import MLP, optim
-from fnn.train import (
+from fnn.engine.trainer import (
     EarlyStopping,
     EarlyStopState,
     HParams,

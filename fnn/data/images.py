@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fnn import fileio
+from fnn.util import fileio
 from fnn.data.idx import read_idx
 from fnn.data.validate import DataError
 

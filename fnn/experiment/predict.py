@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import metrics as metrics_mod
-from fnn import report
+from fnn.engine import metrics as metrics_mod
+from fnn.experiment import report
 
 
 def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray:
@@ -77,7 +77,7 @@ def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray
 
 def predict_file(run_dir, input_path, output=None, *, member: int = 0) -> Path:
     """Predict ``input_path`` with member ``member`` of the run in ``run_dir``; returns the CSV path."""
-    from fnn import runner
+    from fnn.experiment import runner
 
     inputs = {}
 

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnn import losses as losses_mod
-from fnn import regularizers
+from fnn.nn import losses as losses_mod
+from fnn.nn import regularizers
 
 Array = jax.Array
 MODES = ("manual", "autodiff")

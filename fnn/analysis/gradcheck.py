@@ -27,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from fnn import losses as losses_mod
-from fnn import objective as obj
+from fnn.nn import losses as losses_mod
+from fnn.nn import objective as obj
 
 Array = jax.Array
 

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from fnn import registry
+from fnn.util import registry
 
 Array = jax.Array
 

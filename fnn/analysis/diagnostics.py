@@ -37,7 +37,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from fnn import activations as acts
+from fnn.nn import activations as acts
 
 Array = jax.Array
 

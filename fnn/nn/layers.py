@@ -25,8 +25,8 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from fnn import activations as acts
-from fnn import initializers as inits
+from fnn.nn import activations as acts
+from fnn.nn import initializers as inits
 
 Array = jax.Array
 

@@ -27,7 +27,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from fnn import fileio
+from fnn.util import fileio
 
 PathLike = Union[str, os.PathLike]
 

@@ -18,12 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import config as config_mod
-from fnn import optim, schedules
-from fnn.config import Config
+from fnn.experiment import config as config_mod
+from fnn import optim
+from fnn.optim import schedules
+from fnn.experiment.config import Config
 from fnn.data.validate import DataError
-from fnn.network import MLP
-from fnn.train import EarlyStopping, HParams, Trainer
+from fnn.nn.mlp import MLP
+from fnn.engine.trainer import EarlyStopping, HParams, Trainer
 
 _DATA_OPTION_KEYS = ("n_samples", "noise", "num_classes", "val_fraction", "test_fraction",
                      "standardize")

@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import activations as acts
-from fnn import initializers as inits
-from fnn import losses as losses_mod
-from fnn.layers import Dense, DenseCache
+from fnn.nn import activations as acts
+from fnn.nn import initializers as inits
+from fnn.nn import losses as losses_mod
+from fnn.nn.layers import Dense, DenseCache
 
 Array = jax.Array
 Params = tuple  # tuple[dict[str, Array], ...]

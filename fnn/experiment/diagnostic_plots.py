@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fnn.report import PathLike, _history_arrays, _import_matplotlib, atomic_write_bytes
+from fnn.experiment.report import PathLike, _history_arrays, _import_matplotlib, atomic_write_bytes
 
 _LAYER_KEY = re.compile(r"^(?P<stat>[a-z_]+)/layer(?P<layer>\d+)$")
 

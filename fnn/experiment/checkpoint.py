@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import fileio
+from fnn.util import fileio
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "fnn-checkpoint"

@@ -505,7 +505,7 @@ def resolved_output(cfg: Config) -> str:
 
 def cross_check(cfg: Config) -> list[str]:
     """Checks that involve several keys (pairings, lengths, file paths)."""
-    from fnn import losses
+    from fnn.nn import losses
 
     errors = []
     loss, output = resolved_loss(cfg), resolved_output(cfg)

@@ -21,7 +21,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from fnn import registry
+from fnn.util import registry
 
 Array = jax.Array
 Initializer = Callable[..., Array]

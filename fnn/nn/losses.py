@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import activations as acts
-from fnn import registry
+from fnn.nn import activations as acts
+from fnn.util import registry
 
 Array = jax.Array
 

@@ -42,12 +42,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import diagnostics as diag_mod
-from fnn import losses as losses_mod
-from fnn import metrics as metrics_mod
-from fnn import objective as obj
-from fnn import optim, parallel, shuffle
-from fnn.network import MLP
+from fnn.analysis import diagnostics as diag_mod
+from fnn.nn import losses as losses_mod
+from fnn.engine import metrics as metrics_mod
+from fnn.nn import objective as obj
+from fnn import optim
+from fnn.engine import parallel, shuffle
+from fnn.nn.mlp import MLP
 
 Array = jax.Array
 PyTree = Any

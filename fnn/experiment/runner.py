@@ -31,10 +31,11 @@ import jax
 import numpy as np
 
 import fnn
-from fnn import checkpoint, parallel, report
-from fnn import config as config_mod
-from fnn import experiment as exp
-from fnn.train import summarize
+from fnn.experiment import checkpoint, report
+from fnn.engine import parallel
+from fnn.experiment import config as config_mod
+from fnn.experiment import build as exp
+from fnn.engine.trainer import summarize
 
 CONFIG_FILE = "config.toml"
 
@@ -391,7 +392,7 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
             echo("note: matplotlib is not installed; curves.png skipped "
                  "(pip install 'fnn[cli]' to get plots)")
         if ok and cfg.diagnostics.enabled:
-            from fnn import report_diagnostics
+            from fnn.experiment import diagnostic_plots as report_diagnostics
 
             kw = dict(member_labels=labels if len(histories) > 1 else None,
                       groups=plot_groups if len(histories) > 1 else None,

@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn import diagnostics as diag
-from fnn import losses as losses_mod
-from fnn import objective as obj
+from fnn.analysis import diagnostics as diag
+from fnn.nn import losses as losses_mod
+from fnn.nn import objective as obj
 
 Array = jax.Array
 
@@ -115,7 +115,7 @@ class BackpropTrace:
 
     def summary(self) -> str:
         """A readable table: one line per layer (see :meth:`rows`), loss and shapes on top."""
-        from fnn.report import format_table
+        from fnn.experiment.report import format_table
 
         batch = int(np.shape(self.x)[0])
         head = (f"backprop trace: {self.loss_name} loss {float(self.loss):.6g}  batch {batch}  "
