@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -26,12 +26,89 @@ import numpy as np
 from fnn.nn import activations as acts
 from fnn.nn import initializers as inits
 from fnn.nn import losses as losses_mod
-from fnn.nn.layers import Dense, DenseCache
+from fnn.nn.layers.dense import Dense, DenseCache
+from fnn.nn.layers.dropout import dropout_backward, dropout_forward, dropout_mask
 
 Array = jax.Array
 Params = tuple  # tuple[dict[str, Array], ...]
 
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+class MLPCache(NamedTuple):
+    """What layer l's forward pass keeps for the backward pass.
+
+    x: the (dropped-out) input X̃, (batch, in).  mask: M (batch, in) or None.
+    z: pre-activation Z, (batch, out).          a: activation A = g(Z), (batch, out).
+    """
+
+    x: Array
+    mask: Optional[Array]
+    z: Array
+    a: Array
+
+
+@dataclass(frozen=True)
+class MLPLayer:
+    """Layer l of an MLP: inverted dropout on its input, then a :class:`~fnn.nn.layers.Dense`
+    (whose formulas it uses: Z = X̃ W + b, A = g(Z); ∂L/∂W = X̃ᵀ δ, ∂L/∂b = Σ_rows δ), and
+    ∂L/∂X = (δ Wᵀ) ⊙ M.
+
+    Attributes:
+      in_features, out_features: weight shape (in, out).
+      activation: activation name.  init: weight initializer name (biases start at zero).
+      dropout_input: apply dropout to the input when a dropout key is given.
+    """
+
+    in_features: int
+    out_features: int
+    activation: str
+    init: str
+    dropout_input: bool = False
+
+    @property
+    def dense(self) -> Dense:
+        return Dense(self.out_features, self.activation, self.init)
+
+    @property
+    def act(self) -> acts.Activation:
+        return acts.get(self.activation)
+
+    def init_params(self, key: Array, dtype) -> dict:
+        """Returns ``{"w": (in, out), "b": (out,)}``; w from ``init``, b zeros."""
+        return self.dense.init_params(key, self.in_features, dtype)
+
+    def forward(self, params: dict, x: Array, *, key=None, drop_rate=0.0) -> tuple[Array, MLPCache]:
+        """A = g(X̃ W + b), X̃ = X ⊙ M with a key on a layer with input dropout, else X.
+
+        Args: params {"w": (in, out), "b": (out,)}; x (batch, in); key; drop_rate.
+        Returns: (A (batch, out), cache).
+        """
+        mask = None
+        if key is not None and self.dropout_input:
+            mask = dropout_mask(key, x.shape, drop_rate, x.dtype)
+            x = dropout_forward(x, mask)
+        a, cache, _ = self.dense.forward(params, {}, x)
+        return a, MLPCache(x, mask, cache.z, a)
+
+    def delta(self, cache: MLPCache, grad_a: Array) -> Array:
+        """δ = ∂L/∂Z = ∂L/∂A ⊙ g'(Z) (softmax: the Jacobian-vector product). (batch, out)."""
+        return self.act.backward(cache.z, cache.a, grad_a)
+
+    def backward(self, params: dict, cache: MLPCache, grad_a: Array) -> tuple[dict, Array]:
+        """From ∂L/∂A: δ = ∂L/∂A ⊙ g'(Z), then :meth:`backward_from_delta`."""
+        return self.backward_from_delta(params, cache, self.delta(cache, grad_a))
+
+    def backward_from_delta(self, params: dict, cache: MLPCache, delta: Array) -> tuple[dict, Array]:
+        """∂L/∂W = X̃ᵀ δ;  ∂L/∂b = Σ_rows δ;  ∂L/∂X = (δ Wᵀ) ⊙ M.
+
+        Returns: ({"w": (in, out), "b": (out,)}, ∂L/∂X (batch, in)).
+        """
+        grads, grad_x = self.dense.backward_from_delta(
+            params, DenseCache(cache.x, cache.z, cache.a), delta)
+        if cache.mask is not None:
+            grad_x = dropout_backward(grad_x, cache.mask)
+        return grads, grad_x
 
 
 @dataclass(frozen=True)
@@ -59,7 +136,7 @@ class MLP:
     drop_rate: float = 0.0
     initializer: Optional[str] = None
     dtype: str = "float32"
-    layers: tuple[Dense, ...] = field(init=False, repr=False, compare=False)
+    layers: tuple[MLPLayer, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         sizes = self.sizes
@@ -95,7 +172,7 @@ class MLP:
             raise ValueError(f"dtype: {self.dtype!r}; expected one of: {', '.join(_DTYPES)}")
         act_names = hidden + (output,)
         layers = tuple(
-            Dense(
+            MLPLayer(
                 in_features=sizes[l],
                 out_features=sizes[l + 1],
                 activation=act_names[l],
@@ -196,7 +273,7 @@ class MLP:
         rate = self._rate(drop_rate)
         return isinstance(rate, jax.Array) or float(rate) > 0.0
 
-    def forward(self, params: Params, x: Array, *, key=None, drop_rate=None) -> tuple[Array, tuple[DenseCache, ...]]:
+    def forward(self, params: Params, x: Array, *, key=None, drop_rate=None) -> tuple[Array, tuple[MLPCache, ...]]:
         """Forward pass keeping every layer's cache for the manual backward pass.
 
         Args:
@@ -205,7 +282,7 @@ class MLP:
           key: dropout key (training); ``None`` for evaluation (no dropout).
           drop_rate: overrides the description's ``drop_rate`` (may be a traced scalar).
         Returns:
-          (ŷ (batch, sizes[-1]), tuple of per-layer :class:`~fnn.layers.DenseCache`).
+          (ŷ (batch, sizes[-1]), tuple of per-layer :class:`MLPCache`).
         """
         self.check_input(x)
         dtype = params[0]["w"].dtype
@@ -219,24 +296,53 @@ class MLP:
             caches.append(cache)
         return a, tuple(caches)
 
-    def apply(self, params: Params, x: Array, *, key=None, drop_rate=None) -> Array:
+    def apply(self, params: Params, x: Array, *, key=None, drop_rate=None, state=None) -> Array:
         """ŷ = A(L), after the output activation.
 
         Args:
           params: from :meth:`init`; x: (batch, sizes[0]).
           key: dropout key for training-mode dropout; ``None`` (default) evaluates without it.
           drop_rate: overrides the description's ``drop_rate``.
+          state: accepted for the network protocol and ignored (an MLP has no state).
         Returns:
           (batch, sizes[-1]).
         """
         return self.forward(params, x, key=key, drop_rate=drop_rate)[0]
+
+    # --- the network protocol (fnn.nn.protocol) ------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.sizes[0],)
+
+    @property
+    def output_shape(self) -> tuple[int]:
+        return (self.sizes[-1],)
+
+    def init_state(self) -> tuple:
+        """An MLP has no state: ``()``."""
+        return ()
+
+    def forward_state(self, params: Params, state, x: Array, *, key=None, drop_rate=None,
+                      training: bool = True) -> tuple[Array, tuple[MLPCache, ...], tuple]:
+        """:meth:`forward` in the protocol's form: (ŷ, caches, state); dropout only when
+        ``training`` with a key; ``state`` is returned unchanged."""
+        y, caches = self.forward(params, x, key=key if training else None, drop_rate=drop_rate)
+        return y, caches, state
+
+    def output_logits(self, caches: tuple[MLPCache, ...]) -> Array:
+        """Z(L) from the caches of :meth:`forward` (batch, sizes[-1])."""
+        return caches[-1].z
+
+    def param_layers(self) -> tuple[tuple[int, str], ...]:
+        """(index, type name) of every layer with parameters: all of them, "Dense"."""
+        return tuple((l, "Dense") for l in range(len(self.layers)))
 
     def logits(self, params: Params, x: Array, *, key=None, drop_rate=None) -> Array:
         """Z(L), the output pre-activation (batch, sizes[-1])."""
         return self.forward(params, x, key=key, drop_rate=drop_rate)[1][-1].z
 
     # --- manual backward -----------------------------------------------------------------------
-    def backward(self, params: Params, caches: tuple[DenseCache, ...], loss, y: Array) -> Params:
+    def backward(self, params: Params, caches: tuple[MLPCache, ...], loss, y: Array) -> Params:
         """The notes' backward pass: δ(L) from the loss, then each layer's backward in reverse.
 
         Args:
@@ -249,7 +355,7 @@ class MLP:
         """
         return self.backward_deltas(params, caches, loss, y)[0]
 
-    def backward_deltas(self, params: Params, caches: tuple[DenseCache, ...], loss,
+    def backward_deltas(self, params: Params, caches: tuple[MLPCache, ...], loss,
                         y: Array) -> tuple[Params, tuple[Array, ...]]:
         """:meth:`backward`, also returning every layer's δ(l) = ∂L/∂Z(l) (batch, out_l).
 
@@ -264,7 +370,7 @@ class MLP:
         grads, _, deltas = self._backward_from_delta(params, caches, delta)
         return grads, deltas
 
-    def vjp(self, params: Params, caches: tuple[DenseCache, ...],
+    def vjp(self, params: Params, caches: tuple[MLPCache, ...],
             grad_out: Array) -> tuple[Params, Array, tuple[Array, ...]]:
         """The hand-written vector-Jacobian product of ŷ = A(L) w.r.t. params and inputs.
 

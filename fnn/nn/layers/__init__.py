@@ -1,0 +1,25 @@
+"""Layers, one module per family; the contract is :mod:`fnn.nn.protocol`. Channels-last (NHWC).
+
+    Dense(units, activation, initializer)                               dense.py
+    Conv2D(filters, kernel_size, strides, padding, activation, ...)     conv.py
+    MaxPool2D, AvgPool2D (valid windows), GlobalAvgPool2D               pooling.py
+    Flatten, Activation                                                 reshape.py
+    Dropout (inverted; dropout_mask / dropout_forward / dropout_backward)   dropout.py
+    BatchNorm, LayerNorm                                                normalization.py
+    Residual(layers): Y = X + f(X)                                      residual.py
+    chain: shapes / init / forward / backward over a list of layers     chain.py
+"""
+
+from fnn.nn.layers.conv import Conv2D, ConvCache, resolve_formulation
+from fnn.nn.layers.dense import Dense, DenseCache
+from fnn.nn.layers.dropout import Dropout, dropout_backward, dropout_forward, dropout_mask
+from fnn.nn.layers.normalization import BatchNorm, LayerNorm
+from fnn.nn.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from fnn.nn.layers.reshape import Activation, Flatten
+from fnn.nn.layers.residual import Residual
+
+__all__ = [
+    "Dense", "DenseCache", "Conv2D", "ConvCache", "resolve_formulation", "MaxPool2D",
+    "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Activation", "Dropout", "dropout_mask",
+    "dropout_forward", "dropout_backward", "BatchNorm", "LayerNorm", "Residual",
+]

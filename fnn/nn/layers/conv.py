@@ -1,0 +1,199 @@
+"""2-d convolution (NHWC, HWIO kernels) with a fused activation, in two formulations.
+
+Forward (cross-correlation, as every framework): Z[n, p, q, f] = Σ_(i,j,c) X̄[n, p·s_h + i,
+q·s_w + j, c] W[i, j, c, f] + b[f], with X̄ the input padded as XLA's SAME / VALID; A = g(Z).
+
+"im2col" (patch GEMMs; fast on CPU):
+    P = patches(X̄) (N·oh·ow, kh·kw·C),  W_col = W reshaped (kh·kw·C, F)
+    Z = P W_col + b;   ∂L/∂W = Pᵀ δ;   ∂L/∂b = Σ δ;   ∂L/∂X = col2im(δ W_colᵀ)
+"xla" (``lax.conv_general_dilated``; cuDNN on GPU), the backward written as convolutions
+(the transposes in jax/_src/lax/convolution.py):
+    ∂L/∂X = δ ⋆ rot180(W) with I/O swapped, strides → lhs_dilation,
+            padding (k − lo − 1, n + k − 1 − ((o−1)s + 1) − (k − lo − 1))
+    ∂L/∂W = X̄ correlated with δ (batch ↔ feature swapped), strides → rhs_dilation,
+            padding (lo, ((o−1)s + 1) − n + k − lo − 1)
+
+:func:`resolve_formulation` is the one place that picks one per platform (CPU → im2col,
+GPU / TPU → xla); ``Conv2D(formulation=...)`` overrides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from fnn.nn import initializers as inits
+from fnn.nn.layers.base import (FusedActivation, bcast_last, canonical_activation, col2im,
+                                expect_rank, pad_input, pair, patch_slices, positive_int,
+                                shape_str, window_out_and_pad)
+
+Array = jax.Array
+
+FORMULATIONS = ("auto", "im2col", "xla")
+PADDINGS = ("same", "valid")
+
+
+def resolve_formulation(formulation: str = "auto") -> str:
+    """"im2col" on CPU, "xla" on GPU / TPU, unless ``formulation`` names one."""
+    if formulation != "auto":
+        return formulation
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+
+
+class ConvCache(NamedTuple):
+    """x: the input (N, H, W, C).  z: Z (N, oh, ow, F).  a: A = g(Z)."""
+
+    x: Array
+    z: Array
+    a: Array
+
+
+def _dilated(n: int, s: int) -> int:
+    return 0 if n == 0 else (n - 1) * s + 1
+
+
+@dataclass(frozen=True)
+class Conv2D(FusedActivation):
+    """A = g(conv(X, W) + b), channels-last.
+
+    Args:
+      filters: output channels F.
+      kernel_size, strides: int or (h, w) pair.
+      padding: "same" or "valid", exactly as XLA's SAME / VALID.
+      activation: activation name.
+      initializer: weight initializer name (``None``: He for the ReLU family, Glorot otherwise),
+        applied to the (kh·kw·C, F) matrix W_col: fan_in = kh·kw·C, fan_out = F.
+      formulation: "auto" (see :func:`resolve_formulation`), "im2col" or "xla".
+
+    Params: ``{"w": (kh, kw, C, F) HWIO, "b": (F,)}``. Input (H, W, C) -> (oh, ow, F).
+    """
+
+    filters: int
+    kernel_size: tuple = 3
+    strides: tuple = 1
+    padding: str = "same"
+    activation: str = "identity"
+    initializer: Optional[str] = None
+    formulation: str = "auto"
+
+    def __post_init__(self):
+        for name in ("kernel_size", "strides"):
+            try:
+                object.__setattr__(self, name, pair(getattr(self, name), name))
+            except ValueError:
+                pass  # reported by output_shape, with the layer's index
+        if isinstance(self.padding, str):
+            object.__setattr__(self, "padding", self.padding.lower())
+        object.__setattr__(self, "activation", canonical_activation(self.activation))
+
+    @property
+    def init_name(self) -> str:
+        if self.initializer is None:
+            return inits.default_for(self.activation)
+        return inits.canonical_name(self.initializer)
+
+    def _geometry(self, h: int, w: int):
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        oh, ph = window_out_and_pad(h, kh, sh, self.padding)
+        ow, pw = window_out_and_pad(w, kw, sw, self.padding)
+        return (oh, ow), (ph, pw)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        positive_int(self.filters, "filters")
+        kh, kw = pair(self.kernel_size, "kernel_size")
+        pair(self.strides, "strides")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding: {self.padding!r}; expected one of: same, valid")
+        if self.formulation not in FORMULATIONS:
+            raise ValueError(f"formulation: {self.formulation!r}; expected one of:"
+                             f" {', '.join(FORMULATIONS)}")
+        self._check_activation()
+        self.init_name
+        expect_rank(input_shape, 3, "a 3-d input (height, width, channels)")
+        h, w, _ = input_shape
+        if self.padding == "valid" and (kh > h or kw > w):
+            raise ValueError(f"got input shape {shape_str(input_shape)}; expected height >= {kh}"
+                             f" and width >= {kw} for a {kh}x{kw} 'valid' kernel")
+        (oh, ow), _ = self._geometry(h, w)
+        return (oh, ow, self.filters)
+
+    def init(self, key: Array, input_shape: tuple, dtype) -> tuple[dict, dict]:
+        """({"w": (kh, kw, C, F), "b": zeros (F,)}, {})."""
+        (kh, kw), c = self.kernel_size, int(input_shape[2])
+        w_col = inits.get(self.init_name)(key, (kh * kw * c, self.filters), dtype)
+        return {"w": w_col.reshape(kh, kw, c, self.filters),
+                "b": jnp.zeros((self.filters,), dtype)}, {}
+
+    # --- forward ---------------------------------------------------------------------------------
+    def forward(self, params: dict, state: dict, x: Array, *, key=None, training=False,
+                drop_rate=None) -> tuple[Array, ConvCache, dict]:
+        """A = g(conv(X, W) + b). Args: x (N, H, W, C). Returns (A (N, oh, ow, F), cache, state)."""
+        if resolve_formulation(self.formulation) == "im2col":
+            z = self._forward_im2col(params["w"], x)
+        else:
+            z = self._forward_xla(params["w"], x)
+        z = z + bcast_last(params["b"], 4)
+        a = self.act.fn(z)
+        return a, ConvCache(x, z, a), state
+
+    def _cols(self, x: Array):
+        (oh, ow), pads = self._geometry(x.shape[1], x.shape[2])
+        blocks = patch_slices(pad_input(x, pads), self.kernel_size, self.strides, (oh, ow))
+        cols = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks, axis=-1)
+        return cols.reshape(-1, cols.shape[-1]), (oh, ow), pads
+
+    def _forward_im2col(self, w: Array, x: Array) -> Array:
+        cols, (oh, ow), _ = self._cols(x)  # P (N·oh·ow, kh·kw·C)
+        z = cols @ w.reshape(-1, w.shape[-1])  # Z = P W_col
+        return z.reshape(x.shape[0], oh, ow, w.shape[-1])
+
+    def _forward_xla(self, w: Array, x: Array) -> Array:
+        _, pads = self._geometry(x.shape[1], x.shape[2])
+        return lax.conv_general_dilated(x, w, self.strides, pads,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    # --- backward --------------------------------------------------------------------------------
+    def backward_from_delta(self, params: dict, cache: ConvCache,
+                            delta: Array) -> tuple[dict, Array]:
+        """∂L/∂W, ∂L/∂b = Σ_(n,p,q) δ, ∂L/∂X from δ = ∂L/∂Z (N, oh, ow, F) (module docstring).
+
+        Returns:
+          ({"w": (kh, kw, C, F), "b": (F,)}, ∂L/∂X (N, H, W, C)).
+        """
+        if resolve_formulation(self.formulation) == "im2col":
+            dw, dx = self._backward_im2col(params["w"], cache.x, delta)
+        else:
+            dw, dx = self._backward_xla(params["w"], cache.x, delta)
+        return {"w": dw, "b": jnp.sum(delta, axis=(0, 1, 2))}, dx
+
+    def _backward_im2col(self, w: Array, x: Array, delta: Array):
+        cols, _, pads = self._cols(x)
+        d2 = delta.reshape(-1, delta.shape[-1])  # δ (N·oh·ow, F)
+        w_col = w.reshape(-1, w.shape[-1])
+        dw = (cols.T @ d2).reshape(w.shape)  # ∂L/∂W = Pᵀ δ
+        dcols = (d2 @ w_col.T).reshape(delta.shape[:3] + (w_col.shape[0],))  # δ W_colᵀ
+        kh, kw = self.kernel_size
+        blocks = jnp.split(dcols, kh * kw, axis=-1) if kh * kw > 1 else [dcols]
+        dx = col2im(blocks, self.kernel_size, self.strides, x.shape[1:3], pads)
+        return dw, dx
+
+    def _backward_xla(self, w: Array, x: Array, delta: Array):
+        (kh, kw), strides = self.kernel_size, self.strides
+        _, pads = self._geometry(x.shape[1], x.shape[2])
+        dims = (x.shape[1], x.shape[2]), (kh, kw), delta.shape[1:3]
+        lhs_pad, rhs_pad = [], []
+        for n, k, o, s, (lo, _) in zip(*dims, strides, pads):
+            before = k - lo - 1
+            lhs_pad.append((before, n + k - 1 - _dilated(o, s) - before))
+            rhs_pad.append((lo, _dilated(o, s) - n + k - lo - 1))
+        # ∂L/∂X: δ convolved with the flipped kernel, its I and O swapped ("HWOI")
+        dx = lax.conv_general_dilated(delta, w[::-1, ::-1], (1, 1), lhs_pad, lhs_dilation=strides,
+                                      dimension_numbers=("NHWC", "HWOI", "NHWC"))
+        # ∂L/∂W: X correlated with δ; batch and feature axes swapped on both sides
+        dw = lax.conv_general_dilated(x, delta, (1, 1), rhs_pad, rhs_dilation=strides,
+                                      dimension_numbers=("CHWN", "IHWO", "HWNC"))
+        return dw, dx

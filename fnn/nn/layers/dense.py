@@ -1,0 +1,96 @@
+"""The dense layer with a fused activation.
+
+Batch-first, so the notes' formulas read as written:
+
+    forward:   Z = X W + b,   A = g(Z)
+    backward:  δ = ∂L/∂Z = ∂L/∂A ⊙ g'(Z)   (the activation's own backward)
+               ∂L/∂W = Xᵀ δ,   ∂L/∂b = Σ_rows δ,   ∂L/∂X = δ Wᵀ
+
+Chaining layers gives the notes' recurrence δ(l) = (δ(l+1) W(l+1)ᵀ) ⊙ g'(Z(l)). The output layer
+instead receives δ(L) from the loss (see :meth:`Dense.backward_from_delta`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from fnn.nn import initializers as inits
+from fnn.nn.layers.base import FusedActivation, canonical_activation, expect_rank, positive_int
+
+Array = jax.Array
+
+
+class DenseCache(NamedTuple):
+    """x: the input X (batch, in).  z: Z (batch, out).  a: A = g(Z) (batch, out)."""
+
+    x: Array
+    z: Array
+    a: Array
+
+
+@dataclass(frozen=True)
+class Dense(FusedActivation):
+    """A = g(X W + b).
+
+    Args:
+      units: output width.
+      activation: activation name (see :mod:`fnn.activations`).
+      initializer: weight initializer name; ``None``: He (normal) for the ReLU family, Glorot
+        (uniform) otherwise. Biases start at zero.
+
+    Params: ``{"w": (in, units), "b": (units,)}``. Input: one example's shape must be 1-d (in,).
+    """
+
+    units: int
+    activation: str = "identity"
+    initializer: Optional[str] = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "activation", canonical_activation(self.activation))
+
+    @property
+    def init_name(self) -> str:
+        """The initializer's registry name (the activation's default when ``initializer`` is None)."""
+        if self.initializer is None:
+            return inits.default_for(self.activation)
+        return inits.canonical_name(self.initializer)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        positive_int(self.units, "units")
+        self._check_activation()
+        self.init_name
+        expect_rank(input_shape, 1, "a 1-d input (features,); add Flatten() after a 4-d output")
+        return (self.units,)
+
+    def init(self, key: Array, input_shape: tuple, dtype) -> tuple[dict, dict]:
+        """Returns ({"w": (in, units), "b": (units,)}, {}); w from the initializer, b zeros."""
+        return self.init_params(key, int(input_shape[0]), dtype), {}
+
+    def init_params(self, key: Array, in_features: int, dtype) -> dict:
+        """{"w": (in_features, units) from the initializer, "b": zeros (units,)}."""
+        w = inits.get(self.init_name)(key, (in_features, self.units), dtype)
+        return {"w": w, "b": jnp.zeros((self.units,), dtype)}
+
+    def forward(self, params: dict, state: dict, x: Array, *, key=None, training=False,
+                drop_rate=None) -> tuple[Array, DenseCache, dict]:
+        """A = g(X W + b). Args: params {"w", "b"}; x (batch, in). Returns (A (batch, units),
+        cache, state)."""
+        z = x @ params["w"] + params["b"][None, :]
+        a = self.act.fn(z)
+        return a, DenseCache(x, z, a), state
+
+    def backward_from_delta(self, params: dict, cache: DenseCache,
+                            delta: Array) -> tuple[dict, Array]:
+        """∂L/∂W = Xᵀ δ;  ∂L/∂b = Σ_rows δ;  ∂L/∂X = δ Wᵀ.
+
+        Args:
+          params: {"w", "b"}; cache: from :meth:`forward`; delta: δ = ∂L/∂Z (batch, units).
+        Returns:
+          ({"w": (in, units), "b": (units,)}, ∂L/∂X (batch, in)).
+        """
+        grads = {"w": cache.x.T @ delta, "b": jnp.sum(delta, axis=0)}
+        return grads, delta @ params["w"].T

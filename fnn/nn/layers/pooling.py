@@ -1,0 +1,184 @@
+"""Pooling over 'valid' windows (NHWC): max, average, global average.
+
+With the window's kh·kw strided slices X_(i,j) (N, oh, ow, C), row-major over the window
+(see :func:`fnn.nn.layers.base.patch_slices`):
+
+    MaxPool2D:  Y = max_(i,j) X_(i,j);  ∂L/∂X = col2im(δ ⊙ 1[(i,j) is the window's first maximum])
+    AvgPool2D:  Y = (1/(kh·kw)) Σ_(i,j) X_(i,j);  ∂L/∂X = col2im(δ/(kh·kw) for every (i,j))
+    GlobalAvgPool2D: Y[n, c] = mean_(h,w) X[n, h, w, c];  ∂L/∂X[n, h, w, c] = δ[n, c]/(H·W)
+
+**Ties** (max pool): the gradient goes entirely to the *first* maximum of the window in row-major
+order (smallest row, then smallest column). ``jax.grad`` of ``lax.reduce_window`` max may pick a
+different element or split it; away from ties both agree exactly.
+
+Two max-pool backward formulations, tested against each other:
+  "mask":    walk the window offsets in order, hit_(i,j) = (X_(i,j) = Y) ∧ ¬(an earlier hit);
+             col2im of δ ⊙ hit_(i,j) (kh·kw padded slices summed).
+  "scatter": argmax over the stacked window (first maximum), its input position
+             (p·s_h + i, q·s_w + j), and a scatter-add of δ there (XLA's select-and-scatter).
+``MAX_POOL_BACKWARD`` is the default (the faster on CPU, see scripts/bench_layers.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fnn.nn.layers.base import Static, col2im, expect_rank, pair, patch_slices, shape_str
+
+Array = jax.Array
+
+MAX_POOL_BACKWARDS = ("mask", "scatter")
+MAX_POOL_BACKWARD = "mask"
+
+
+def _no_pad():
+    return ((0, 0), (0, 0))
+
+
+@dataclass(frozen=True)
+class _Pool2D:
+    """Shared geometry of the windowed pools: pool_size, strides (default: pool_size)."""
+
+    pool_size: tuple = 2
+    strides: tuple = None
+
+    def __post_init__(self):
+        try:
+            size = pair(self.pool_size, "pool_size")
+            object.__setattr__(self, "pool_size", size)
+            strides = size if self.strides is None else pair(self.strides, "strides")
+            object.__setattr__(self, "strides", strides)
+        except ValueError:
+            pass  # reported by output_shape, with the layer's index
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        kh, kw = pair(self.pool_size, "pool_size")
+        sh, sw = pair(self.strides, "strides")
+        expect_rank(input_shape, 3, "a 3-d input (height, width, channels)")
+        h, w, c = input_shape
+        if kh > h or kw > w:
+            raise ValueError(f"got input shape {shape_str(input_shape)}; expected height >= {kh}"
+                             f" and width >= {kw} for a {kh}x{kw} pool")
+        return ((h - kh) // sh + 1, (w - kw) // sw + 1, c)
+
+    def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
+        return {}, {}
+
+    def _out_hw(self, x: Array) -> tuple[int, int]:
+        (kh, kw), (sh, sw) = self.pool_size, self.strides
+        return (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+
+    def _slices(self, x: Array) -> list[Array]:
+        return patch_slices(x, self.pool_size, self.strides, self._out_hw(x))
+
+
+class MaxPoolCache(NamedTuple):
+    """x: the input (N, H, W, C).  y: the window maxima (N, oh, ow, C)."""
+
+    x: Array
+    y: Array
+
+
+@dataclass(frozen=True)
+class MaxPool2D(_Pool2D):
+    """Y = the maximum of each valid window. Ties: the first maximum (module docstring).
+
+    Args:
+      pool_size: int or (h, w).  strides: int or pair; ``None``: pool_size.
+      backward_formulation: "mask" or "scatter" (both exact; see the module docstring).
+    """
+
+    backward_formulation: str = MAX_POOL_BACKWARD
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        if self.backward_formulation not in MAX_POOL_BACKWARDS:
+            raise ValueError(f"backward_formulation: {self.backward_formulation!r}; expected one"
+                             f" of: {', '.join(MAX_POOL_BACKWARDS)}")
+        return super().output_shape(input_shape)
+
+    def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
+        """Y = max_(i,j) X_(i,j). Args: x (N, H, W, C). Returns (Y (N, oh, ow, C), cache, state)."""
+        slices = self._slices(x)
+        y = slices[0]
+        for s in slices[1:]:
+            y = jnp.maximum(y, s)
+        return y, MaxPoolCache(x, y), state
+
+    def backward(self, params, cache: MaxPoolCache, grad_out: Array) -> tuple[dict, Array]:
+        """∂L/∂X: δ routed to each window's first maximum. Returns ({}, (N, H, W, C))."""
+        if self.backward_formulation == "scatter":
+            return {}, self._backward_scatter(cache, grad_out)
+        return {}, self._backward_mask(cache, grad_out)
+
+    def _backward_mask(self, cache: MaxPoolCache, delta: Array) -> Array:
+        zero = jnp.zeros((), delta.dtype)
+        found = None
+        blocks = []
+        for s in self._slices(cache.x):
+            hit = s == cache.y
+            if found is not None:
+                hit = hit & ~found
+            found = hit if found is None else found | hit
+            blocks.append(jnp.where(hit, delta, zero))
+        return col2im(blocks, self.pool_size, self.strides, cache.x.shape[1:3], _no_pad())
+
+    def _backward_scatter(self, cache: MaxPoolCache, delta: Array) -> Array:
+        (kh, kw), (sh, sw) = self.pool_size, self.strides
+        n, h, w, c = cache.x.shape
+        oh, ow = delta.shape[1], delta.shape[2]
+        first = jnp.argmax(jnp.stack(self._slices(cache.x), axis=3), axis=3)  # (N, oh, ow, C)
+        rows = (jnp.arange(oh) * sh).reshape(1, oh, 1, 1) + first // kw
+        cols = (jnp.arange(ow) * sw).reshape(1, 1, ow, 1) + first % kw
+        flat = (rows * w + cols).reshape(n, oh * ow, c)  # position in the (H·W) plane
+        out = jnp.zeros((n, h * w, c), delta.dtype)
+        out = out.at[jnp.arange(n).reshape(n, 1, 1), flat, jnp.arange(c).reshape(1, 1, c)].add(
+            delta.reshape(n, oh * ow, c))
+        return out.reshape(n, h, w, c)
+
+
+@dataclass(frozen=True)
+class AvgPool2D(_Pool2D):
+    """Y = the mean of each valid window. Args: pool_size, strides (default pool_size)."""
+
+    def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
+        """Y = (1/(kh·kw)) Σ X_(i,j). Returns (Y (N, oh, ow, C), cache, state)."""
+        slices = self._slices(x)
+        total = slices[0]
+        for s in slices[1:]:
+            total = total + s
+        kh, kw = self.pool_size
+        return total / (kh * kw), Static(tuple(x.shape[1:3])), state
+
+    def backward(self, params, cache: Static, grad_out: Array) -> tuple[dict, Array]:
+        """∂L/∂X = col2im(δ/(kh·kw) at every window offset). Returns ({}, (N, H, W, C))."""
+        kh, kw = self.pool_size
+        share = grad_out / (kh * kw)
+        return {}, col2im([share] * (kh * kw), self.pool_size, self.strides, cache.value,
+                          _no_pad())
+
+
+@dataclass(frozen=True)
+class GlobalAvgPool2D:
+    """Y[n, c] = mean over (h, w) of X[n, h, w, c]: (H, W, C) -> (C,)."""
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        expect_rank(input_shape, 3, "a 3-d input (height, width, channels)")
+        return (input_shape[2],)
+
+    def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
+        return {}, {}
+
+    def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
+        """Returns (Y (N, C), cache, state)."""
+        return jnp.mean(x, axis=(1, 2)), Static(tuple(x.shape[1:3])), state
+
+    def backward(self, params, cache: Static, grad_out: Array) -> tuple[dict, Array]:
+        """∂L/∂X[n, h, w, c] = δ[n, c]/(H·W). Returns ({}, (N, H, W, C))."""
+        h, w = cache.value
+        g = grad_out / (h * w)
+        n, c = g.shape
+        return {}, jnp.broadcast_to(g.reshape(n, 1, 1, c), (n, h, w, c))

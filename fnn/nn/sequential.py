@@ -1,0 +1,228 @@
+"""``Sequential``: a network as a chain of layers, with the network protocol of
+:mod:`fnn.nn.protocol` (what the engine trains, in both gradient modes).
+
+    forward:   X(0) = X;  X(i+1) = layer_i(X(i));  ŷ = X(n)
+    backward:  δ(L) = loss.output_delta(g_L, Z(L), ŷ, y) if the last layer has an activation
+               (fused (ŷ − y)/N for softmax / sigmoid cross-entropy), else ∇_ŷ L; then every
+               layer's own backward in reverse (:mod:`fnn.nn.layers.chain`).
+
+Shapes are inferred when the network is built, from ``input_shape`` (one example, no batch axis):
+a layer that does not fit raises a one-line ValueError ``layers[i] (Type): got input shape S;
+expected ...``, before anything is compiled. Params: a tuple with one entry per layer (a dict,
+``{}`` for parameterless layers, a tuple for :class:`~fnn.nn.layers.Residual`); state (BatchNorm
+running statistics) is a separate tuple of the same layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn.nn import activations as acts
+from fnn.nn import losses as losses_mod
+from fnn.nn.layers import chain
+from fnn.nn.layers.base import shape_str
+from fnn.nn.layers.dropout import Dropout
+from fnn.nn.layers.residual import Residual
+
+Array = jax.Array
+
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+class SequentialCache(NamedTuple):
+    """layers: one cache per layer.  y: the output ŷ = X(n)."""
+
+    layers: tuple
+    y: Array
+
+
+def _walk(layers, prefix="layers"):
+    """(description, layer, is_top_level_last) for every layer, Residual inner layers included."""
+    for i, layer in enumerate(layers):
+        yield chain.describe(i, layer, prefix), layer, i == len(layers) - 1 and prefix == "layers"
+        if isinstance(layer, Residual):
+            yield from _walk(layer.layers, f"{prefix}[{i}].layers")
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """A chain of layers with shapes inferred from ``input_shape``.
+
+    Args:
+      layers: the layers, in order (a sequence; stored as a tuple).
+      input_shape: one example's shape without the batch axis, e.g. (28, 28, 1) or (4,).
+      dtype: parameter dtype name.
+
+    Raises:
+      ValueError: one line naming the layer index, type, the shape it got and what it expected
+        (or the bad argument); softmax anywhere but in the last layer.
+    """
+
+    layers: tuple
+    input_shape: tuple = field(kw_only=True)
+    dtype: str = field(default="float32", kw_only=True)
+    shapes: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if not isinstance(self.layers, (list, tuple)) or not self.layers:
+            raise ValueError(f"layers: {self.layers!r}; expected a non-empty sequence of layers")
+        shape = self.input_shape
+        if (isinstance(shape, (int, np.integer)) or not isinstance(shape, Sequence) or not shape
+                or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1
+                       for d in shape)):
+            raise ValueError(f"input_shape: {shape!r}; expected a tuple of positive ints like"
+                             f" (28, 28, 1)")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype: {self.dtype!r}; expected one of: {', '.join(DTYPES)}")
+        layers = tuple(self.layers)
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in shape))
+        object.__setattr__(self, "shapes", chain.shapes(layers, self.input_shape))
+        for where, layer, last in _walk(layers):
+            if getattr(layer, "activation", None) == "softmax" and not last:
+                raise ValueError(f"{where}: activation 'softmax' is only allowed in the last"
+                                 f" layer; use it as the output activation")
+
+    # --- description -----------------------------------------------------------------------------
+    @property
+    def output_shape(self) -> tuple:
+        return self.shapes[-1]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def output(self) -> str:
+        """The last layer's activation name; "identity" if it has none."""
+        top = self.layers[-1]
+        return top.activation if callable(getattr(top, "backward_from_delta", None)) else "identity"
+
+    @property
+    def drop_rate(self) -> float:
+        """The default dropout rate: the first Dropout layer's rate (Residuals searched in order),
+        0.0 without Dropout. ``forward_state(..., drop_rate=q)`` sets every Dropout to q."""
+        for _, layer, _ in _walk(self.layers):
+            if isinstance(layer, Dropout):
+                return float(layer.rate)
+        return 0.0
+
+    # --- params and state ------------------------------------------------------------------------
+    def init(self, key: Array) -> tuple:
+        """Parameters: a tuple, one entry per layer; the key is split once per layer."""
+        return chain.init(self.layers, self.shapes[:-1], key, jnp.dtype(self.dtype))[0]
+
+    def init_state(self) -> tuple:
+        """The initial state: one entry per layer ({} for stateless ones)."""
+        return chain.init_state(self.layers, self.shapes[:-1], jnp.dtype(self.dtype))
+
+    def _param_shapes(self):
+        return jax.eval_shape(self.init, jax.random.key(0))
+
+    def param_layers(self) -> tuple[tuple[int, str], ...]:
+        """(index, type name) of every layer with parameters."""
+        return tuple((i, type(layer).__name__)
+                     for i, (layer, p) in enumerate(zip(self.layers, self._param_shapes()))
+                     if jax.tree.leaves(p))
+
+    def num_params(self) -> int:
+        return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(self._param_shapes()))
+
+    # --- validation ------------------------------------------------------------------------------
+    def check_input(self, x) -> None:
+        """One-line ValueError if ``x`` is not a (batch, *input_shape) batch of finite values
+        (finiteness only for concrete arrays)."""
+        shape = tuple(np.shape(x))
+        if len(shape) != len(self.input_shape) + 1 or shape[1:] != self.input_shape:
+            want = ", ".join(str(d) for d in self.input_shape)
+            raise ValueError(f"x: shape {shape}; expected a batch of shape (batch, {want})")
+        if not isinstance(x, jax.core.Tracer):
+            arr = np.asarray(x)
+            if arr.dtype.kind == "f":
+                bad = ~np.isfinite(arr)
+                if bad.any():
+                    first = tuple(int(i) for i in np.argwhere(bad)[0])
+                    raise ValueError(f"x: {int(bad.sum())} non-finite value(s) (NaN/inf), first"
+                                     f" at index {first}; expected finite inputs")
+
+    def check_params(self, params) -> None:
+        """ValueError naming the layer, the leaf and both shapes if ``params`` do not fit."""
+        want = self._param_shapes()
+        if not isinstance(params, (tuple, list)) or len(params) != len(self.layers):
+            n = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
+            raise ValueError(f"params: {n} layers; expected a tuple of {len(self.layers)} entries")
+        for i, (layer, w, p) in enumerate(zip(self.layers, want, params)):
+            where = chain.describe(i, layer)
+            if jax.tree.structure(w) != jax.tree.structure(p):
+                raise ValueError(f"params[{i}]: structure {jax.tree.structure(p)}; expected"
+                                 f" {jax.tree.structure(w)} for {where}")
+            for (path, wl), pl in zip(jax.tree_util.tree_leaves_with_path(w), jax.tree.leaves(p)):
+                if tuple(np.shape(pl)) != wl.shape:
+                    raise ValueError(f"params[{i}]{jax.tree_util.keystr(path)}: shape"
+                                     f" {shape_str(np.shape(pl))}; expected {shape_str(wl.shape)}"
+                                     f" for {where}")
+
+    # --- forward ---------------------------------------------------------------------------------
+    def forward_state(self, params, state, x, *, key=None, drop_rate=None,
+                      training: bool = True) -> tuple[Array, SequentialCache, tuple]:
+        """Forward pass keeping every layer's cache.
+
+        Args:
+          params: from :meth:`init`; state: from :meth:`init_state` (or a previous step).
+          x: (batch, *input_shape).
+          key: dropout key (layer i gets fold_in(key, i)); None: no dropout.
+          drop_rate: overrides every Dropout's rate when not None (may be traced).
+          training: batch statistics (BatchNorm) and dropout (with a key); False: running
+            statistics, no dropout.
+        Returns:
+          (ŷ (batch, *output_shape), caches, new state).
+        """
+        self.check_input(x)
+        x = jnp.asarray(x).astype(self.dtype)
+        key = key if training else None
+        y, caches, new_state = chain.forward(self.layers, params, state, x, key=key,
+                                             training=training, drop_rate=drop_rate)
+        return y, SequentialCache(caches, y), new_state
+
+    def apply(self, params, x, *, key=None, drop_rate=None, state=None) -> Array:
+        """ŷ. With a key: training mode (dropout, batch statistics); without: evaluation with
+        ``state``'s running statistics (``init_state()`` when None)."""
+        state = self.init_state() if state is None else state
+        return self.forward_state(params, state, x, key=key, drop_rate=drop_rate,
+                                  training=key is not None)[0]
+
+    def output_logits(self, caches: SequentialCache) -> Array:
+        """Z(L), the last activation's input (ŷ itself when the last layer has none)."""
+        if callable(getattr(self.layers[-1], "backward_from_delta", None)):
+            return caches.layers[-1].z
+        return caches.y
+
+    # --- manual backward -------------------------------------------------------------------------
+    def backward(self, params, caches: SequentialCache, loss, y: Array) -> tuple:
+        """Gradients with the structure of ``params``: δ(L) from the loss, then every layer."""
+        return self.backward_deltas(params, caches, loss, y)[0]
+
+    def backward_deltas(self, params, caches: SequentialCache, loss, y: Array):
+        """:meth:`backward`, also returning every layer's delta (see
+        :func:`fnn.nn.layers.chain.backward`). Returns (grads, deltas)."""
+        loss = losses_mod.get(loss)
+        top = self.layers[-1]
+        if callable(getattr(top, "backward_from_delta", None)):
+            c = caches.layers[-1]
+            delta = loss.output_delta(top.act, c.z, c.a, y)  # δ(L)
+            grads, _, deltas = chain.backward(self.layers, params, caches.layers, None,
+                                              top_delta=delta)
+        else:
+            y_hat = caches.y
+            grad = loss.output_delta(acts.get("identity"), y_hat, y_hat, y)  # ∇_ŷ L
+            grads, _, deltas = chain.backward(self.layers, params, caches.layers, grad)
+        return grads, deltas
+
+    def vjp(self, params, caches: SequentialCache, grad_out: Array):
+        """The hand-written VJP of ŷ: (grads, ∂L/∂X, deltas) from ∂L/∂ŷ."""
+        return chain.backward(self.layers, params, caches.layers, grad_out)
