@@ -6,7 +6,6 @@
     fnn inspect CONFIG [--set ...] [--batch N] [--json]
     fnn evaluate RUN_DIR [--split test|val|train] [--json]
     fnn predict RUN_DIR INPUT.{csv,npz} [--output FILE]
-    fnn bench [--cases large,tiny,util,fashion,sweep,startup] [--only fnn|peers] [--out DIR]
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
 update; gradcheck out of tolerance); 2 bad input (config, data, arguments) with a one-line
@@ -87,12 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", metavar="RUN_DIR")
     r.add_argument("input", metavar="INPUT", help="a .csv (header, numeric) or .npz (array x)")
     r.add_argument("--output", metavar="FILE", help="default: <INPUT stem>.predictions.csv")
-
-    from fnn import bench  # standard library only at import; peers load in its child processes
-
-    bench.build_parser(sub.add_parser(
-        "bench", help="fnn vs PyTorch, Flax+optax and scikit-learn on this machine "
-        "(scripts/bench.py); writes bench.json and bench.md"))
     return p
 
 
@@ -353,16 +346,8 @@ def cmd_predict(args) -> int:
     return EXIT_OK
 
 
-def cmd_bench(args) -> int:
-    from fnn import bench
-
-    bench.run(args)
-    return EXIT_OK
-
-
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
-            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "bench": cmd_bench}
+            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict}
 
 
 def _limit_malloc_arenas() -> None:

@@ -1,10 +1,11 @@
-"""Smoke tests of the benchmark (fnn.bench / scripts/bench.py / `fnn bench`).
+"""Smoke tests of the benchmark, ``python scripts/bench.py`` (modules in scripts/benchlib/).
 
 Tiny sizes, fnn-only contestants: they check that the command runs and that bench.json and
 bench.md have their structure. They never assert a timing (benchmarks live in scripts/).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,9 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from fnn import bench, cli
-
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+from benchlib import cases, report, settings, workers  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_script", SCRIPTS / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
 TINY = ["--quick", "--samples", "256", "--repeats", "1", "--members", "2"]
 
 
@@ -37,14 +46,14 @@ def _check_timed(r):
 def test_fnn_only_cases_in_process(tmp_path):
     results, saved, md, lines = _run(tmp_path, *TINY, "--only", "fnn", "--in-process",
                                      "--cases", "large,tiny,util,sweep")
-    assert saved["tag"] == bench.RESULT_TAG
+    assert saved["tag"] == settings.RESULT_TAG
     assert set(saved) >= {"settings", "environment", "cases", "targets"}
     env = saved["environment"]
     assert env["threads"] >= 1 and env["versions"]["jax"] and env["cpu"]
     assert set(saved["cases"]) == {"large", "tiny", "util", "sweep"}
     for name in ("large", "tiny"):
         res = saved["cases"][name]["results"]
-        assert list(res) == list(bench.MLP_CONTESTANTS)
+        assert list(res) == list(settings.MLP_CONTESTANTS)
         for c in ("fnn-scan", "fnn-scan-autodiff", "fnn-loop"):
             _check_timed(res[c])
             assert res[c]["samples_per_s"] > 0 and res[c]["steps"] == -(-256 // saved["cases"][name]["config"]["batch"])
@@ -92,17 +101,17 @@ def test_child_process_worker_reports_memory(tmp_path):
 
 
 def test_missing_peer_is_skipped_with_reason(monkeypatch):
-    real = bench.importlib.util.find_spec
-    monkeypatch.setattr(bench.importlib.util, "find_spec",
+    real = workers.importlib.util.find_spec
+    monkeypatch.setattr(workers.importlib.util, "find_spec",
                         lambda name, *a: None if name == "torch" else real(name, *a))
-    why = bench._selected("torch", "all")
+    why = cases.selected("torch", "all")
     assert why == "torch is not installed (pip install 'fnn[bench]')"
-    assert bench._selected("fnn-scan", "all") is None
-    assert bench._selected("fnn-scan", "peers") == "excluded by --only peers"
+    assert cases.selected("fnn-scan", "all") is None
+    assert cases.selected("fnn-scan", "peers") == "excluded by --only peers"
 
 
 def test_fashion_recipe_of_the_shipped_config():
-    r = bench.fashion_recipe(str(ROOT / "configs" / "fashion_mnist.toml"))
+    r = cases.fashion_recipe(str(ROOT / "configs" / "fashion_mnist.toml"))
     assert r["hidden"] and all(isinstance(h, int) and h > 0 for h in r["hidden"])
     assert r["optimizer"] == "adam" and r["schedule"] in ("constant", "cosine")
     assert r["batch_size"] >= 1 and r["epochs"] >= 1 and 0 <= r["drop_rate"] < 1
@@ -115,7 +124,7 @@ def test_fashion_recipe_reads_every_field(tmp_path):
                  '[optimizer.schedule]\nname = "cosine"\n[regularization]\ndrop_rate = 0.3\n'
                  '[training]\nepochs = 7\nbatch_size = 64\n'
                  '[early_stopping]\nenabled = true\nmonitor = "val_accuracy"\npatience = 4\n')
-    r = bench.fashion_recipe(str(p))
+    r = cases.fashion_recipe(str(p))
     assert r["hidden"] == [64, 32] and r["learning_rate"] == 0.002 and r["schedule"] == "cosine"
     assert r["drop_rate"] == 0.3 and r["epochs"] == 7 and r["batch_size"] == 64
     assert r["val_fraction"] == 0.2 and r["data_seed"] == 3
@@ -127,7 +136,7 @@ def test_fashion_recipe_refuses_what_peers_cannot_mirror(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('[data]\nname = "fashion_mnist"\n[optimizer]\nname = "lion"\n')
     with pytest.raises(ValueError, match="optimizer.name"):
-        bench.fashion_recipe(str(p))
+        cases.fashion_recipe(str(p))
 
 
 def test_markdown_and_targets_from_synthetic_results():
@@ -139,13 +148,13 @@ def test_markdown_and_targets_from_synthetic_results():
     for r in large.values():
         if r["status"] == "ok":
             r["train_gflops_nominal"] = 1.0
-    cases = {
+    synthetic = {
         "large": {"config": {"sizes": [4, 8, 2], "batch": 2, "samples": 10}, "results": large},
         "sweep": {"config": {"members": 16, "samples": 10}, "wall_ratio": 5.0,
                   "results": {"fnn-train": dict(ok, members=1, samples_per_s=1.0)}},
         "startup": {"speedup": 2.5, "results": {"cold": dict(ok, notes="c"), "warm": dict(ok, notes="w")}},
     }
-    targets = {t["target"]: t for t in bench.evaluate_targets(cases)}
+    targets = {t["target"]: t for t in report.evaluate_targets(synthetic)}
     assert targets["large: fnn ≥ 1.8× PyTorch eager samples/s"]["status"] == "met"
     assert targets["large: fnn ≥ 1.8× PyTorch eager samples/s"]["measured"] == "2.00×"
     assert targets["large: manual grads ≤ 0.8× autodiff time"]["status"] == "met"
@@ -155,24 +164,37 @@ def test_markdown_and_targets_from_synthetic_results():
     results = {"environment": {"date": "d", "cpu": "cpu", "cpu_flags": ["avx2"], "threads": 2,
                                "python": "3", "versions": {"jax": "0"}, "thread_policy": "p",
                                "load_avg_start": [0, 0, 0], "load_avg_end": [0, 0, 0]},
-               "cases": cases, "targets": list(targets.values())}
-    md = bench.render_markdown(results)
+               "cases": synthetic, "targets": list(targets.values())}
+    md = report.render_markdown(results)
     assert "failed: boom" in md and "Cold ÷ warm: **2.50×**" in md and "Sweep ÷ one member: **5.00×**" in md
 
 
-def test_cli_bench_parses_and_rejects_unknown_case(tmp_path, capsys):
+def test_script_parses_and_rejects_unknown_case(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["bench", "--help"])
+        bench.main(["--help"])
     assert exc.value.code == 0
     assert "--only" in capsys.readouterr().out
-    assert cli.main(["bench", "--cases", "nope", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--cases", "nope", "--out", str(tmp_path)]) == 2
     assert "--cases: unknown ['nope']" in capsys.readouterr().err
 
 
-def test_script_imports_neither_fnn_nor_jax():
+def test_script_imports_neither_fnn_nor_jax(tmp_path):
+    """--help from another directory, through runpy: the parent never loads a framework."""
     code = ("import runpy, sys; sys.argv = ['bench.py', '--help']\n"
             "try:\n    runpy.run_path(%r, run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('jax' in sys.modules, 'fnn' in sys.modules)") % str(ROOT / "scripts" / "bench.py")
+            "print('jax' in sys.modules, 'fnn' in sys.modules)") % str(SCRIPTS / "bench.py")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "--cases" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_library_does_not_know_the_benchmark():
+    """fnn.cli neither imports the benchmark nor offers `fnn bench`."""
+    code = ("import sys, fnn.cli; p = fnn.cli.build_parser()\n"
+            "print(sorted(m for m in sys.modules if m == 'fnn.bench' or m.split('.')[0] in ('benchlib', 'bench')),"
+            " 'bench' in fnn.cli.COMMANDS)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False False"
+    assert out.stdout.strip().splitlines()[-1] == "[] False"
+    assert not (ROOT / "fnn" / "bench.py").exists()
