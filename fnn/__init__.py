@@ -15,8 +15,8 @@ from fnn.analysis import diagnostics
 from fnn.analysis.gradcheck import ErrorStats, GradcheckReport, LeafReport, gradcheck
 from fnn.analysis.trace import BackpropTrace, LayerTrace, backprop_trace
 from fnn.engine import shuffle
-from fnn.engine import trainer as train
-from fnn.engine.trainer import EarlyStopping, HParams, Trainer, TrainState, make_train_step
+from fnn import engine as train
+from fnn.engine import EarlyStopping, HParams, Trainer, TrainState, make_train_step
 from fnn.nn import activations, initializers, layers, losses, regularizers
 from fnn.nn.mlp import MLP
 from fnn.nn.objective import loss_and_grad
@@ -33,6 +33,16 @@ for _name, _module in {"train": train, "layers": layers, "activations": activati
 del _name, _module
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``fnn.load_run`` / ``fnn.RunHandle`` (:mod:`fnn.experiment.handle`), imported on first use
+    so that ``import fnn`` does not load the experiment layer."""
+    if name in ("load_run", "RunHandle"):
+        from fnn.experiment import handle
+
+        return getattr(handle, name)
+    raise AttributeError(f"module 'fnn' has no attribute {name!r}")
 
 __all__ = [
     "MLP",
@@ -60,5 +70,7 @@ __all__ = [
     "layers",
     "losses",
     "regularizers",
+    "load_run",
+    "RunHandle",
     "__version__",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 import fnn
 from fnn import optim
 from fnn.engine import parallel
-from fnn.engine.trainer import HParams, Trainer
+from fnn.engine import HParams, Trainer
 
 
 def worst_rel(a, b):

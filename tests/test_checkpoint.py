@@ -14,7 +14,7 @@ import fnn
 from fnn.experiment import checkpoint
 from fnn import optim
 from fnn.experiment.checkpoint import CheckpointError, CheckpointWarning
-from fnn.engine.trainer import EarlyStopping, Trainer, TrainState
+from fnn.engine import EarlyStopping, Trainer, TrainState
 
 SIZES = (3, 8, 2)
 

@@ -1,4 +1,4 @@
-"""Dataset construction checks and check_batch_size: one-line errors naming field, value, expectation."""
+"""Dataset construction checks: one-line errors naming field, value, expectation."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fnn.data as data
-from fnn.data import DataError, Dataset, check_batch_size
+from fnn.data import DataError, Dataset
 
 
 def _cls(**over):
@@ -88,19 +88,6 @@ def test_bad_datasets(make, fragment):
     msg = str(exc.value)
     assert fragment in msg and "\n" not in msg
     assert isinstance(exc.value, ValueError)
-
-
-def test_check_batch_size():
-    ds = data.load("moons", n_samples=100, test_fraction=0.2)
-    assert check_batch_size(ds, 80) == 80 and check_batch_size(ds, np.int64(1)) == 1
-    with pytest.raises(DataError, match=r"batch_size=81: larger than the training split of dataset 'moons' \(80 examples\)"):
-        check_batch_size(ds, 81)
-    for bad in (0, -3, 2.0, True, "8"):
-        with pytest.raises(DataError, match="expected a positive integer"):
-            check_batch_size(ds, bad)
-    assert check_batch_size(data.load("xor"), 4) == 4
-    with pytest.raises(DataError):
-        check_batch_size(data.load("xor"), 5)
 
 
 def test_check_dataset_is_reusable_on_any_object():

@@ -19,7 +19,7 @@ import pytest
 import fnn
 from fnn.analysis import diagnostics as diag
 from fnn import optim
-from fnn.engine.trainer import EarlyStopping, HParams, Trainer, TrainState, make_train_step
+from fnn.engine import EarlyStopping, HParams, Trainer, TrainState, make_train_step
 
 # --- a crafted network: every pre-activation known by hand -------------------------------------
 # x rows r0 = (1, 0), r1 = (0, 1), r2 = (1, 1).

@@ -18,7 +18,7 @@ import pytest
 
 import fnn
 from fnn import MLP, optim
-from fnn.engine.trainer import (
+from fnn.engine import (
     EarlyStopping,
     EarlyStopState,
     HParams,

@@ -40,7 +40,6 @@ from fnn.data.synthetic import SYNTHETIC
 from fnn.data.tabular import read_csv, read_npz
 from fnn.data.validate import (
     DataError,
-    check_batch_size,
     check_bool,
     check_dataset,
     check_float,
@@ -56,7 +55,6 @@ __all__ = [
     "IDXError",
     "NAMES",
     "augment",
-    "check_batch_size",
     "check_dataset",
     "load",
     "prepare_inputs",

@@ -31,21 +31,28 @@ import jax
 import jax.numpy as jnp
 
 
-def prepare_inputs(x: jax.Array, *, dtype=None) -> jax.Array:
+def prepare_inputs(x: jax.Array, *, dtype=None, shape=None) -> jax.Array:
     """Turn a batch of stored inputs into network inputs (call it inside the train/eval step).
 
     Integer inputs (uint8 images) are scaled to ``[0, 1]``: ``x / 255``. Float inputs are returned
-    unchanged (cast to ``dtype`` when given). Any trailing image axes are flattened.
+    unchanged (cast to ``dtype`` when given). The example axes are then flattened, or, with
+    ``shape``, laid out as one example of the network's input shape (row-major: an (N, H, W)
+    image batch becomes (N, H, W, 1) for a network whose input_shape is (H, W, 1)).
 
     Args:
-      x: ``(batch, features)`` or ``(batch, H, W)``; uint8 or float.
+      x: ``(batch, features)``, ``(batch, H, W)`` or ``(batch, H, W, C)``; uint8 or float.
       dtype: float dtype of the result; default float32 for integer inputs, unchanged for floats.
+      shape: one example's shape as the network takes it (``net.input_shape``), or None.
 
     Returns:
-      ``(batch, prod(trailing dims))`` float array.
+      ``(batch, prod(trailing dims))``, or ``(batch, *shape)``, float array.
     """
     x = jnp.asarray(x)
-    if x.ndim > 2:  # (batch, H, W) images -> (batch, H*W)
+    if shape is not None:
+        shape = tuple(shape)
+        if tuple(x.shape[1:]) != shape:
+            x = x.reshape((x.shape[0],) + shape)
+    elif x.ndim > 2:  # (batch, H, W) images -> (batch, H*W)
         x = x.reshape(x.shape[0], -1)
     if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
         dt = jnp.float32 if dtype is None else dtype

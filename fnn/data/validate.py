@@ -192,30 +192,6 @@ def check_dataset(ds: Any) -> None:
                 )
 
 
-def check_batch_size(dataset: Any, batch_size: Any) -> int:
-    """Check a mini-batch size against the training split (for the engine and the config to call).
-
-    Args:
-      dataset: a :class:`fnn.data.Dataset`.
-      batch_size: requested batch size.
-
-    Returns:
-      ``batch_size`` as a Python int.
-
-    Raises:
-      DataError: not a positive integer, or larger than the number of training examples.
-    """
-    if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
-        raise DataError(f"batch_size={batch_size!r}: expected a positive integer")
-    n = int(dataset.x_train.shape[0])
-    if batch_size > n:
-        raise DataError(
-            f"batch_size={int(batch_size)}: larger than the training split of dataset {dataset.name!r} "
-            f"({n} examples); expected batch_size <= {n}"
-        )
-    return int(batch_size)
-
-
 def check_int(value: Any, *, field: str, minimum: int | None = None) -> int:
     """Return ``value`` as an int (bools rejected) ``>= minimum``, or raise DataError naming ``field``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (

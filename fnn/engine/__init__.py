@@ -1,1 +1,32 @@
-"""TODO"""
+"""The training engine: the train step and the whole run as one scanned XLA program.
+
+Modules, each one concept:
+
+* :mod:`~fnn.engine.state` — :class:`HParams` (traced hyperparameters) and :class:`TrainState`,
+  exactly the carry of the scans;
+* :mod:`~fnn.engine.early_stopping` — the :class:`EarlyStopping` policy;
+* :mod:`~fnn.engine.step` — ``step(state, batch) -> (state, metrics)`` and its NaN guard;
+* :mod:`~fnn.engine.device_data` — data on the device and the checks that data fit a network;
+* :mod:`~fnn.engine.trainer` — :class:`Trainer`: ``train(key, hparams) -> (state, history)``,
+  sweeps as ``vmap``, chunked runs, evaluation;
+* :mod:`~fnn.engine.summary` — host-side summaries of finished runs;
+* :mod:`~fnn.engine.shuffle`, :mod:`~fnn.engine.metrics`, :mod:`~fnn.engine.parallel` — the
+  per-epoch permutation, accuracy, and device meshes.
+
+The engine knows networks only through the network protocol (:mod:`fnn.nn.protocol`): a new
+layer touches no engine code. It imports the math (``fnn.nn``), ``fnn.optim``, ``fnn.data`` and
+``fnn.analysis``, never the experiment layer or the CLI. ``fnn.train`` is this package.
+"""
+
+from fnn.engine.device_data import DeviceData, as_data, check_data
+from fnn.engine.early_stopping import EarlyStopping
+from fnn.engine.state import HPARAM_NAMES, EarlyStopState, HParams, TrainState
+from fnn.engine.step import NAN_GUARDS, check_nan_guard, make_train_step, train_step_fn
+from fnn.engine.summary import members_summary, summarize
+from fnn.engine.trainer import OptimizerLike, Trainer
+
+__all__ = [
+    "HParams", "HPARAM_NAMES", "EarlyStopState", "TrainState", "EarlyStopping", "NAN_GUARDS",
+    "check_nan_guard", "train_step_fn", "make_train_step", "DeviceData", "as_data",
+    "check_data", "Trainer", "OptimizerLike", "summarize", "members_summary",
+]

@@ -1,4 +1,5 @@
-"""Evaluation metrics and input scaling shared by the train step and evaluation.
+"""Evaluation metrics shared by the train step and evaluation (input scaling lives with the data:
+:func:`fnn.data.prepare_inputs`).
 
 All functions are pure and jit/vmap-safe.
 """
@@ -8,18 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fnn.data.augment import prepare_inputs
 
 Array = jax.Array
-
-
-def as_inputs(x: Array, dtype) -> Array:
-    """Network inputs of ``dtype``: :func:`fnn.data.prepare_inputs` (uint8 images -> [0, 1]).
-
-    Images stay uint8 on the device (4x less memory than float32) and are scaled here, inside
-    the compiled step. Args: x (batch, features). Returns: (batch, features) of ``dtype``.
-    """
-    return prepare_inputs(x, dtype=dtype)
 
 
 def accuracy(y_hat: Array, y: Array, *, multilabel: bool = False) -> Array:

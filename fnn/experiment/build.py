@@ -12,7 +12,7 @@ each.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ from fnn.optim import schedules
 from fnn.experiment.config import Config
 from fnn.data.validate import DataError
 from fnn.nn.mlp import MLP
-from fnn.engine.trainer import EarlyStopping, HParams, Trainer
+from fnn.engine import EarlyStopping, HParams, Trainer
 
 _DATA_OPTION_KEYS = ("n_samples", "noise", "num_classes", "val_fraction", "test_fraction",
                      "standardize")
@@ -192,13 +192,6 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
       ValueError: a batch size larger than the training split, data that do not fit, etc.
     """
     t = cfg.training
-    if t.batch_size > dataset.num_train:
-        raise ValueError(f"training.batch_size: {t.batch_size}; expected at most the "
-                         f"{dataset.num_train} training examples of data.name = {cfg.data.name!r}")
-    if cfg.early_stopping.enabled and cfg.early_stopping.monitor == "val_accuracy" and \
-            dataset.task != "classification":
-        raise ValueError("early_stopping.monitor: 'val_accuracy' needs a classification dataset;"
-                         f" {cfg.data.name!r} is a regression set")
     net = build_net(cfg, dataset)
     steps = -(-dataset.num_train // t.batch_size)
     val = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else (None, None)
@@ -282,3 +275,47 @@ def group_hparams(group: Group) -> dict:
 def member_keys(seeds) -> jax.Array:
     """One PRNG key per member: ``jax.random.key(seed)``."""
     return jnp.stack([jax.random.key(int(s)) for s in seeds])
+
+
+class FirstBatch(NamedTuple):
+    """The first training batch of a config at the run's initial parameters.
+
+    net: the built network.  params: its initial parameters (as the run's first state).
+    x: (n, *net.input_shape) network inputs (stored images scaled by
+    :func:`fnn.data.prepare_inputs`, as inside the train step).  y: (n,) labels or (n, K).
+    loss: the resolved loss name.  drop_key: the dropout key (None without dropout).
+    drop_rate, l1, l2: the config's regularization.
+    """
+
+    net: Any
+    params: Any
+    x: Any
+    y: Any
+    loss: str
+    drop_key: Any
+    drop_rate: float
+    l1: float
+    l2: float
+
+
+def first_batch(cfg: Config, n: int) -> FirstBatch:
+    """The first ``n`` training examples of ``cfg`` and its network at initial parameters
+    (the key split of :meth:`fnn.engine.TrainState.create`): what ``fnn gradcheck`` and
+    ``fnn inspect`` look at.
+
+    Args:
+      cfg: a validated config.  n: batch size (capped at the training split's size).
+    Returns:
+      :class:`FirstBatch`.
+    """
+    from fnn.data import prepare_inputs
+
+    dataset = load_dataset(cfg)
+    net = build_net(cfg, dataset)
+    n = min(n, dataset.num_train)
+    x = prepare_inputs(jnp.asarray(np.asarray(dataset.x_train[:n])), shape=net.input_shape)
+    y = np.asarray(dataset.y_train[:n])
+    init_key, drop_key = jax.random.split(jax.random.key(cfg.training.seed))
+    r = cfg.regularization
+    return FirstBatch(net, net.init(init_key), x, y, config_mod.resolved_loss(cfg),
+                      drop_key if r.drop_rate > 0 else None, r.drop_rate, r.l1, r.l2)

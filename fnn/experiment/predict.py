@@ -1,17 +1,14 @@
-"""``fnn predict``: apply a finished run's model to new inputs and write a CSV of predictions."""
+"""``fnn predict``: apply a finished run's model (or one written by ``fnn export``) to new inputs
+and write a CSV of predictions."""
 
 from __future__ import annotations
 
 import csv
 import io
-import zipfile
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from fnn.engine import metrics as metrics_mod
 from fnn.experiment import report
 
 
@@ -30,24 +27,31 @@ def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray
     if not p.is_file():
         raise ValueError(f"INPUT: {str(p)!r} does not exist")
     if p.suffix == ".npz":
+        from fnn.data.tabular import load_npz_arrays
+        from fnn.data.validate import DataError
+
         try:
-            z = np.load(p, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an archive")
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            reason = str(err) if zipfile.is_zipfile(p) or str(err).startswith("a single") else \
-                "not a zip archive"
-            raise ValueError(f"INPUT {p.name}: not a readable .npz file ({reason})") from None
-        with z:
-            if "x" not in z:
-                raise ValueError(f"INPUT {p.name}: no array 'x' (found: {', '.join(z.files) or 'none'})")
-            try:
-                x = np.asarray(z["x"])
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-                raise ValueError(f"INPUT {p.name}: array 'x' cannot be read ({err})") from None
+            arrays = load_npz_arrays(p, f"INPUT {p.name}", only=("x",))
+        except DataError as err:
+            raise ValueError(str(err).replace(f"path={str(p)!r}", f"INPUT {p.name}")) from None
+        if "x" not in arrays:
+            raise ValueError(f"INPUT {p.name}: no array 'x'")
+        x = np.asarray(arrays["x"])
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"INPUT {p.name}: array 'x' has dtype {x.dtype}; expected real "
+                             "numbers (integer or float features)")
     elif p.suffix == ".csv":
-        with open(p, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+        rows: list = []
+        try:
+            with open(p, newline="", encoding="utf-8") as f:
+                for row in csv.reader(f):
+                    rows.append(row)
+        except (csv.Error, UnicodeDecodeError) as err:
+            line = len(rows) + 1
+            why = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if "field larger than field limit" in why:
+                why = f"a field longer than {csv.field_size_limit()} characters"
+            raise ValueError(f"INPUT {p.name}: line {line}: not readable as CSV ({why})") from None
         if len(rows) < 2:
             raise ValueError(f"INPUT {p.name}: expected a header row and at least one data row")
         header = [h.strip() for h in rows[0]]
@@ -59,8 +63,8 @@ def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray
             for j, i in enumerate(keep):
                 try:
                     x[r - 2, j] = float(row[i])
-                except ValueError:
-                    raise ValueError(f"INPUT {p.name}: column {header[i]!r} row {r}: {row[i]!r} "
+                except (ValueError, OverflowError):
+                    raise ValueError(f"INPUT {p.name}: column {header[i]!r} row {r}: {row[i][:40]!r} "
                                      "is not a number") from None
     else:
         raise ValueError(f"INPUT: {p.name!r}; expected a .csv or .npz file")
@@ -75,34 +79,46 @@ def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray
     return x
 
 
-def predict_file(run_dir, input_path, output=None, *, member: int = 0) -> Path:
-    """Predict ``input_path`` with member ``member`` of the run in ``run_dir``; returns the CSV path."""
-    from fnn.experiment import runner
+def predict_file(source, input_path, output=None, *, member=0) -> Path:
+    """Predict ``input_path`` with a run directory's member ``member`` (index or label) or with
+    a model written by ``fnn export``; write a CSV of predictions and return its path.
 
-    inputs = {}
+    Bad input (not a run directory nor an exported model, a corrupt artifact, inputs of the
+    wrong width) raises ValueError with one line before anything is written.
+    """
+    src = Path(source)
+    if src.is_dir():
+        from fnn.experiment import handle as handle_mod
 
-    def read(cfg, dataset):  # bad input fails before any model is built or compiled
-        inputs["x"] = read_inputs(input_path, num_features=dataset.num_features,
-                                  drop_column=cfg.data.target if cfg.data.name == "csv" else "")
+        h = handle_mod.load_run(src, member=member)
+        width = int(np.prod(h.input_shape))
+        drop = h.config.data.target if h.config.data.name == "csv" else ""
+        x = read_inputs(input_path, num_features=width, drop_column=drop)
+        y_hat = h.predict(x)
+        task, classes = h.task, h.classes
+    elif src.is_file():
+        from fnn.experiment import export
 
-    cfg, dataset, loaded = runner.load_run(run_dir, before_models=read)
-    x = inputs["x"]
-    flat = [(g, tr, st, j) for g, tr, st in loaded for j in range(len(g.members))]
-    if not 0 <= member < len(flat):
-        raise ValueError(f"--member: {member}; the run has {len(flat)} members")
-    g, trainer, state, j = flat[member]
-    params = runner._member(state, j, len(g.members) > 1).params
-    if dataset.x_train.dtype == np.uint8:
-        x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    elif dataset.x_mean is not None:
-        x = ((x.astype(np.float32) - dataset.x_mean[None, :]) / dataset.x_std[None, :])
-    net = trainer.net
-    y_hat = np.asarray(jax.jit(lambda p, a: net.apply(p, metrics_mod.as_inputs(a, jnp.dtype(net.dtype))))(
-        params, jnp.asarray(x)))
+        exported, meta = export.load(src)
+        shape = tuple(meta["input_shape"])
+        x = read_inputs(input_path, num_features=int(np.prod(shape)))
+        y_hat = export.call(exported, meta, x.astype(np.float32).reshape((-1, *shape)))
+        task, classes = meta["task"], meta.get("classes") or []
+    else:
+        raise ValueError(f"{str(src)!r} is neither a run directory nor an exported model "
+                         "(fnn export)")
+    out = Path(output) if output else Path(input_path).with_suffix(".predictions.csv")
+    report.atomic_write_text(out, predictions_csv(y_hat, task, classes))
+    return out
+
+
+def predictions_csv(y_hat: np.ndarray, task: str, classes) -> str:
+    """The CSV text of ``fnn predict``: the predicted class and each class probability, or the
+    regression outputs ``y_0, y_1, ...`` (6 significant digits)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    if dataset.task == "classification":
-        names = list(dataset.classes) if dataset.classes else [str(i) for i in range(dataset.num_classes)]
+    if task == "classification":
+        names = list(classes) if classes else [str(i) for i in range(max(2, y_hat.shape[1]))]
         if y_hat.shape[1] == 1:
             ids = (y_hat[:, 0] > 0.5).astype(int)
             w.writerow(["prediction", f"p_{names[1]}"])
@@ -117,6 +133,4 @@ def predict_file(run_dir, input_path, output=None, *, member: int = 0) -> Path:
         w.writerow([f"y_{k}" for k in range(y_hat.shape[1])])
         for row in y_hat:
             w.writerow([f"{v:.6g}" for v in row])
-    out = Path(output) if output else Path(input_path).with_suffix(".predictions.csv")
-    report.atomic_write_text(out, buf.getvalue())
-    return out
+    return buf.getvalue()

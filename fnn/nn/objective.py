@@ -2,10 +2,16 @@
 
     objective(params) = loss(ŷ, y) + λ₁ Σ|W| + λ₂ Σ W²,   ŷ = net.apply(params, x, key=key)
 
-``mode="manual"`` runs the forward pass with caches, then :meth:`fnn.MLP.backward` (the delta
-recurrence) plus the penalties' hand-written gradients. ``mode="autodiff"`` applies
+``mode="manual"`` runs the forward pass with caches, then the network's own ``backward`` (the
+delta recurrence, :meth:`fnn.MLP.backward` / :meth:`fnn.Sequential.backward`) plus the penalties'
+hand-written gradients. ``mode="autodiff"`` applies
 ``jax.value_and_grad`` to the very same objective. The same dropout ``key`` gives the same masks in
 both modes, so the two gradients are of one function and must agree to rounding.
+
+The network is used only through the network protocol (:mod:`fnn.nn.protocol`). Its state
+(BatchNorm's running statistics) goes in and comes out; the gradient is the training-mode one
+(batch statistics), and :func:`loss_and_grad` starts from ``net.init_state()``, so a user of a
+network without state never sees it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import jax.numpy as jnp
 
 from fnn.nn import losses as losses_mod
 from fnn.nn import regularizers
+from fnn.nn.adapter import as_network, init_state, num_outputs, output_name
 
 Array = jax.Array
 MODES = ("manual", "autodiff")
@@ -27,12 +34,14 @@ class LossOutput(NamedTuple):
 
     loss: scalar objective (data loss + penalty).  data_loss: scalar data loss only.
     grads: pytree like params.  y_hat: (batch, K) network outputs.
+    state: the network's new state (``()`` for a network without state).
     """
 
     loss: Array
     data_loss: Array
     grads: tuple
     y_hat: Array
+    state: tuple = ()
 
 
 def check_mode(mode: str) -> None:
@@ -52,12 +61,13 @@ def prepare_batch(net, loss, x, y):
       ValueError: bad shapes, non-finite inputs, out-of-range labels, bad loss pairing.
     """
     loss = losses_mod.get(loss)
-    losses_mod.check_pairing(loss, net.output, net.sizes[-1])
+    k = num_outputs(net)
+    losses_mod.check_pairing(loss, output_name(net), k)
     x = x if isinstance(x, jax.Array) else jnp.asarray(x)
     y = y if isinstance(y, jax.Array) else jnp.asarray(y)
-    squeezed = x.ndim == 1
+    squeezed = x.ndim == len(net.input_shape)
     if squeezed:
-        x = x[None, :]
+        x = x[None, ...]
         y = y[None] if y.ndim == 0 else y[None, ...]
     net.check_input(x)
     if y.ndim == 0 or y.shape[0] != x.shape[0]:
@@ -66,19 +76,20 @@ def prepare_batch(net, loss, x, y):
             f" {x.shape[0]} targets"
         )
     dtype = jnp.dtype(net.dtype)
-    return x, losses_mod.prepare_targets(loss, y, net.sizes[-1], dtype), squeezed
+    return x, losses_mod.prepare_targets(loss, y, k, dtype), squeezed
 
 
-def objective(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=None):
-    """The scalar objective for prepared (x, y). Returns (objective, (data loss, ŷ))."""
+def objective(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=None, state=None):
+    """The scalar objective for prepared (x, y). Returns (objective, (data loss, ŷ, new state))."""
     loss = losses_mod.get(loss)
-    y_hat, caches = net.forward(params, x, key=key, drop_rate=drop_rate)
-    data = loss.value(caches[-1].z, y_hat, y)
-    return data + regularizers.penalty(params, l1=l1, l2=l2), (data, y_hat)
+    state = init_state(net) if state is None else state
+    y_hat, caches, new_state = net.forward_state(params, state, x, key=key, drop_rate=drop_rate)
+    data = loss.value(net.output_logits(caches), y_hat, y)
+    return data + regularizers.penalty(params, l1=l1, l2=l2), (data, y_hat, new_state)
 
 
 def evaluate(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0,
-             drop_rate=None) -> LossOutput:
+             drop_rate=None, state=None) -> LossOutput:
     """Objective, gradients and outputs for a prepared batch (no validation; jit-friendly).
 
     Args:
@@ -86,24 +97,27 @@ def evaluate(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0
       x: (batch, features).  y: dense (batch, K) targets.
       mode: "manual" (hand-written backprop) or "autodiff" (``jax.grad``).
       key: dropout key or None.  l1, l2: penalty coefficients.  drop_rate: dropout override.
+      state: the network's state (None: ``net.init_state()``); training mode either way.
     Returns:
       :class:`LossOutput`.
     """
     loss = losses_mod.get(loss)
+    state = init_state(net) if state is None else state
     if mode == "manual":
-        y_hat, caches = net.forward(params, x, key=key, drop_rate=drop_rate)
-        data = loss.value(caches[-1].z, y_hat, y)
+        y_hat, caches, new_state = net.forward_state(params, state, x, key=key,
+                                                     drop_rate=drop_rate)
+        data = loss.value(net.output_logits(caches), y_hat, y)
         value = data + regularizers.penalty(params, l1=l1, l2=l2)
         grads = net.backward(params, caches, loss, y)
         reg = regularizers.penalty_grad(params, l1=l1, l2=l2)
         if reg is not None:
             grads = jax.tree.map(jnp.add, grads, reg)
-        return LossOutput(value, data, grads, y_hat)
+        return LossOutput(value, data, grads, y_hat, new_state)
     check_mode(mode)
-    (value, (data, y_hat)), grads = jax.value_and_grad(objective, argnums=2, has_aux=True)(
-        net, loss, params, x, y, key=key, l1=l1, l2=l2, drop_rate=drop_rate
-    )
-    return LossOutput(value, data, grads, y_hat)
+    (value, (data, y_hat, new_state)), grads = jax.value_and_grad(
+        objective, argnums=2, has_aux=True)(
+        net, loss, params, x, y, key=key, l1=l1, l2=l2, drop_rate=drop_rate, state=state)
+    return LossOutput(value, data, grads, y_hat, new_state)
 
 
 def loss_and_grad(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0,
@@ -129,6 +143,7 @@ def loss_and_grad(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l
     """
     check_mode(mode)
     loss = losses_mod.get(loss)
+    net = as_network(net, params=params, x=x, mode=mode)
     net.check_params(params)
     x, y, _ = prepare_batch(net, loss, x, y)
     out = evaluate(net, loss, params, x, y, mode=mode, key=key, l1=l1, l2=l2, drop_rate=drop_rate)

@@ -1,0 +1,125 @@
+"""The training state: exactly the carry of the scans, and the traced hyperparameters.
+
+* :class:`HParams`: hyperparameters that may be traced, so a sweep over them is a ``vmap``.
+* :class:`TrainState`: step, epoch, params, optimizer state, PRNG key, the NaN guard's flags,
+  the early-stopping carry and the network's own state (BatchNorm statistics; ``()`` for a
+  network without state). ``train_step(state, batch) -> (state, metrics)`` maps it to itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from fnn import optim
+from fnn.nn.adapter import init_state
+
+Array = jax.Array
+PyTree = Any
+
+HPARAM_NAMES = ("learning_rate", "weight_decay", "l1", "l2", "drop_rate")
+
+
+class HParams(NamedTuple):
+    """Hyperparameters that may be traced (so a sweep over them is a vmap, not a recompile).
+
+    Each field is a Python float or a scalar array (or, in a sweep, a (members,) array).
+    ``drop_rate=None`` means the network's own ``net.drop_rate`` (resolved by :class:`Trainer`).
+    """
+
+    learning_rate: Any = 1e-3
+    weight_decay: Any = 0.0
+    l1: Any = 0.0
+    l2: Any = 0.0
+    drop_rate: Any = None
+
+
+class EarlyStopState(NamedTuple):
+    """Early-stopping carry: best monitored value and epoch, best params, patience counter.
+
+    ``best_net_state`` is the network state of the best epoch (BatchNorm's running statistics
+    belong to its parameters); ``()`` for a network without state.
+    """
+
+    best: Array
+    best_epoch: Array
+    best_params: PyTree
+    wait: Array
+    stopped: Array
+    stop_epoch: Array
+    best_net_state: PyTree = ()
+
+
+class TrainState(NamedTuple):
+    """The whole training state — exactly the carry of the scans.
+
+    step: int32, optimizer updates applied.   epoch: int32, epochs completed.
+    params: the network's parameter pytree.   opt_state: the optimizer's state.
+    key: PRNG key, split for every permutation, dropout mask and augmentation.
+    halted: bool, a non-finite loss, gradient or update was met (see ``nan_guard``).
+    halted_step: int32 index of the step that halted the run, or -1.
+    early: :class:`EarlyStopState`, or None when early stopping is off.
+    net_state: the network's state (BatchNorm running statistics), ``()`` if it has none.
+    """
+
+    step: Array
+    epoch: Array
+    params: PyTree
+    opt_state: PyTree
+    key: Array
+    halted: Array
+    halted_step: Array
+    early: Optional[EarlyStopState] = None
+    net_state: PyTree = ()
+
+    @classmethod
+    def create(cls, net, optimizer: optim.Optimizer, *, key: Array, params=None,
+               early_stopping=None) -> "TrainState":
+        """The first state of a run.
+
+        Args:
+          net: the network (its ``init`` and, if it has one, ``init_state``).
+          optimizer: an :class:`fnn.optim.Optimizer`.
+          key: PRNG key; split into the init key and the training key.
+          params: initial parameters; ``None`` initializes them from the key.
+          early_stopping: an :class:`EarlyStopping` to carry its state, or None.
+        Returns:
+          a :class:`TrainState` at step 0.
+        """
+        init_key, train_key = jax.random.split(key)
+        if params is None:
+            params = net.init(init_key)
+        net_state = init_state(net)
+        early = None
+        if early_stopping is not None:
+            dtype = _float_dtype(params)
+            worst = jnp.asarray(jnp.inf if early_stopping.mode == "min" else -jnp.inf, dtype)
+            # A copy, not an alias: Trainer.run donates the state, and a buffer donated twice
+            # (params and best_params) is an error.
+            early = EarlyStopState(
+                best=worst, best_epoch=jnp.asarray(-1, jnp.int32),
+                best_params=jax.tree.map(jnp.copy, params),
+                wait=jnp.asarray(0, jnp.int32), stopped=jnp.asarray(False),
+                stop_epoch=jnp.asarray(-1, jnp.int32),
+                best_net_state=jax.tree.map(jnp.copy, net_state),
+            )
+        return cls(
+            step=jnp.asarray(0, jnp.int32), epoch=jnp.asarray(0, jnp.int32), params=params,
+            opt_state=optimizer.init(params), key=train_key, halted=jnp.asarray(False),
+            halted_step=jnp.asarray(-1, jnp.int32), early=early, net_state=net_state,
+        )
+
+
+def _float_dtype(params):
+    """The dtype of the first floating-point parameter leaf (float32 if none)."""
+    for leaf in jax.tree.leaves(params):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf.dtype
+    return jnp.dtype("float32")
+
+
+def select(pred: Array, on_true: PyTree, on_false: PyTree) -> PyTree:
+    """``on_true`` where the scalar ``pred`` holds, else ``on_false``, leaf by leaf."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)

@@ -1,0 +1,197 @@
+"""The train step, ``step(state, batch) -> (state, metrics)``, and its NaN guard.
+
+The step is exactly the body of the scanned run (:class:`fnn.engine.Trainer`);
+:func:`make_train_step` jits the same function for a user's own Python loop. It knows the network
+only through the network protocol (:mod:`fnn.nn.protocol`): the manual gradient is the network's
+own backward, the autodiff gradient ``jax.grad`` of its forward.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from fnn import optim
+from fnn.analysis import diagnostics as diag_mod
+from fnn.data import prepare_inputs
+from fnn.engine import metrics as metrics_mod
+from fnn.engine.state import TrainState
+from fnn.nn import losses as losses_mod
+from fnn.nn import objective as obj
+from fnn.nn.adapter import as_network, check_manual, num_outputs, output_name, uses_dropout
+
+Array = jax.Array
+
+
+def is_on(value) -> bool:
+    """Whether a hyperparameter is switched on: traced, or a nonzero Python number."""
+    return isinstance(value, jax.Array) or float(value) != 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# The train step
+# --------------------------------------------------------------------------------------------
+NAN_GUARDS = ("halt", "revert", "off")
+
+
+def check_nan_guard(nan_guard) -> str:
+    """Validate ``nan_guard`` (one of :data:`NAN_GUARDS`)."""
+    if nan_guard not in NAN_GUARDS:
+        raise ValueError(f"training.nan_guard: {nan_guard!r}; expected one of {NAN_GUARDS}")
+    return nan_guard
+
+
+def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
+                  l1=0.0, l2=0.0, drop_rate=None, augment: Optional[Callable] = None,
+                  multilabel: Optional[bool] = None, diagnostics: bool = False,
+                  nan_guard: str = "halt") -> Callable:
+    """The pure (un-jitted) train step: ``step(state, batch) -> (state, metrics)``.
+
+    Args:
+      net, loss, optimizer: the network, loss name and :class:`fnn.optim.Optimizer`.
+      grad: "manual" (the notes' backprop) or "autodiff" (``jax.grad``).
+      l1, l2: weight penalties (floats or traced scalars).
+      drop_rate: dropout rate override (float or traced); ``None`` uses ``net.drop_rate``.
+      augment: optional ``augment(x, *, key) -> x`` applied to float inputs in training only.
+      multilabel: accuracy per unit (default: binary cross-entropy with K > 1).
+      diagnostics: also return per-layer "grad_norm/layer<l>" and "update_ratio/layer<l>"
+        (:func:`fnn.diagnostics.step_stats`); the state is unaffected.
+      nan_guard: what a non-finite step does (see :data:`NAN_GUARDS`):
+
+        * ``"halt"`` (default): the loss and ‖g‖² are checked *before* the update; a step that
+          fails is skipped (parameters and optimizer state stay those of the last good step)
+          and the run halts. The new parameters are checked after the update too (one sum);
+          if only they are non-finite (an inf/NaN learning rate, an overflowing update) the run
+          halts with them as they are. Costs about 1 % of a large MLP's step.
+        * ``"revert"``: as "halt", and non-finite new parameters are also reverted to the last
+          good step. Keeping the old state alive until the check stops XLA from updating the
+          parameters and moments in place: about 15 % slower on a 784-512-512-10 MLP.
+        * ``"off"``: no checks, the run never halts (the "finite" metric is still reported).
+          Faster only for tiny networks, where a step is dominated by per-kernel overhead
+          (2-16-16-2, batch 32: 0.83× the epoch time of "halt"); on a 784-512-512-10 MLP it is
+          1.10× *slower*: without the conditional around the update XLA fuses it less well.
+    Returns:
+      ``step(state, (x, y))`` with x (B, features) float or uint8 images, y labels (B,) or
+      targets (B, K); metrics {"loss", "data_loss", "accuracy", "grad_norm", "finite"}.
+    """
+    loss = losses_mod.get(loss)
+    obj.check_mode(grad)
+    check_nan_guard(nan_guard)
+    if grad == "manual":
+        check_manual(net)
+    rate = getattr(net, "drop_rate", None) if drop_rate is None else drop_rate
+    dropout = uses_dropout(net, rate)
+    known = hasattr(net, "input_shape")  # a user network is wrapped when its inputs are seen
+    if known:
+        net = as_network(net)
+        losses_mod.check_pairing(loss, output_name(net), num_outputs(net))
+
+    def all_finite(tree) -> Array:
+        # One reduction per leaf: a sum is finite only if every entry is (barring overflow).
+        return jnp.isfinite(sum(jnp.sum(leaf) for leaf in jax.tree.leaves(tree)))
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        x, y = batch
+        nw = net if known else as_network(net, params=state.params, x=x)
+        k = num_outputs(nw)
+        dtype = jnp.dtype(nw.dtype)
+        if not known:
+            losses_mod.check_pairing(loss, output_name(nw), k)
+        ml = (loss.name == "binary_cross_entropy" and k > 1) if multilabel is None else multilabel
+        if dropout or augment is not None:  # the key advances only when a step consumes it
+            key, k_drop, k_aug = jax.random.split(state.key, 3)
+        else:
+            key = k_drop = k_aug = state.key
+        x = prepare_inputs(x, dtype=dtype)  # (B, features): augmentation works on flat images
+        if augment is not None:
+            x = augment(x, key=k_aug)
+        x = prepare_inputs(x, shape=nw.input_shape)
+        y = losses_mod.prepare_targets(loss, y, k, dtype)
+        out = obj.evaluate(nw, loss, state.params, x, y, mode=grad,
+                           key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate,
+                           state=state.net_state)
+        # ‖g‖² (the grad_norm metric) is finite only if every gradient entry is, so this one
+        # reduction is also the guard's gradient check.
+        grad_sq = sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(out.grads))
+        finite_pre = jnp.isfinite(out.loss) & jnp.isfinite(grad_sq)
+
+        def apply(_):
+            u, o = optimizer.update(out.grads, state.opt_state, state.params)
+            return optim.apply_updates(state.params, u), o, u
+
+        def keep(_):
+            return state.params, state.opt_state, jax.tree.map(jnp.zeros_like, state.params)
+
+        if nan_guard == "off":
+            params, opt_state, updates = apply(None)
+            finite = finite_pre & all_finite(params)
+            ok = jnp.asarray(True)
+            halt = jnp.asarray(False)
+        else:
+            ok_pre = finite_pre & ~state.halted
+            # lax.cond, not a select: the common step runs the update in place, and only a
+            # skipped step pays for keeping the old state.
+            new_params, new_opt, updates = jax.lax.cond(ok_pre, apply, keep, None)
+            ok_post = all_finite(new_params)
+            if nan_guard == "revert":  # keeps the old state alive until here: no in-place update
+                params, opt_state = jax.lax.cond(
+                    ok_post, lambda _: (new_params, new_opt),
+                    lambda _: (state.params, state.opt_state), None)
+                ok = ok_pre & ok_post
+            else:  # "halt": a non-finite update halts the run; its parameters stay as computed
+                params, opt_state = new_params, new_opt
+                ok = ok_pre
+            finite = finite_pre & ok_post
+            halt = ~finite & ~state.halted
+        # The network's state (BatchNorm statistics) moves with the parameters: a skipped step
+        # keeps the old one.
+        net_state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), out.state, state.net_state)
+        new_state = state._replace(
+            step=state.step + ok.astype(jnp.int32),
+            params=params,
+            opt_state=opt_state,
+            net_state=net_state,
+            key=key,
+            halted=state.halted | halt,
+            halted_step=jnp.where(halt, state.step, state.halted_step).astype(jnp.int32),
+        )
+        metrics = {
+            "loss": out.loss,
+            "data_loss": out.data_loss,
+            "accuracy": metrics_mod.accuracy(out.y_hat, y, multilabel=ml),
+            "grad_norm": jnp.sqrt(grad_sq),
+            "finite": finite,
+        }
+        if diagnostics:
+            # The barrier keeps XLA from fusing the statistics into the update's kernels, so
+            # switching diagnostics on cannot change how the parameters are computed.
+            observed = jax.lax.optimization_barrier((out.grads, updates, state.params))
+            metrics.update(diag_mod.step_stats(*observed))
+        return new_state, metrics
+
+    return step
+
+
+def make_train_step(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
+                    l1=0.0, l2=0.0, drop_rate=None, augment=None, donate: bool = False,
+                    diagnostics: bool = False, nan_guard: str = "halt") -> Callable:
+    """A jitted ``step(state, batch) -> (state, metrics)`` for a user's own Python loop.
+
+    The same function is the body of the scanned run (:class:`Trainer`), so a Python loop over
+    it visits exactly the states of the scan.
+
+    Args:
+      net: :class:`fnn.MLP`.  loss: loss name.  optimizer: :class:`fnn.optim.Optimizer`.
+      grad: "manual" | "autodiff".  l1, l2: weight penalties.  drop_rate: dropout override.
+      augment: optional on-device augmentation ``(x, *, key) -> x``.
+      donate: donate the input state's buffers (faster; the old state must not be reused).
+      diagnostics: add per-layer gradient norms and update ratios to the metrics.
+      nan_guard: "halt" | "revert" | "off" (see :func:`train_step_fn`).
+    Returns:
+      jitted ``step(state, (x, y)) -> (state, metrics)``.
+    """
+    step = train_step_fn(net, loss, optimizer, grad=grad, l1=l1, l2=l2, drop_rate=drop_rate,
+                         augment=augment, diagnostics=diagnostics, nan_guard=nan_guard)
+    return jax.jit(step, donate_argnums=(0,) if donate else ())
