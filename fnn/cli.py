@@ -9,7 +9,8 @@
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
 update; gradcheck out of tolerance); 2 bad input (config, data, arguments) with a one-line
-message and no traceback; 130 on Ctrl-C after saving a checkpoint.
+message and no traceback; 3 internal error (one line; the traceback in a log file
+under $FNN_CACHE_DIR/crash, default ~/.cache/fnn/crash); 130 on Ctrl-C after saving a checkpoint.
 """
 
 from __future__ import annotations
@@ -218,8 +219,10 @@ def cmd_sweep(args) -> int:
     from fnn.experiment import runner
 
     cfg = _load_config(args)
-    if args.seeds is not None and args.seeds < 1:
-        raise config_mod.ConfigError([f"--seeds: {args.seeds}; expected an integer >= 1"])
+    if args.seeds is not None and not 1 <= args.seeds <= min(
+            100_000, config_mod.SEED_MAX + 1 - cfg.training.seed):
+        raise config_mod.ConfigError([f"--seeds: {config_mod.short_int(args.seeds)}; expected an "
+                                      "integer >= 1 and at most 100000 (seeds stay below 2**32)"])
     grid = parse_grid(args.grid, cfg) if args.grid else None
     if grid is None and not cfg.sweep and not args.seeds and not cfg.training.seeds:
         raise config_mod.ConfigError(["fnn sweep: nothing to sweep; give --grid KEY=V1,V2 or "
@@ -367,10 +370,106 @@ def _limit_malloc_arenas() -> None:
         pass
 
 
+EXIT_INTERNAL = 3
+
+
+def _wants_float64(args) -> bool:
+    """Whether the command's config (or run directory) asks for model.dtype = "float64".
+
+    Read from the raw TOML before any command runs, so that x64 is on before JAX creates an
+    array; a config that cannot be read is left to the command to report.
+    """
+    from fnn.experiment import config as config_mod
+
+    try:
+        if getattr(args, "config", None):
+            raw = config_mod.apply_overrides(config_mod.read_raw(args.config),
+                                             getattr(args, "overrides", []))
+        elif getattr(args, "run_dir", None) and Path(args.run_dir, "config.toml").is_file():
+            raw = config_mod.read_raw(Path(args.run_dir, "config.toml"))
+        else:
+            return False
+    except (ValueError, OSError):
+        return False
+    values = [raw.get("model", {}).get("dtype") if isinstance(raw.get("model"), dict) else None]
+    sweep = raw.get("sweep")
+    if isinstance(sweep, dict) and isinstance(sweep.get("model"), dict):
+        grid = sweep["model"].get("dtype")
+        values += grid if isinstance(grid, list) else [grid]
+    for grid in getattr(args, "grid", None) or []:
+        key, _, text = grid.partition("=")
+        if key.strip() == "model.dtype":
+            values += [v.strip().strip("\"'") for v in text.split(",")]
+    return "float64" in values
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line on stderr, without the source line Python would echo."""
+    kind = "note" if category.__name__ == "ConfigNotice" else "warning"
+    text = " ".join(str(message).split())
+    print(f"fnn: {kind}: {text}", file=sys.stderr if file is None else file)
+
+
+def crash_dir() -> Path:
+    """Where an internal error's traceback goes: $FNN_CACHE_DIR/crash (~/.cache/fnn/crash)."""
+    return Path(os.environ.get("FNN_CACHE_DIR", Path.home() / ".cache" / "fnn")) / "crash"
+
+
+def _internal_error(err: BaseException) -> int:
+    """One line for a bug, the traceback in a log file; exit status 3."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    where = "not written"
+    for base in (crash_dir(), Path(tempfile.gettempdir()) / "fnn-crash"):
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            path = base / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(f"fnn {_version()} {' '.join(sys.argv)}\n{text}", encoding="utf-8")
+            where = str(path)
+            break
+        except OSError:
+            continue
+    msg = " ".join(str(err).split())
+    if len(msg) > 300:
+        msg = msg[:300] + "..."
+    print(f"fnn: internal error: {type(err).__name__}: {msg} (traceback in {where}), please "
+          "report", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
 def main(argv=None) -> int:
-    """Entry point: parse arguments, run the command, map errors to exit statuses."""
+    """Entry point: parse arguments, run the command, map errors to exit statuses.
+
+    0 success, 1 training failure, 2 bad input (one line, no traceback), 3 internal error (one
+    line; the traceback in a file under :func:`crash_dir`), 130 interrupted. Warnings print as
+    one line each. ``FNN_DEBUG=1`` lets every exception through with its traceback.
+    """
+    import warnings
+
     _limit_malloc_arenas()
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", UserWarning)
+        x64 = None
+        try:
+            if _wants_float64(args):
+                import jax
+
+                x64 = bool(jax.config.jax_enable_x64)
+                jax.config.update("jax_enable_x64", True)  # model.dtype = "float64" is honoured
+            return _dispatch(args)
+        finally:
+            if x64 is not None:
+                import jax
+
+                jax.config.update("jax_enable_x64", x64)
+
+
+def _dispatch(args) -> int:
     from fnn.experiment import runner
 
     try:
@@ -387,6 +486,10 @@ def main(argv=None) -> int:
         msg = str(err).strip() or type(err).__name__
         print(f"fnn: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback in a file
+        if os.environ.get("FNN_DEBUG"):
+            raise
+        return _internal_error(err)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -135,9 +135,37 @@ def _parse(f, path: Path, *, dtype, ndim, gz: bool) -> np.ndarray:
             f"{path}: the header declares {d} dimension(s) (magic 0x{magic.hex().upper()}), expected {ndim}"
         )
     shape = struct.unpack(f">{d}I", _read_exact(f, 4 * d, path, "header (dimension sizes)"))
-    out = np.empty(shape, dtype=file_dtype)
-    _read_into(f, out, path)
+    declared = file_dtype.itemsize
+    for n in shape:
+        declared *= n
+    if not gz:  # the real size is known: refuse a crafted count before allocating it
+        held = os.fstat(f.fileno()).st_size - 4 - 4 * d
+        if declared > held:
+            raise IDXError(f"{path}: truncated data: the header declares {declared} data bytes, "
+                           f"found {held} (shape {shape})")
+        out = np.empty(shape, dtype=file_dtype)
+        _read_into(f, out, path)
+    else:  # compressed: read in chunks, so memory follows the real data, not the header
+        out = np.frombuffer(_read_chunks(f, declared, path), dtype=file_dtype).reshape(shape).copy()
     return out.astype(file_dtype.newbyteorder("="), copy=False)
+
+
+def _read_chunks(f, n: int, path: Path, chunk: int = 1 << 24) -> bytes:
+    """Exactly ``n`` bytes then end of stream, read ``chunk`` bytes at a time."""
+    buf = bytearray()
+    while len(buf) < n:
+        part = f.read(min(chunk, n - len(buf)))
+        if not part:
+            raise IDXError(f"{path}: truncated data: the header declares {n} data bytes, found {len(buf)}")
+        buf += part
+    extra = f.read(1)
+    if extra:
+        rest = 1 + len(f.read())
+        raise IDXError(
+            f"{path}: {rest} unexpected byte(s) after the {n} data bytes the header declares "
+            "(count mismatch)"
+        )
+    return bytes(buf)
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> None:

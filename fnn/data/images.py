@@ -427,6 +427,8 @@ def read_image_split(images_path: Path, labels_path: Path, *, image_shape: tuple
             f"{images_path}: images of size {images.shape[1]}x{images.shape[2]}, "
             f"expected {image_shape[0]}x{image_shape[1]}"
         )
+    if images.shape[0] == 0:
+        raise DataError(f"{images_path}: the header declares 0 images; expected at least one")
     if images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{images_path}: holds {images.shape[0]} images but {labels_path} holds {labels.shape[0]} labels "

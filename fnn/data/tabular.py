@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,6 +31,7 @@ from fnn.data.validate import DataError
 
 TASK_CHOICES = ("auto", "classification", "regression")
 AUTO_MAX_CLASSES = 100  # CSV, task="auto": integer targets in [0, 100) are class ids
+MAX_CLASSES = 100_000  # more classes is a mistake, not a data set (10**9 labels: a 32 GB one-hot)
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,9 +65,13 @@ def _check_task(task: Any) -> str:
     return task
 
 
+def _row_name(nm: str, r: int, lines: Sequence[int] | None) -> str:
+    return f"line {lines[r]}" if lines is not None else f"index {r}"
+
+
 def _encode_targets(
     parts: list[np.ndarray], *, task: str, num_classes: int | None, where: str, names: Sequence[str],
-    parsed_text: bool = False,
+    parsed_text: bool = False, lines: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[np.ndarray], str, int | None, tuple[str, ...] | None]:
     """Turn raw target arrays (one per split) into labels or regression targets.
 
@@ -75,20 +81,36 @@ def _encode_targets(
       num_classes: declared number of classes or None.
       where: file description for messages; names: split names for messages.
       parsed_text: the numbers were parsed from text (CSV), so their dtype says nothing.
+      lines: per split, the file line of each row (CSV), so that messages name the line.
 
     Returns:
       ``(encoded parts, task, num_classes, classes)``.
+
+    Raises:
+      DataError: empty targets, an unsupported dtype (complex, datetime, bytes objects), NaN/inf,
+        non-integer or negative class ids, more than ``MAX_CLASSES`` classes, or sparse integer
+        ids (fewer than half of ``0..max`` used, with num_classes unset: say so rather than
+        train a mostly empty one-hot; the message gives the remedies).
     """
-    is_str = [p.dtype.kind in "USO" for p in parts]
+    for p, nm in zip(parts, names):
+        if p.dtype.kind not in "biufUS":
+            raise DataError(f"{where}: {nm} has dtype {p.dtype}; expected integer class ids, "
+                            "numbers or text labels")
+        if p.ndim == 0 or p.shape[0] == 0:
+            raise DataError(f"{where}: {nm} has shape {p.shape}; expected at least one example")
+    is_str = [p.dtype.kind in "US" for p in parts]
     if any(is_str):
         if task == "regression":
             i = is_str.index(True)
             raise DataError(f"{where}: {names[i]} holds text labels; expected numbers for task='regression'")
-        flat = [p.reshape(-1).astype(str) for p in parts]
         for p, nm in zip(parts, names):
             if p.ndim == 2 and p.shape[1] != 1:
                 raise DataError(f"{where}: {nm} has shape {p.shape}; expected one label per example")
+        flat = [p.reshape(-1).astype(str) for p in parts]
         classes = tuple(sorted(set(np.concatenate(flat).tolist())))
+        if len(classes) > MAX_CLASSES:
+            raise DataError(f"{where}: {len(classes)} distinct text labels; expected at most "
+                            f"{MAX_CLASSES} classes")
         if num_classes is not None and num_classes != len(classes):
             raise DataError(
                 f"num_classes={num_classes}: {where} has {len(classes)} distinct text labels; "
@@ -98,11 +120,12 @@ def _encode_targets(
         enc = [np.array([index[v] for v in f.tolist()], dtype=np.int32) for f in flat]
         return enc, "classification", (num_classes or len(classes)), classes
     nums = [p.astype(np.float64) for p in parts]
-    for p, nm in zip(nums, names):
+    for s_i, (p, nm) in enumerate(zip(nums, names)):
         bad = ~np.isfinite(p)
         if bad.any():
             r = int(np.argwhere(bad)[0][0])
-            raise DataError(f"{where}: {nm} has {int(bad.sum())} non-finite target value(s) (NaN/inf), first at row {r}")
+            at = f"line {lines[s_i][r]}" if lines else f"row {r}"
+            raise DataError(f"{where}: {nm} has {int(bad.sum())} non-finite target value(s) (NaN/inf), first at {at}")
     one_col = all(p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1) for p in nums)
     if task == "auto":
         if parsed_text:
@@ -112,23 +135,43 @@ def _encode_targets(
             )
         else:
             looks_like_ids = one_col and all(p.dtype.kind in "biu" for p in parts)
+        inferred = True
         task = "classification" if looks_like_ids else "regression"
+    else:
+        inferred = False
     if task == "classification":
         if not one_col:
             raise DataError(f"{where}: targets of shape {nums[0].shape}; expected one class label per example")
-        for p, nm in zip(nums, names):
-            flat = p.reshape(-1)
+        for s_i, (p, raw, nm) in enumerate(zip(nums, parts, names)):
+            flat, exact = p.reshape(-1), raw.reshape(-1)
+            at = lambda i: _row_name(nm, i, lines[s_i] if lines else None)  # noqa: E731
+            shown = lambda i: int(exact[i]) if exact.dtype.kind in "biu" else f"{float(flat[i]):g}"  # noqa: E731
             frac = flat != np.round(flat)
             if frac.any():
                 i = int(np.argmax(frac))
-                raise DataError(f"{where}: {nm} label {float(flat[i]):g} at index {i} is not an integer class id")
+                raise DataError(f"{where}: {nm} label {float(flat[i]):g} at {at(i)} is not an integer class id")
             neg = flat < 0
             if neg.any():
                 i = int(np.argmax(neg))
-                raise DataError(f"{where}: {nm} label {int(flat[i])} at index {i} is negative; expected class ids >= 0")
+                raise DataError(f"{where}: {nm} label {shown(i)} at {at(i)} is negative; expected class ids >= 0")
+            big = flat >= MAX_CLASSES
+            if big.any():
+                i = int(np.argmax(big))
+                raise DataError(f"{where}: {nm} label {shown(i)} at {at(i)} is too large; expected class "
+                                f"ids below {MAX_CLASSES} (at most {MAX_CLASSES} classes)")
         k = int(max(int(p.max()) for p in nums)) + 1
         if num_classes is not None and num_classes < k:
             raise DataError(f"num_classes={num_classes}: {where} has label {k - 1}; expected num_classes >= {k}")
+        if num_classes is None and k > 2:
+            used = np.unique(np.concatenate([p.reshape(-1) for p in nums])).astype(np.int64)
+            if 2 * len(used) < k:
+                shown_ids = ", ".join(str(v) for v in used[:5]) + (", ..." if len(used) > 5 else "")
+                how = "read as class ids" if inferred else "class ids"
+                raise DataError(
+                    f"{where}: integer labels {{{shown_ids}}} ({how}) use {len(used)} of the {k} ids "
+                    f"0..{k - 1}; expected ids 0..{len(used) - 1}: remap them, write them as text "
+                    f"labels (numbered in sorted order), or set num_classes={k} to keep them"
+                )
         return [p.reshape(-1).astype(np.int32) for p in nums], task, (num_classes or k), None
     if num_classes is not None:
         raise DataError(f"num_classes={num_classes}: not used for regression; expected it unset")
@@ -137,6 +180,54 @@ def _encode_targets(
 
 
 # --------------------------------------------------------------------------------------------- CSV
+
+def _csv_error(where: str, line: int, e: Exception) -> DataError:
+    text = str(e)
+    if "field larger than field limit" in text:
+        return DataError(f"{where}: line {line}: not readable as CSV (a field longer than "
+                         f"{csv.field_size_limit()} characters, the csv module's limit)")
+    if "NUL" in text:
+        return DataError(f"{where}: line {line}: not readable as CSV (a NUL character); expected a text file")
+    if isinstance(e, UnicodeDecodeError):
+        return DataError(f"{where}: not readable as CSV (not UTF-8 text: byte 0x{e.object[e.start]:02x} "
+                         f"at offset {e.start}); expected a text file")
+    return DataError(f"{where}: line {line}: not readable as CSV ({text.splitlines()[0] if text else e!r})")
+
+
+def _csv_rows(path: Path, where: str, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the non-blank data rows and each row's file line (1-based)."""
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise DataError(f"path={str(path)!r}: cannot open the csv file ({e.strerror or e})") from None
+    with f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise DataError(f"{where}: empty; expected a header row of column names")
+            header = [h.strip() for h in header]
+            if "" in header:
+                raise DataError(f"{where}: header column {header.index('') + 1} has no name")
+            dup = sorted({h for h in header if header.count(h) > 1})
+            if dup:
+                raise DataError(f"{where}: duplicate column name(s) {', '.join(map(repr, dup))} in the header")
+            rows, lines = [], []
+            for row in reader:
+                if not row or all(c.strip() == "" for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{where}: line {reader.line_num} has {len(row)} field(s), expected {len(header)} (as in the header)"
+                    )
+                rows.append(row)
+                lines.append(reader.line_num)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise _csv_error(where, max(reader.line_num, 1), e) from None
+    if not rows:
+        raise DataError(f"{where}: no data rows after the header; expected at least one example")
+    return header, rows, lines
+
 
 def read_csv(
     path: str | os.PathLike,
@@ -165,36 +256,7 @@ def read_csv(
     path = Path(path)
     task = _check_task(task)
     where = f"csv file {str(path)!r}"
-    try:
-        f = open(path, newline="", encoding="utf-8-sig")
-    except OSError as e:
-        raise DataError(f"path={str(path)!r}: cannot open the csv file ({e.strerror or e})") from None
-    with f:
-        try:
-            reader = csv.reader(f, delimiter=delimiter)
-            header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
-                raise DataError(f"{where}: empty; expected a header row of column names")
-            header = [h.strip() for h in header]
-            if "" in header:
-                raise DataError(f"{where}: header column {header.index('') + 1} has no name")
-            dup = sorted({h for h in header if header.count(h) > 1})
-            if dup:
-                raise DataError(f"{where}: duplicate column name(s) {', '.join(map(repr, dup))} in the header")
-            rows, lines = [], []
-            for row in reader:
-                if not row or all(c.strip() == "" for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{where}: line {reader.line_num} has {len(row)} field(s), expected {len(header)} (as in the header)"
-                    )
-                rows.append(row)
-                lines.append(reader.line_num)
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise DataError(f"{where}: not readable as CSV ({e})") from None
-    if not rows:
-        raise DataError(f"{where}: no data rows after the header; expected at least one example")
+    header, rows, lines = _csv_rows(path, where, delimiter)
     if target is None:
         targets = [header[-1]]
     elif isinstance(target, str):
@@ -225,6 +287,13 @@ def read_csv(
                         f"{where}: column {header[j]!r}, line {lines[r]}: value {row[j]!r} is not numeric; "
                         "expected numeric features (only the target may hold text)"
                     ) from None
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(
+            f"{where}: column {header[f_idx[c]]!r}, line {lines[r]}: value {rows[r][f_idx[c]]!r} is not finite "
+            f"({int(bad.sum())} NaN/inf feature value(s)); expected finite numbers"
+        )
     raw_y = cells[:, t_idx]
     if len(targets) == 1:
         col = raw_y[:, 0].astype(str)
@@ -260,13 +329,92 @@ def read_csv(
                             "expected numbers for a multi-column regression target"
                         ) from None
             raise
-    (y,), task, k, classes = _encode_targets([y_raw], task=task, num_classes=num_classes, where=where, names=["target"], parsed_text=True)
+    (y,), task, k, classes = _encode_targets([y_raw], task=task, num_classes=num_classes, where=where,
+                                             names=[f"column {targets[0]!r}" if len(targets) == 1 else "target"],
+                                             parsed_text=True, lines=[lines])
     return TabularData(x=x.astype(np.float32), y=y, task=task, num_classes=k, classes=classes)
 
 
 # --------------------------------------------------------------------------------------------- NPZ
 
 NPZ_KEYS = ("x", "y", "x_val", "y_val", "x_test", "y_test", "classes")
+
+
+MAX_DEFLATE_RATIO = 1100  # zlib's deflate cannot expand one byte into more than ~1032
+
+
+def _check_npz_member(zf: zipfile.ZipFile, key: str, where: str) -> None:
+    """Compare an array's declared size (its .npy header) with the bytes the archive holds."""
+    info = zf.getinfo(f"{key}.npy")
+    with zf.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read_header(fp, max_header_size=10000)
+        header_len = fp.tell()
+    declared = dtype.itemsize
+    for d in shape:
+        declared *= int(d)
+    held = info.file_size - header_len
+    if declared > held:
+        raise DataError(f"{where}: array {key!r} declares shape {tuple(shape)} of {dtype} ({declared} bytes) "
+                        f"but holds {max(held, 0)} bytes; the file is truncated or corrupt")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 4096:
+        raise DataError(f"{where}: array {key!r} claims {info.file_size} bytes from {info.compress_size} "
+                        "compressed bytes, more than deflate can produce; the file is corrupt")
+
+
+def load_npz_arrays(path: str | os.PathLike, where: str, *, check_names: bool = False,
+                    only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, each declared size checked against the file first.
+
+    A crafted header (say 2e11 elements in a 1 KB file) is refused before anything is allocated.
+
+    Args:
+      path: the archive.  where: file description for messages.
+      check_names: refuse arrays outside ``NPZ_KEYS`` and require x and y (a dataset file).
+      only: read just these arrays (those present).
+    Raises:
+      DataError: not an archive, a single ``.npy``, unknown/missing arrays, object arrays,
+        declared sizes the file does not hold, unreadable data.
+    """
+    path = Path(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"path={str(path)!r}: no such npz file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        # numpy reads a non-zip file as a pickle and then refuses it: say what it really is.
+        why = "not a zip archive" if "pickled" in str(e) else str(e).splitlines()[0] if str(e) else repr(e)
+        raise DataError(f"{where}: not a readable .npz archive ({why})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{where}: holds a single array; expected an .npz archive with arrays x and y")
+    with npz:
+        keys = list(npz.files)
+        if check_names:
+            unknown = [k for k in keys if k not in NPZ_KEYS]
+            if unknown:
+                raise DataError(
+                    f"{where}: unknown array(s) {', '.join(map(repr, unknown))}; expected names among {', '.join(NPZ_KEYS)}"
+                )
+            for req in ("x", "y"):
+                if req not in keys:
+                    raise DataError(f"{where}: missing array {req!r} (found: {', '.join(keys) or 'none'})")
+            for a, b in (("x_val", "y_val"), ("x_test", "y_test")):
+                if (a in keys) != (b in keys):
+                    raise DataError(f"{where}: has {a if a in keys else b} without {b if a in keys else a}")
+        wanted = [k for k in keys if only is None or k in only]
+        try:
+            with zipfile.ZipFile(path) as zf:
+                for k in wanted:
+                    _check_npz_member(zf, k, where)
+            return {k: npz[k] for k in wanted}
+        except DataError:
+            raise
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError, RuntimeError,
+                NotImplementedError, MemoryError, zlib.error) as e:
+            text = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DataError(f"{where}: cannot read its arrays ({text})") from None
 
 
 def read_npz(
@@ -295,33 +443,7 @@ def read_npz(
     path = Path(path)
     task = _check_task(task)
     where = f"npz file {str(path)!r}"
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"path={str(path)!r}: no such npz file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        # numpy reads a non-zip file as a pickle and then refuses it: say what it really is.
-        why = "not a zip archive" if "pickled" in str(e) else str(e)
-        raise DataError(f"{where}: not a readable .npz archive ({why})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{where}: holds a single array; expected an .npz archive with arrays x and y")
-    with npz:
-        keys = list(npz.files)
-        unknown = [k for k in keys if k not in NPZ_KEYS]
-        if unknown:
-            raise DataError(
-                f"{where}: unknown array(s) {', '.join(map(repr, unknown))}; expected names among {', '.join(NPZ_KEYS)}"
-            )
-        for req in ("x", "y"):
-            if req not in keys:
-                raise DataError(f"{where}: missing array {req!r} (found: {', '.join(keys) or 'none'})")
-        for a, b in (("x_val", "y_val"), ("x_test", "y_test")):
-            if (a in keys) != (b in keys):
-                raise DataError(f"{where}: has {a if a in keys else b} without {b if a in keys else a}")
-        try:
-            arrays = {k: npz[k] for k in keys}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise DataError(f"{where}: cannot read its arrays ({e})") from None
+    arrays = load_npz_arrays(path, where, check_names=True)
     splits = [s for s in ("", "_val", "_test") if f"x{s}" in arrays]
     names = [f"y{s}" for s in splits]
     xs, ys = [], []
@@ -368,3 +490,46 @@ def read_npz(
         x_val=get("_val", 0), y_val=get("_val", 1), x_test=get("_test", 0), y_test=get("_test", 1),
         image_shape=shape,
     )
+
+
+# --------------------------------------------------------------------------------------------- peek
+
+def peek_targets(
+    kind: str, path: str | os.PathLike, *, target: str | None = None, num_classes: int | None = None,
+) -> tuple[str, int | None, int]:
+    """The task, class count and training rows of a CSV/NPZ file, read from its targets only.
+
+    For the config layer's defaults (an empty ``loss.name`` means mse for a regression file)
+    and its step-count check; it reads the same targets :func:`read_csv`/:func:`read_npz` read
+    and applies the same ``task="auto"`` rules, but no features.
+
+    Returns:
+      ``(task, num_classes or None, rows of the training split)``.
+
+    Raises:
+      DataError: the same problems the full readers report about the targets.
+    """
+    path = Path(path)
+    if kind == "npz":
+        where = f"npz file {str(path)!r}"
+        arrays = load_npz_arrays(path, where, only=("y", "y_val", "y_test"))
+        ys = [arrays[k] for k in ("y", "y_val", "y_test") if k in arrays]
+        if "y" not in arrays:
+            raise DataError(f"{where}: missing array 'y'")
+        names = [k for k in ("y", "y_val", "y_test") if k in arrays]
+        _, task, k, _ = _encode_targets(ys, task="auto", num_classes=num_classes, where=where, names=names)
+        return task, k, int(arrays["y"].shape[0]) if arrays["y"].ndim else 0
+    where = f"csv file {str(path)!r}"
+    header, rows, lines = _csv_rows(path, where, ",")
+    t = target if target is not None else header[-1]
+    if t not in header:
+        raise DataError(f"target={t!r}: no such column in {where}")
+    j = header.index(t)
+    col = np.char.strip(np.array([r[j] for r in rows], dtype=str))
+    try:
+        y_raw = np.array(col, dtype=np.float64)
+    except ValueError:
+        y_raw = col
+    (_,), task, k, _ = _encode_targets([y_raw], task="auto", num_classes=num_classes, where=where,
+                                       names=["target"], parsed_text=True, lines=[lines])
+    return task, k, len(rows)

@@ -1,0 +1,205 @@
+"""Validation of a whole config: raw dict -> :class:`Config`, and the checks across keys.
+
+Contract: :func:`from_dict` reports every problem in one pass, one line each with its full
+dotted key: unknown sections and keys (with "did you mean"), wrong types, out-of-range values
+and names (:func:`~.values.check_value`), missing required keys, then the cross-key checks of
+:func:`cross_check` (loss/output pairings, list lengths, file paths, optimizer arguments,
+schedule boundaries, and the step-count rule: epochs × steps per epoch must stay below 2**31,
+the engine's int32 step counter, where the data size is known from the config). It raises
+:class:`ConfigError` or returns a valid Config; it never raises anything else for a raw dict
+a TOML file can produce.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+
+from fnn import optim
+from fnn.nn import losses
+from fnn.experiment.config.errors import ConfigError, describe, suggest
+from fnn.experiment.config.resolve import data_facts, resolved_loss, resolved_output
+from fnn.experiment.config.schema import (
+    SECTIONS,
+    SUBSECTIONS,
+    Config,
+    all_keys,
+    section_fields,
+)
+from fnn.experiment.config.tomlio import flatten
+from fnn.experiment.config.values import check_value
+
+STEP_LIMIT = 2**31  # the engine's step counter is int32
+
+
+def build_section(cls, raw, prefix: str, errors: list[str]):
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix}: {describe(raw)}; expected a table [{prefix}]")
+        return cls() if not any(f.metadata.get("required") for f in section_fields(cls).values()) else None
+    fields = section_fields(cls)
+    subs = {k[len(prefix) + 1:]: v for k, v in SUBSECTIONS.items() if k.startswith(prefix + ".")}
+    kwargs = {}
+    for key, value in raw.items():
+        full = f"{prefix}.{key}"
+        if key in subs:
+            kwargs[key] = build_section(subs[key], value, full, errors)
+            continue
+        if key not in fields:
+            errors.append(f"{full}: unknown key{suggest(key, [*fields, *subs])}")
+            continue
+        norm, err = check_value(full, value, fields[key])
+        if err:
+            errors.append(err)
+        else:
+            kwargs[key] = norm
+    for name, f in fields.items():
+        if f.metadata.get("required") and name not in kwargs and name not in raw:
+            errors.append(f"{prefix}.{name}: missing required key")
+    try:
+        return cls(**{k: v for k, v in kwargs.items() if v is not None or k in fields})
+    except TypeError:  # pragma: no cover - a sub-section failed
+        return None
+
+
+def build_sweep(raw, errors: list[str]) -> tuple:
+    if not isinstance(raw, dict):
+        errors.append(f"sweep: {describe(raw)}; expected a table [sweep] of key = [values]")
+        return ()
+    keys = all_keys()
+    grid = []
+    for key, values in flatten(raw).items():
+        full = f"sweep.{key}"
+        if key not in keys:
+            errors.append(f"{full}: unknown key{suggest(key, keys)}; expected a config key such"
+                          " as optimizer.learning_rate")
+            continue
+        if not isinstance(values, list) or not values:
+            errors.append(f"{full}: {describe(values)}; expected a non-empty list of values")
+            continue
+        normed = []
+        for v in values:
+            norm, err = check_value(key, v, keys[key])
+            if err:
+                errors.append(f"sweep.{err}")
+            else:
+                normed.append(norm)
+        grid.append((key, tuple(normed)))
+    return tuple(grid)
+
+
+def from_dict(raw: dict, *, source: str = "") -> Config:
+    """Validate a raw (TOML-shaped) dict into a :class:`Config`.
+
+    Raises:
+      ConfigError: every problem found, one line each.
+    """
+    errors: list[str] = []
+    if not isinstance(raw, dict):
+        raise ConfigError([f"config: expected a table, got {type(raw).__name__}"], source)
+    sections = {}
+    for key, value in raw.items():
+        if key in SECTIONS:
+            sections[key] = build_section(SECTIONS[key], value, key, errors)
+        elif key == "sweep":
+            sections["sweep"] = build_sweep(value, errors)
+        else:
+            errors.append(f"{key}: unknown section{suggest(key, [*SECTIONS, 'sweep'])}")
+    if "data" not in raw:
+        errors.append("data.name: missing required key (add a [data] section)")
+    if not errors:
+        cfg = Config(**sections, source=source)
+        errors.extend(cross_check(cfg))
+        if not errors:
+            return cfg
+    raise ConfigError(errors, source)
+
+
+def cross_check(cfg: Config) -> list[str]:
+    """Checks that involve several keys (pairings, lengths, file paths)."""
+    errors = []
+    loss, output = resolved_loss(cfg), resolved_output(cfg)
+    lo = losses.get(loss)
+    if lo.output is not None and output != lo.output:
+        errors.append(f"model.output: {output!r} cannot be used with loss.name {loss!r}; "
+                      f"{loss} requires output = {lo.output!r}")
+    acts = cfg.model.activation
+    if isinstance(acts, tuple) and len(acts) != len(cfg.model.hidden):
+        errors.append(f"model.activation: {len(acts)} names for {len(cfg.model.hidden)} hidden "
+                      f"layers {list(cfg.model.hidden)}; expected one name or "
+                      f"{len(cfg.model.hidden)}")
+    names = acts if isinstance(acts, tuple) else (acts,)
+    if "softmax" in names:
+        errors.append("model.activation: 'softmax' is only valid as model.output")
+    if cfg.data.name in ("csv", "npz") and not cfg.data.path:
+        errors.append(f"data.path: missing; data.name = {cfg.data.name!r} needs the file's path")
+    if cfg.data.name in ("csv", "npz") and cfg.data.path and not os.path.isfile(cfg.data.path):
+        errors.append(f"data.path: {cfg.data.path!r} does not exist or is not a file")
+    if cfg.data.name in ("fashion_mnist", "mnist") and cfg.data.path and not os.path.isdir(
+            cfg.data.path):
+        errors.append(f"data.path: {cfg.data.path!r} is not a directory of IDX files")
+    accepted = inspect.signature(optim.OPTIMIZERS[cfg.optimizer.name]).parameters
+    for name in ("momentum", "b1", "b2", "eps", "decay", "centered"):
+        if getattr(cfg.optimizer, name) is not None and name not in accepted:
+            errors.append(f"optimizer.{name}: not an argument of optimizer {cfg.optimizer.name!r};"
+                          f" it accepts: {', '.join(p for p in accepted if p != 'mask')}")
+    sch = cfg.optimizer.schedule
+    if list(sch.boundaries) != sorted(set(sch.boundaries)):
+        errors.append(f"optimizer.schedule.boundaries: {list(sch.boundaries)}; expected strictly "
+                      "increasing epochs")
+    if sch.warmup_epochs >= cfg.training.epochs and sch.warmup_epochs:
+        errors.append(f"optimizer.schedule.warmup_epochs: {sch.warmup_epochs}; expected fewer "
+                      f"than training.epochs = {cfg.training.epochs}")
+    if len(set(cfg.training.seeds)) != len(cfg.training.seeds):
+        errors.append(f"training.seeds: {list(cfg.training.seeds)}; expected distinct seeds")
+    if cfg.early_stopping.monitor == "val_accuracy" and not lo.classification and \
+            cfg.data.name in ("sine", "polynomial"):
+        errors.append("early_stopping.monitor: 'val_accuracy' needs a classification task; "
+                      "use 'val_loss'")
+    errors.extend(_step_count_errors(cfg))
+    for key, values in cfg.sweep:
+        if key in ("training.seed", "training.seeds"):
+            errors.append(f"sweep.{key}: use training.seeds (or --seeds N) to sweep seeds")
+        try:
+            for v in values:
+                cross_check_value(cfg, key, v)
+        except ConfigError as err:
+            errors.extend(f"sweep.{e}" for e in err.errors)
+    return errors
+
+
+def cross_check_value(cfg: Config, key: str, value) -> None:
+    """Re-run the cross checks with one key changed (used for sweep values)."""
+    changed = cfg.replace(key, value)
+    changed = dataclasses.replace(changed, sweep=())
+    errs = cross_check(changed)
+    if errs:
+        raise ConfigError(errs)
+
+
+def _step_count_errors(cfg: Config) -> list[str]:
+    """epochs × steps per epoch (and the schedule's boundaries in steps) below 2**31.
+
+    Steps per epoch are ceil(rows / batch_size), known here where the config gives the data
+    size (synthetic sets, MNIST files; CSV/NPZ files are read only for runs of 1,000 epochs or
+    more). The builder's own ``batch_size <= rows`` check is not repeated: a batch larger than
+    the data counts as one step per epoch.
+    """
+    t = cfg.training
+    if t.epochs < 1000 and all(b < 1000 for b in cfg.optimizer.schedule.boundaries):
+        return []  # under 2**31 for any data set of up to 2**21 batches per epoch
+    rows = data_facts(cfg).rows
+    if rows is None:
+        return []  # decided by the engine once the training split is known
+    steps = max(1, -(-rows // t.batch_size))
+    errors = []
+    if t.epochs * steps >= STEP_LIMIT:
+        errors.append(f"training.epochs: {t.epochs} epochs of {steps} steps ({rows} examples, "
+                      f"batch {t.batch_size}) is {t.epochs * steps} steps; expected fewer than "
+                      f"2**31 = {STEP_LIMIT} (the step counter is int32)")
+    for b in cfg.optimizer.schedule.boundaries:
+        if b * steps >= STEP_LIMIT:
+            errors.append(f"optimizer.schedule.boundaries: epoch {b} is step {b * steps}; "
+                          f"expected fewer than 2**31 = {STEP_LIMIT} steps")
+            break
+    return errors
