@@ -30,12 +30,13 @@ Array = jax.Array
 # --- argument checks -----------------------------------------------------------------------------
 def pair(value, name: str) -> tuple[int, int]:
     """An int or a pair of positive ints as a pair; raises a one-line ValueError otherwise."""
+    given = value
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value, value)
     if (not isinstance(value, Sequence) or len(value) != 2
             or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
                    for v in value)):
-        raise ValueError(f"{name}: {value!r}; expected a positive int or a pair of them")
+        raise ValueError(f"{name}: {given!r}; expected a positive int or a pair of them")
     return int(value[0]), int(value[1])
 
 
