@@ -14,6 +14,9 @@ blobs               ... noise (1.0), num_classes (3), num_features (2)
 sine                n_samples (1000), noise (0.1), seed, val_fraction, test_fraction (0.2), standardize
 polynomial          ... num_features (2)
 fashion_mnist,      path (None), mirror (None), download (True), val_fraction (0), seed (0).
+shapes              n_samples (1000), noise (0.1), seed, image_size (16), val_fraction (0),
+                    test_fraction (0.2). Drawn shapes (square, circle, triangle, cross, ring),
+                    uint8 images (batch, image_size²); see :mod:`fnn.data.shapes`.
 mnist               Official 60000/10000 train/test split; uint8 images (batch, 784).
 csv                 path (required), target (last column), delimiter (","), task ("auto"),
                     num_classes (None), val_fraction (0), test_fraction (0), seed, standardize
@@ -36,6 +39,8 @@ from fnn.data.dataset import Dataset
 from fnn.data.idx import IDXError, read_idx, write_idx
 from fnn.data.images import DownloadError, load_image_files
 from fnn.data.splits import build_dataset, split_indices
+from fnn.data.shapes import CLASSES as SHAPE_CLASSES
+from fnn.data.shapes import shapes
 from fnn.data.synthetic import SYNTHETIC
 from fnn.data.tabular import read_csv, read_npz
 from fnn.data.validate import (
@@ -68,7 +73,9 @@ __all__ = [
 
 IMAGE_NAMES = ("fashion_mnist", "mnist")
 FILE_NAMES = ("csv", "npz")
-NAMES: tuple[str, ...] = tuple(SYNTHETIC) + IMAGE_NAMES + FILE_NAMES
+NAMES: tuple[str, ...] = tuple(SYNTHETIC) + ("shapes",) + IMAGE_NAMES + FILE_NAMES
+_SHAPES_OPTIONS = {"n_samples": 1000, "noise": 0.1, "seed": 0, "image_size": 16,
+                   "val_fraction": 0.0, "test_fraction": 0.2}
 
 _SPLIT_DEFAULTS = {"val_fraction": 0.0, "test_fraction": 0.0, "seed": 0, "standardize": False}
 _IMAGE_OPTIONS = {"path": None, "mirror": None, "download": True, "val_fraction": 0.0, "seed": 0}
@@ -88,6 +95,8 @@ def valid_options(name: str) -> dict[str, Any]:
     """
     if name in SYNTHETIC:
         return dict(SYNTHETIC[name].options)
+    if name == "shapes":
+        return dict(_SHAPES_OPTIONS)
     if name in IMAGE_NAMES:
         return dict(_IMAGE_OPTIONS)
     if name == "csv":
@@ -136,6 +145,19 @@ def _load_synthetic(name: str, o: dict[str, Any]) -> Dataset:
     gen["seed"] = check_int(o["seed"], field="seed", minimum=0)
     x, y = spec.fn(**gen)
     return build_dataset(name, spec.task, x, y, num_classes=spec.num_classes(gen), **_split_opts(o))
+
+
+def _load_shapes(o: dict[str, Any]) -> Dataset:
+    size = check_int(o["image_size"], field="image_size", minimum=8)
+    if size > 256:
+        raise DataError(f"image_size={size}: expected at most 256")
+    n = check_int(o["n_samples"], field="n_samples", minimum=len(SHAPE_CLASSES))
+    if n > 1_000_000:
+        raise DataError(f"n_samples={n}: expected at most 1000000 for the shapes set")
+    x, y = shapes(n_samples=n, noise=check_float(o["noise"], field="noise", minimum=0.0),
+                  seed=check_int(o["seed"], field="seed", minimum=0), image_size=size)
+    return build_dataset("shapes", "classification", x, y, num_classes=len(SHAPE_CLASSES),
+                         classes=SHAPE_CLASSES, image_shape=(size, size), **_split_opts(o))
 
 
 def _load_images(name: str, o: dict[str, Any]) -> Dataset:
@@ -204,6 +226,8 @@ def load(name: str, **options: Any) -> Dataset:
     o = check_options(f"load({name!r})", options, valid_options(name))
     if name in SYNTHETIC:
         return _load_synthetic(name, o)
+    if name == "shapes":
+        return _load_shapes(o)
     if name in IMAGE_NAMES:
         return _load_images(name, o)
     if name == "csv":

@@ -23,7 +23,10 @@ from fnn import optim
 from fnn.optim import schedules
 from fnn.experiment.config import Config
 from fnn.data.validate import DataError
+from fnn.experiment import layer_specs
+from fnn.nn.layers import Dense
 from fnn.nn.mlp import MLP
+from fnn.nn.sequential import Sequential
 from fnn.engine import EarlyStopping, HParams, Trainer
 
 _DATA_OPTION_KEYS = ("n_samples", "noise", "num_classes", "val_fraction", "test_fraction",
@@ -66,9 +69,38 @@ def num_outputs(cfg: Config, dataset) -> int:
     return k
 
 
-def build_net(cfg: Config, dataset) -> MLP:
-    """The MLP of ``model.*`` sized by the data: (features, *hidden, outputs)."""
+def input_shape(cfg: Config, dataset) -> tuple:
+    """One example's shape as the network takes it: (H, W, 1) images for a stack that starts
+    spatially (a conv or pool layer), else (features,)."""
+    if cfg.model.layers and dataset.image_shape is not None and \
+            layer_specs.takes_images(cfg.model.layers):
+        return (*dataset.image_shape, 1)
+    return (dataset.num_features,)
+
+
+def build_net(cfg: Config, dataset):
+    """The network of ``model.*`` sized by the data.
+
+    ``model.layers`` set: a :class:`fnn.Sequential` of those layers plus the output dense layer
+    (one unit per class or target, activation ``model.output``), its input shape from the data
+    (:func:`input_shape`). Otherwise the MLP (features, *hidden, outputs).
+
+    Raises:
+      ValueError: a layer stack that does not fit the data, naming ``model.layers[i]``.
+    """
     m = cfg.model
+    if m.layers:
+        layers = layer_specs.build(m.layers) + (
+            Dense(num_outputs(cfg, dataset), activation=config_mod.resolved_output(cfg)),)
+        try:
+            return Sequential(layers, input_shape=input_shape(cfg, dataset), dtype=m.dtype)
+        except ValueError as err:
+            msg = str(err)
+            if msg.startswith(f"layers[{len(layers) - 1}]"):
+                msg = "model.layers (the output dense layer): " + msg.partition(":")[2].strip()
+            elif msg.startswith("layers["):
+                msg = "model." + msg
+            raise ValueError(msg) from None
     return MLP(
         sizes=(dataset.num_features, *m.hidden, num_outputs(cfg, dataset)),
         activation=m.activation,

@@ -102,6 +102,9 @@ class ModelConfig:
     initializer: str = opt("", "weight initializer; empty: he_normal for ReLU layers, "
                            "glorot_uniform otherwise", type="str", choices=("",) + INITIALIZERS)
     dtype: str = opt("float32", "parameter dtype", type="str", choices=("float32", "float64"))
+    layers: tuple = opt((), "the hidden stack as [[model.layers]] tables (type = \"conv2d\", ...;"
+                        " see the README's Layers section); the output dense layer is appended."
+                        " Replaces hidden / activation / initializer", type="layers")
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,11 @@ def to_dict(cfg: Config) -> dict:
     out = {}
     for sec in SECTIONS:
         out[sec] = _section_dict(getattr(cfg, sec))
+    if cfg.model.layers:  # a layer stack replaces the MLP keys; without them it round-trips
+        for k in ("hidden", "activation", "initializer"):
+            out["model"].pop(k, None)
+    else:
+        out["model"].pop("layers", None)
     if cfg.sweep:
         sweep = {}
         for key, values in cfg.sweep:
@@ -122,8 +127,17 @@ def _section_dict(node) -> dict:
         if dataclasses.is_dataclass(v):
             d[f.name] = _section_dict(v)
         elif v is not None:
-            d[f.name] = list(v) if isinstance(v, tuple) else v
+            d[f.name] = _plain(v)
     return d
+
+
+def _plain(v):
+    """Tuples to lists, recursively (dicts kept): what TOML writes."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
 
 
 def toml_value(v) -> str:
@@ -140,6 +154,8 @@ def toml_value(v) -> str:
             for ch in v) + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table (the entries of model.layers)
+        return "{" + ", ".join(f"{_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 

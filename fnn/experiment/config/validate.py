@@ -107,6 +107,12 @@ def from_dict(raw: dict, *, source: str = "") -> Config:
             errors.append(f"{key}: unknown section{suggest(key, [*SECTIONS, 'sweep'])}")
     if "data" not in raw:
         errors.append("data.name: missing required key (add a [data] section)")
+    model = raw.get("model")
+    if isinstance(model, dict) and model.get("layers"):
+        both = [k for k in ("hidden", "activation", "initializer") if k in model]
+        if both:
+            errors.append(f"model.{both[0]}: set together with model.layers; a [[model.layers]]"
+                          " stack replaces hidden / activation / initializer (give one or the other)")
     if not errors:
         cfg = Config(**sections, source=source)
         errors.extend(cross_check(cfg))

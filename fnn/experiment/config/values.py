@@ -104,4 +104,9 @@ def check_value(key: str, value, f: dataclasses.Field):
                     return None, err
             return tuple(value), None
         return bad("a name or a list of names")
+    if typ == "layers":  # [[model.layers]]: each table checked by its layer type
+        from fnn.experiment import layer_specs
+
+        layers, errors = layer_specs.check(value, key)
+        return (layers, None) if not errors else (None, errors[0])
     raise AssertionError(f"unknown schema type {typ}")  # pragma: no cover
