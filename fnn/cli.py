@@ -5,7 +5,9 @@
     fnn gradcheck CONFIG [--set ...] [--json]
     fnn inspect CONFIG [--set ...] [--batch N] [--json]
     fnn evaluate RUN_DIR [--split test|val|train] [--json]
-    fnn predict RUN_DIR INPUT.{csv,npz} [--output FILE]
+    fnn predict RUN_DIR|MODEL.jax INPUT.{csv,npz} [--output FILE] [--member M]
+    fnn export RUN_DIR [--output FILE] [--member M]
+    fnn compare RUN_DIR [RUN_DIR ...] [--metric NAME] [--out FILE]
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
 update; gradcheck out of tolerance); 2 bad input (config, data, arguments) with a one-line
@@ -84,10 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
 
     r = sub.add_parser("predict", help="write predictions of a finished run's model")
-    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, or a model written by "
+                   "fnn export")
     r.add_argument("input", metavar="INPUT", help="a .csv (header, numeric) or .npz (array x)")
     r.add_argument("--output", metavar="FILE", help="default: <INPUT stem>.predictions.csv")
+    r.add_argument("--member", default="0", metavar="M", help="sweep member: index or label "
+                   "(default 0)")
+    _export_compare_parsers(sub)
     return p
+
+
+def _export_compare_parsers(sub) -> None:
+    x = sub.add_parser("export", help="serialize a trained model (jax.export, StableHLO) for "
+                       "use without fnn; writes FILE and FILE.json")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("--output", metavar="FILE", help="default: RUN_DIR/model.jax "
+                   "(RUN_DIR/model-<i>.jax for member i of a sweep)")
+    x.add_argument("--member", metavar="M", help="sweep member: index or label")
+    c = sub.add_parser("compare", help="one metric of several runs and sweep members: a figure "
+                       "and a table of final, best and test figures")
+    c.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    c.add_argument("--metric", metavar="NAME", help="a metrics.csv column (default val_loss)")
+    c.add_argument("--out", metavar="FILE", help="the figure (default ./compare.png)")
 
 
 def _parallel_flags(sp) -> None:
@@ -344,13 +364,32 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from fnn.experiment import predict
 
-    out = predict.predict_file(args.run_dir, args.input, args.output)
+    out = predict.predict_file(args.run_dir, args.input, args.output, member=args.member)
     print(f"predictions written to {out}")
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    from fnn.experiment import export
+
+    out = export.export_run(args.run_dir, args.output, member=args.member)
+    print(f"exported to {out} (metadata: {out}.json); load it with only JAX: "
+          f"jax.export.deserialize(open({str(out)!r}, 'rb').read()).call(x)")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from fnn.experiment import compare
+
+    text, path = compare.compare(args.run_dirs, metric=args.metric, out=args.out)
+    print(text)
+    print(f"figure: {path}" if path else "note: matplotlib is not installed; no figure")
+    return EXIT_OK
+
+
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
-            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict}
+            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "export": cmd_export, "compare": cmd_compare}
 
 
 def _limit_malloc_arenas() -> None:

@@ -332,6 +332,77 @@ def _restore_leaf(arr: np.ndarray, info: dict, template_leaf, name: str, path: s
     return jnp.asarray(arr)
 
 
+def _restore_leaves(npz, table: dict, name: str, t_paths: list, t_leaves: list) -> list:
+    """The leaves at ``t_paths`` restored like ``t_leaves`` (shape and dtype checked)."""
+    restored = []
+    for p, leaf in zip(t_paths, t_leaves):
+        info = table[p]
+        shape, dtype = tuple(info["shape"]), str(info["dtype"])
+        want_shape, want_dtype = _shape_dtype(leaf)
+        if shape != want_shape:
+            raise CheckpointError(
+                f"checkpoint {name}: leaf {p} has shape {shape}, expected {want_shape}"
+                f"{_hint(p) or ' (different sweep size?)'}")
+        if dtype != want_dtype:
+            raise CheckpointError(
+                f"checkpoint {name}: leaf {p} has dtype {dtype}, expected {want_dtype}"
+                + (" (different PRNG implementation?)" if _is_key(leaf)
+                   else " (different dtype or x64 setting?)"))
+        if info["entry"] not in npz.files:
+            raise CheckpointError(f"checkpoint {name}: entry for leaf {p} is missing")
+        restored.append(_restore_leaf(npz[info["entry"]], info, leaf, name, p))
+    return restored
+
+
+def has_subtree(path: PathLike, prefix: str) -> bool:
+    """Whether the checkpoint at ``path`` holds any leaf under ``prefix`` (e.g. ``".params"``)."""
+    path = pathlib.Path(path)
+    try:
+        with _open(path) as npz:
+            header = _read_header(npz, path.name)
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {path.name}: truncated or corrupt ({err})") from None
+    return any(e["path"] == prefix or e["path"].startswith(prefix + "[") or
+               e["path"].startswith(prefix + ".") for e in header.get("leaves", []))
+
+
+def load_subtree(path: PathLike, template, *, prefix: str):
+    """Restore only the part of a saved state under ``prefix`` (``".params"``), without a whole
+    template state: what loading a finished model needs (no optimizer or data).
+
+    Args:
+      path: a checkpoint file.  template: a pytree of the subtree's structure (arrays or
+        ``jax.ShapeDtypeStruct``; for a sweep with the members axis).
+      prefix: the subtree's key path in the state, e.g. ``".params"``.
+    Returns:
+      the restored subtree (jax arrays).
+    Raises:
+      CheckpointError: as :func:`load` (leaf missing, other shape or dtype, corrupt file).
+    """
+    path = pathlib.Path(path)
+    name = path.name
+    t_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    t_paths = [prefix + jax.tree_util.keystr(p) for p, _ in t_leaves]
+    t_leaves = [leaf for _, leaf in t_leaves]
+    try:
+        with _open(path) as npz:
+            header = _read_header(npz, name)
+            table = {e["path"]: e for e in header.get("leaves", [])}
+            missing = [p for p in t_paths if p not in table]
+            if missing:
+                raise CheckpointError(
+                    f"checkpoint {name}: leaf {missing[0]} is missing ({_count(missing)} missing);"
+                    f" the tree structure differs{_hint(missing[0])}")
+            restored = _restore_leaves(npz, table, name, t_paths, t_leaves)
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {name}: truncated or corrupt ({err})") from None
+    return jax.tree_util.tree_unflatten(treedef, restored)
+
+
 def load(path: PathLike, template) -> tuple[Any, dict, dict]:
     """Restore a checkpoint into the structure of ``template``.
 
@@ -376,23 +447,7 @@ def load(path: PathLike, template) -> tuple[Any, dict, dict]:
                     f" the tree structure differs"
                     + (" (early stopping on when saved, off now?)"
                        if extra[0].startswith(".early") else _hint(extra[0])))
-            restored = []
-            for p, leaf in zip(t_paths, t_leaves):
-                info = table[p]
-                shape, dtype = tuple(info["shape"]), str(info["dtype"])
-                want_shape, want_dtype = _shape_dtype(leaf)
-                if shape != want_shape:
-                    raise CheckpointError(
-                        f"checkpoint {name}: leaf {p} has shape {shape}, expected {want_shape}"
-                        f"{_hint(p) or ' (different sweep size?)'}")
-                if dtype != want_dtype:
-                    raise CheckpointError(
-                        f"checkpoint {name}: leaf {p} has dtype {dtype}, expected {want_dtype}"
-                        + (" (different PRNG implementation?)" if _is_key(leaf)
-                           else " (different dtype or x64 setting?)"))
-                if info["entry"] not in npz.files:
-                    raise CheckpointError(f"checkpoint {name}: entry for leaf {p} is missing")
-                restored.append(_restore_leaf(npz[info["entry"]], info, leaf, name, p))
+            restored = _restore_leaves(npz, table, name, t_paths, t_leaves)
             history = {}
             for h in header.get("history", []):
                 arr = npz[_HISTORY_PREFIX + h["name"]]

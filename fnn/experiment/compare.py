@@ -1,0 +1,172 @@
+"""``fnn compare``: one metric of several runs (and of every sweep member) in one figure and one
+table.
+
+Reads only ``metrics.csv`` and ``summary.json`` of each run directory (no JAX, no data). Every
+(run, member) is a line in the figure, labelled ``run: member``; the table has each one's final
+and best value of the metric (best = lowest, or highest for accuracies), the best epoch, the test
+loss / accuracy where the run has a test split, the epochs trained, and the run's wall time (a
+sweep's members share one run, so they share its wall time). With one sweep run, its members are
+compared.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from fnn.experiment import report
+from fnn.experiment.members import RunDirError
+
+DEFAULT_OUT = "compare.png"
+
+
+class Series(NamedTuple):
+    """One member of one run: ``run`` and ``member`` labels, epochs (1-based) and values."""
+
+    run: str
+    member: str
+    epochs: np.ndarray
+    values: np.ndarray
+    summary: dict
+
+
+def _read_run(run_dir: Path) -> tuple[list[dict], dict]:
+    metrics, summary = run_dir / "metrics.csv", run_dir / "summary.json"
+    if not run_dir.is_dir() or not metrics.is_file() or not summary.is_file():
+        raise RunDirError(f"{str(run_dir)!r} is not a finished run directory (no metrics.csv "
+                          "or summary.json)")
+    try:
+        with open(metrics, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        info = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
+        raise RunDirError(f"{str(run_dir)!r}: unreadable run files ({err})") from None
+    return rows, info
+
+
+def _names(run_dirs: Sequence[Path]) -> list[str]:
+    """Directory names, or longer path tails where names repeat."""
+    names = [p.name or str(p) for p in run_dirs]
+    if len(set(names)) < len(names):
+        names = ["/".join(p.resolve().parts[-2:]) for p in run_dirs]
+    return names
+
+
+def collect(run_dirs: Sequence, metric: Optional[str] = None) -> tuple[str, list[Series]]:
+    """(metric, series of every run and member). Default metric: ``val_loss``.
+
+    Raises:
+      ValueError: not a finished run directory, or a metric some run lacks (one line).
+    """
+    paths = [Path(p) for p in run_dirs]
+    if not paths:
+        raise RunDirError("compare: give at least one RUN_DIR")
+    runs = [(p, *_read_run(p)) for p in paths]
+    if metric is None:
+        metric = "val_loss" if all(rows and "val_loss" in rows[0] for _, rows, _ in runs) \
+            else "train_loss"
+    series = []
+    for name, (p, rows, info) in zip(_names(paths), runs):
+        if not rows or metric not in rows[0]:
+            have = ", ".join(k for k in (rows[0] if rows else {}) if k not in ("member", "epoch"))
+            raise RunDirError(f"--metric {metric}: not in {p / 'metrics.csv'} (has: {have})")
+        entries = info.get("members") or [info]
+        by_member: dict = {}
+        for r in rows:
+            by_member.setdefault(r["member"], []).append(r)
+        for i, (label, rs) in enumerate(by_member.items()):
+            s = next((e for e in entries if str(e.get("member")) == label),
+                     entries[i] if i < len(entries) else {})
+            s = {**{k: v for k, v in info.items() if k != "members"}, **s}
+            vals = np.asarray([float(r[metric]) if r[metric] not in ("", "nan") else np.nan
+                               for r in rs])
+            series.append(Series(name, label if len(by_member) > 1 else "", np.asarray(
+                [int(r["epoch"]) for r in rs]), vals, s))
+    return metric, series
+
+
+def table(metric: str, series: Sequence[Series]) -> str:
+    """The terminal table (see the module docstring)."""
+    high = metric.endswith("accuracy")
+    rows = []
+    for s in series:
+        finite = np.where(np.isfinite(s.values))[0]
+        best = (finite[np.argmax(s.values[finite])] if high else
+                finite[np.argmin(s.values[finite])]) if finite.size else None
+        rows.append({
+            "run": s.run, "member": s.member or "-",
+            f"final_{metric}": float(s.values[finite[-1]]) if finite.size else None,
+            f"best_{metric}": float(s.values[best]) if best is not None else None,
+            "best_epoch": int(s.epochs[best]) if best is not None else None,
+            "test_loss": s.summary.get("test_loss"),
+            "test_accuracy": s.summary.get("test_accuracy"),
+            "epochs": int(s.epochs[-1]) if s.epochs.size else 0,
+            "wall_s": s.summary.get("wall_time_s"),
+        })
+    cols = [c for c in rows[0] if any(r[c] is not None for r in rows)]
+    return report.format_table(rows, cols)
+
+
+def plot(path, metric: str, series: Sequence[Series]) -> bool:
+    """One axes, one line per (run, member); False when matplotlib is missing."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib import colormaps, ticker
+    except ImportError:
+        return False
+    n = len(series)
+    runs = list(dict.fromkeys(s.run for s in series))
+    legend_out = n > 4
+    fig = Figure(figsize=(7.0 + (3.0 if legend_out else 0), 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    cmap = colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"]
+    styles = ["-", "--", "-.", ":"]
+    for i, s in enumerate(series):
+        color = cmap(i if n <= 20 else i / max(1, n - 1))
+        label = f"{s.run}: {s.member}" if s.member else s.run
+        ax.plot(s.epochs, s.values, styles[runs.index(s.run) % 4], color=color, linewidth=1.5,
+                marker="o" if s.epochs.size <= 3 else None, markersize=3, label=label)
+    finite = np.concatenate([s.values[np.isfinite(s.values)] for s in series])
+    if metric.endswith("loss") and finite.size and np.all(finite > 0) and \
+            finite.max() / finite.min() > 5:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_ylabel(metric.replace("_", " ") + (" (log scale)" if ax.get_yscale() == "log" else ""))
+    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{metric}: " + (" vs ".join(runs) if len(runs) <= 4 else f"{len(runs)} runs")
+                 + (f" ({n} members)" if n > len(runs) else ""), fontsize=11)
+    if legend_out:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  ncol=1 if n <= 20 else 2, title="run: member", title_fontsize=8)
+    else:
+        ax.legend(fontsize=8, loc="best", title="run: member" if n > len(runs) else "run",
+                  title_fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    report.atomic_write_bytes(path, buf.getvalue())
+    return True
+
+
+def compare(run_dirs: Sequence, *, metric: Optional[str] = None, out=None) -> tuple[str, Optional[Path]]:
+    """The table text and the figure's path (None when matplotlib is missing).
+
+    Args:
+      run_dirs: finished run directories.  metric: a metrics.csv column (default val_loss).
+      out: the PNG (default ``compare.png`` in the current directory).
+    """
+    metric, series = collect(run_dirs, metric)
+    path = Path(out) if out else Path(DEFAULT_OUT)
+    if path.is_dir():
+        raise RunDirError(f"--out: {str(path)!r} is a directory; expected a file name")
+    text = table(metric, series)
+    return text, (path if plot(path, metric, series) else None)

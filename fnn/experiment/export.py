@@ -1,0 +1,143 @@
+"""``fnn export``: a trained model as a serialized ``jax.export.Exported`` (StableHLO).
+
+The file holds exactly ``jax.export.export(jax.jit(f))(x_spec).serialize()`` where ``f`` maps
+raw float32 inputs ``(batch, *input_shape)`` to the network's outputs, with the trained
+parameters and the training-time preprocessing (1/255 for uint8 images, the standardization
+statistics) folded in as constants, and ``batch`` a symbolic dimension. Loading needs only JAX::
+
+    exported = jax.export.deserialize(open("model.jax", "rb").read())
+    y = exported.call(x)          # x: float32 (batch, *input_shape)
+
+Beside it, ``FILE.json`` says what the function expects and returns: input shape and dtype,
+output kind and shape, class names, the platforms it was lowered for, the file's SHA-256, and
+the fnn and JAX versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn.experiment.members import RunDirError
+from fnn.util import fileio
+
+FORMAT = "fnn-export"
+DEFAULT_NAME = "model.jax"
+PLATFORMS = ("cpu", "cuda")  # lowered for both: the file runs on either
+
+
+class ArtifactError(ValueError):
+    """An exported file that cannot be read (one line; exit status 2)."""
+
+
+def default_output(run_dir, member: Optional[int], members: int) -> Path:
+    """``RUN_DIR/model.jax``; ``RUN_DIR/model-<i>.jax`` for member i of a sweep."""
+    name = DEFAULT_NAME if members == 1 else f"model-{member}.jax"
+    return Path(run_dir) / name
+
+
+def output_kind(task: str, output: str, units: int) -> str:
+    """What the outputs mean: "probabilities" (softmax over classes), "probability" (one
+    sigmoid unit: P(class 1)), "independent_probabilities" (sigmoid units), "scores"
+    (other classification outputs) or "regression"."""
+    if task != "classification":
+        return "regression"
+    if output == "softmax":
+        return "probabilities"
+    if output == "sigmoid":
+        return "probability" if units == 1 else "independent_probabilities"
+    return "scores"
+
+
+def export_handle(handle, *, platforms=PLATFORMS) -> tuple[bytes, dict]:
+    """(serialized Exported, metadata dict) of a :class:`fnn.experiment.handle.RunHandle`."""
+    from fnn.version import __version__
+
+    shape = tuple(handle.input_shape)
+    dims = jax.export.symbolic_shape(", ".join(["b", *map(str, shape)]))
+    x_spec = jax.ShapeDtypeStruct(dims, jnp.float32)
+    exported = jax.export.export(jax.jit(handle.prediction_fn()), platforms=platforms)(x_spec)
+    data = exported.serialize()
+    out_shape = [int(d) for d in exported.out_avals[0].shape[1:]]
+    meta = {
+        "format": FORMAT, "format_version": 1,
+        "input_shape": list(shape), "input_dtype": "float32", "batch": "symbolic",
+        "output_shape": out_shape, "output_dtype": str(exported.out_avals[0].dtype),
+        "output_kind": output_kind(handle.task, handle.net.output, out_shape[-1]),
+        "output_activation": handle.net.output,
+        "task": handle.task, "classes": handle.classes or None,
+        "preprocessing": ("round, clip to [0, 255], x / 255" if handle.spec.raw_dtype == "uint8"
+                          else "(x - mean) / std" if handle.spec.x_mean is not None else "none"),
+        "dataset": handle.spec.name, "run_dir": str(handle.run_dir.resolve()),
+        "member": handle.member, "member_label": handle.label,
+        "platforms": list(exported.platforms), "sha256": hashlib.sha256(data).hexdigest(),
+        "fnn_version": __version__, "jax_version": jax.__version__,
+        "load": "jax.export.deserialize(open(FILE, 'rb').read()).call(x)",
+    }
+    return data, meta
+
+
+def export_run(run_dir, output=None, *, member: Union[int, str, None] = None) -> Path:
+    """Export one member of ``run_dir`` to ``output`` (default :func:`default_output`) and
+    ``output + ".json"``. Everything is checked and serialized before either file is written.
+
+    Returns:
+      the path of the exported file.
+    Raises:
+      ValueError: not a run directory, no checkpoint, no such member, an output that is a
+        directory (one line).
+    """
+    from fnn.experiment import handle as handle_mod
+
+    labels = handle_mod.member_labels(run_dir)
+    h = handle_mod.load_run(run_dir, member=member)
+    out = Path(output) if output else default_output(run_dir, h.member, len(labels))
+    if out.is_dir():
+        raise RunDirError(f"--output: {str(out)!r} is a directory; expected a file name")
+    data, meta = export_handle(h)
+    fileio.atomic_write(out, lambda f: f.write(data))
+    meta_path = Path(str(out) + ".json")
+    text = json.dumps(meta, indent=2) + "\n"
+    fileio.atomic_write(meta_path, lambda f: f.write(text.encode("utf-8")))
+    return out
+
+
+def load(path) -> tuple["jax.export.Exported", dict]:
+    """(Exported, metadata) of an exported file and its ``.json``.
+
+    Raises:
+      ArtifactError: missing or corrupt file or metadata, or a checksum mismatch (one line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactError(f"{str(p)!r}: no such exported model")
+    meta_path = Path(str(p) + ".json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{p.name}: no {meta_path.name} beside it (written by fnn export)"
+                            ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{meta_path.name}: unreadable ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"{meta_path.name}: not an fnn export metadata file")
+    data = p.read_bytes()
+    if meta.get("sha256") and hashlib.sha256(data).hexdigest() != meta["sha256"]:
+        raise ArtifactError(f"{p.name}: corrupt (its SHA-256 differs from {meta_path.name})")
+    try:
+        exported = jax.export.deserialize(bytearray(data))
+    except Exception as err:  # flatbuffers raise assorted types on garbage
+        reason = (str(err).splitlines() or [""])[0][:80] or type(err).__name__
+        raise ArtifactError(f"{p.name}: not a serialized jax.export model ({reason})") from None
+    return exported, meta
+
+
+def call(exported, meta: dict, x: np.ndarray) -> np.ndarray:
+    """``exported.call(x)`` on float32 (n, *input_shape) inputs, as NumPy."""
+    return np.asarray(exported.call(jnp.asarray(x, jnp.float32)))

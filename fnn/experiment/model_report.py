@@ -1,0 +1,148 @@
+"""What the finished run's trained models show, written into the run directory at the end of a run.
+
+:func:`write_all` is the runner's single hook at its report step (before ``summary.json`` is
+written). It
+
+* writes ``preprocessing.json`` (:mod:`fnn.experiment.preprocessing`), so the run predicts and
+  exports without its data;
+* for classification, adds to every member of the summary (and to the top level of a single
+  run) ``per_class_accuracy`` ({class name: accuracy}), ``confusion_matrix`` (rows = true
+  class, columns = predicted; counts summing to the split's size) and ``confusion_split``:
+  the test split where there is one, else validation, else training;
+* with ``output.plots``: ``confusion.png`` (classification); ``decision_boundary.png`` for
+  classification on 2-D inputs (predicted class regions and probability contours over the
+  training points) or regression on 1-D inputs (the fitted curve over the data). Sweeps get
+  one panel per group, showing the group's best member by ``early_stopping.monitor``.
+
+Parameters are read back from the run's final checkpoints (:mod:`fnn.experiment.members`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from fnn.experiment import build as exp
+from fnn.experiment import members as members_mod
+from fnn.experiment import model_plots, preprocessing
+
+GRID = 200  # decision-region grid points per axis
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) int64 counts: [i, j] = examples of true class i predicted as j."""
+    return np.bincount(np.asarray(y_true, np.int64) * k + np.asarray(y_pred, np.int64),
+                       minlength=k * k).reshape(k, k)
+
+
+def per_class_accuracy(counts: np.ndarray, names) -> dict:
+    """{class name: fraction of its examples predicted correctly} (None for an absent class)."""
+    rows = counts.sum(axis=1)
+    return {str(n): (float(counts[i, i] / rows[i]) if rows[i] else None)
+            for i, n in enumerate(names)}
+
+
+def _eval_split(ds) -> tuple[str, np.ndarray, np.ndarray]:
+    for split in ("test", "val", "train"):
+        arrays = ds.split(split)
+        if arrays is not None:
+            return split, np.asarray(arrays[0]), np.asarray(arrays[1])
+    raise AssertionError("a dataset always has a training split")  # pragma: no cover
+
+
+def _best(entries: list[dict], positions: list[int], monitor: str) -> int:
+    """The position (in ``positions``) of the best member by ``best_<monitor>``."""
+    key = f"best_{monitor}" if all(f"best_{monitor}" in entries[i] for i in positions) \
+        else "best_val_loss"
+    values = [entries[i].get(key) for i in positions]
+    if any(v is None for v in values):
+        return 0
+    return int(np.argmax(values) if monitor.endswith("accuracy") else np.argmin(values))
+
+
+def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
+    """Write the files above; update ``summary`` in place. Returns the PNGs written.
+
+    Args:
+      run_dir: the run directory (config.toml and final checkpoints written).
+      cfg: the run's config (``output.plots``, ``early_stopping.monitor``).
+      dataset: the base config's dataset, as trained on.  summary: the run's summary dict.
+    """
+    run_dir = Path(run_dir)
+    run_cfg = members_mod.read_config(run_dir)  # with the sweep grid, as load_run sees it
+    groups = exp.plan(run_cfg)
+    datasets = [dataset if g.config.data == run_cfg.data else exp.load_dataset(g.config)
+                for g in groups]
+    specs = [preprocessing.from_dataset(d) for d in datasets]
+    preprocessing.write(run_dir, specs)
+    spec0 = specs[0]
+    classify = spec0.task == "classification"
+    curve = spec0.task == "regression" and spec0.num_features == 1 and spec0.num_outputs == 1
+    if not classify and not curve:
+        return []
+    entries = summary["members"]
+    refs = members_mod.member_refs(groups)
+    conf_panels, region_panels, curve_panels = [], [], []
+    for gi, (g, ds, spec) in enumerate(zip(groups, datasets, specs)):
+        net, params, state = members_mod.load_group(run_dir, run_cfg, groups, gi, spec)
+        fn = jax.jit(members_mod.prediction_fn(net, spec))
+        n = len(g.members)
+        mine = [r for r in refs if r.group_index == gi]
+        best = _best(entries, [r.index for r in mine], cfg.early_stopping.monitor)
+        title = (g.title if len(groups) > 1 else "") + \
+            (f" (best of {n}: {mine[best].label})" if n > 1 else "")
+        title = title.strip()
+        p_best = members_mod.select(params, best, n)
+        s_best = members_mod.select(state, best, n)
+        if classify:
+            split, x, y = _eval_split(ds)
+            names = spec.class_names
+            for r in mine:
+                y_hat = members_mod.apply_chunked(fn, members_mod.select(params, r.position, n),
+                                                  members_mod.select(state, r.position, n), x)
+                counts = confusion_counts(y, members_mod.class_ids(y_hat), len(names))
+                entries[r.index].update(per_class_accuracy=per_class_accuracy(counts, names),
+                                        confusion_matrix=counts.tolist(), confusion_split=split)
+                if r.position == best:
+                    conf_panels.append(model_plots.ConfusionPanel(title, counts, split))
+            if spec.num_features == 2 and cfg.output.plots:
+                region_panels.append(_regions(fn, p_best, s_best, ds, title))
+        elif cfg.output.plots:
+            xt, yt = np.asarray(ds.x_train)[:, 0], np.asarray(ds.y_train)[:, 0]
+            xs = np.linspace(xt.min(), xt.max(), 400, dtype=np.float32)
+            ys = members_mod.apply_chunked(fn, p_best, s_best, xs[:, None])[:, 0]
+            curve_panels.append(model_plots.CurvePanel(title, xt, yt, xs, ys))
+    if len(entries) == 1 and classify:
+        summary.update({k: entries[0][k] for k in
+                        ("per_class_accuracy", "confusion_matrix", "confusion_split")})
+    if not cfg.output.plots:
+        return []
+    name = Path(cfg.source).stem if cfg.source else run_dir.name
+    written = []
+    if conf_panels and model_plots.plot_confusion(
+            run_dir / "confusion.png", conf_panels, spec0.class_names,
+            title=f"{name}: confusion matrix"):
+        written.append(run_dir / "confusion.png")
+    if region_panels and model_plots.plot_decision_regions(
+            run_dir / "decision_boundary.png", region_panels, spec0.class_names,
+            title=f"{name}: decision regions over the training points"):
+        written.append(run_dir / "decision_boundary.png")
+    if curve_panels and model_plots.plot_fitted_curve(
+            run_dir / "decision_boundary.png", curve_panels,
+            title=f"{name}: fitted curve over the training data"):
+        written.append(run_dir / "decision_boundary.png")
+    return written
+
+
+def _regions(fn, params, state, ds, title) -> model_plots.RegionPanel:
+    x, y = np.asarray(ds.x_train), np.asarray(ds.y_train)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    pad = 0.08 * (hi - lo) + 1e-6
+    gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID, dtype=np.float32)
+    gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID, dtype=np.float32)
+    xx, yy = np.meshgrid(gx, gy)
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    probs = members_mod.class_probabilities(members_mod.apply_chunked(fn, params, state, grid))
+    return model_plots.RegionPanel(title, gx, gy, probs.reshape(GRID, GRID, -1), x, y)
