@@ -31,11 +31,19 @@ def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray
         from fnn.data.validate import DataError
 
         try:
+            with np.load(p, allow_pickle=False) as z:
+                names = list(z.files) if isinstance(z, np.lib.npyio.NpzFile) else None
+        except Exception:  # noqa: BLE001 - reported by load_npz_arrays below, in its words
+            names = None
+        if names is not None and "x" not in names:
+            raise ValueError(f"INPUT {p.name}: no array 'x' (found: {', '.join(names) or 'none'})")
+        try:
             arrays = load_npz_arrays(p, f"INPUT {p.name}", only=("x",))
         except DataError as err:
-            raise ValueError(str(err).replace(f"path={str(p)!r}", f"INPUT {p.name}")) from None
-        if "x" not in arrays:
-            raise ValueError(f"INPUT {p.name}: no array 'x'")
+            msg = str(err).replace(f"path={str(p)!r}", f"INPUT {p.name}")
+            msg = msg.replace("not a readable .npz archive", "not a readable .npz file")
+            msg = msg.replace("cannot read its arrays", "array 'x' cannot be read")
+            raise ValueError(msg) from None
         x = np.asarray(arrays["x"])
         if x.dtype.kind not in "biuf":
             raise ValueError(f"INPUT {p.name}: array 'x' has dtype {x.dtype}; expected real "
