@@ -28,9 +28,9 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        print(f"fnn: error: {message}", file=sys.stderr)
+    def error(self, message):  # argparse's own errors: one line (usage folded in), exit 2
+        usage = " ".join(self.format_usage().split())
+        print(f"fnn: error: {' '.join(str(message).split())} ({usage})", file=sys.stderr)
         sys.exit(EXIT_USAGE)
 
 
