@@ -1,0 +1,58 @@
+"""Layer formulation timings on this machine (not a test): Conv2D im2col vs xla forward+backward,
+MaxPool2D backward mask vs scatter. Usage: python scripts/bench_layers.py"""
+import timeit
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn.nn.layers import Conv2D, MaxPool2D
+
+
+def _time(fn, *args, number=20):
+    jax.block_until_ready(fn(*args))
+    return min(timeit.repeat(lambda: jax.block_until_ready(fn(*args)), number=number, repeat=3)) / number
+
+
+def conv_case(shape, filters, batch=128):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch,) + shape), jnp.float32)
+    out = {}
+    for form in ("im2col", "xla"):
+        layer = Conv2D(filters, 3, 1, "same", activation="relu", formulation=form)
+        params = layer.init(jax.random.key(0), shape, jnp.float32)[0]
+
+        @jax.jit
+        def step(params, x, layer=layer):
+            y, cache, _ = layer.forward(params, {}, x)
+            return layer.backward(params, cache, jnp.ones_like(y))
+
+        out[form] = _time(step, params, x)
+    return out
+
+
+def pool_case(shape, batch=128):
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(batch,) + shape), jnp.float32)
+    out = {}
+    for form in ("mask", "scatter"):
+        layer = MaxPool2D(2, backward_formulation=form)
+
+        @jax.jit
+        def step(x, layer=layer):
+            y, cache, _ = layer.forward({}, {}, x)
+            return layer.backward({}, cache, jnp.ones_like(y))[1]
+
+        out[form] = _time(step, x)
+    return out
+
+
+if __name__ == "__main__":
+    print("backend:", jax.default_backend())
+    for shape, f in [((28, 28, 1), 32), ((14, 14, 32), 64)]:
+        r = conv_case(shape, f)
+        print(f"conv 3x3 same {shape}->{f}, batch 128, fwd+bwd: "
+              + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r.items()))
+    for shape in [(28, 28, 32), (14, 14, 64)]:
+        r = pool_case(shape)
+        print(f"maxpool 2x2 {shape}, batch 128, fwd+bwd: "
+              + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r.items()))
