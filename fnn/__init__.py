@@ -20,6 +20,7 @@ from fnn.engine import EarlyStopping, HParams, Trainer, TrainState, make_train_s
 from fnn.nn import activations, initializers, layers, losses, regularizers
 from fnn.nn.mlp import MLP
 from fnn.nn.objective import loss_and_grad
+from fnn.nn.sequential import Sequential
 from fnn.nn.vjp import manual_vjp
 from fnn.optim import schedules
 
@@ -32,7 +33,7 @@ for _name, _module in {"train": train, "layers": layers, "activations": activati
     _sys.modules.setdefault(f"{__name__}.{_name}", _module)
 del _name, _module
 
-__version__ = "0.1.0"
+from fnn.version import __version__
 
 
 def __getattr__(name):
@@ -46,6 +47,7 @@ def __getattr__(name):
 
 __all__ = [
     "MLP",
+    "Sequential",
     "loss_and_grad",
     "gradcheck",
     "GradcheckReport",

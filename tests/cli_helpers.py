@@ -37,6 +37,9 @@ SHRINK = {
     "sweep_lr": ["training.epochs=2", "data.n_samples=300"],
     "optimizers": ["training.epochs=2", "data.n_samples=300"],
     "fashion_mnist": ["training.epochs=1", "output.checkpoint_every=1"],
+    # a CNN test needs a few hundred images, not 60,000
+    "fashion_cnn": ["training.epochs=1", "data.n_samples=512"],
+    "shapes_cnn": ["training.epochs=2", "data.n_samples=400"],
 }
 
 

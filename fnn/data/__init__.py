@@ -13,11 +13,12 @@ spirals             ... num_classes (3), turns (1.0)
 blobs               ... noise (1.0), num_classes (3), num_features (2)
 sine                n_samples (1000), noise (0.1), seed, val_fraction, test_fraction (0.2), standardize
 polynomial          ... num_features (2)
-fashion_mnist,      path (None), mirror (None), download (True), val_fraction (0), seed (0).
 shapes              n_samples (1000), noise (0.1), seed, image_size (16), val_fraction (0),
                     test_fraction (0.2). Drawn shapes (square, circle, triangle, cross, ring),
                     uint8 images (batch, image_size²); see :mod:`fnn.data.shapes`.
-mnist               Official 60000/10000 train/test split; uint8 images (batch, 784).
+fashion_mnist,      path (None), mirror (None), download (True), val_fraction (0), seed (0),
+mnist               n_samples (None: all; n keeps the first n training and the first n test
+                    images). Official 60000/10000 train/test split; uint8 images (batch, 784).
 csv                 path (required), target (last column), delimiter (","), task ("auto"),
                     num_classes (None), val_fraction (0), test_fraction (0), seed, standardize
 npz                 path (required), task, num_classes, image_shape (None), val_fraction,
@@ -78,7 +79,8 @@ _SHAPES_OPTIONS = {"n_samples": 1000, "noise": 0.1, "seed": 0, "image_size": 16,
                    "val_fraction": 0.0, "test_fraction": 0.2}
 
 _SPLIT_DEFAULTS = {"val_fraction": 0.0, "test_fraction": 0.0, "seed": 0, "standardize": False}
-_IMAGE_OPTIONS = {"path": None, "mirror": None, "download": True, "val_fraction": 0.0, "seed": 0}
+_IMAGE_OPTIONS = {"path": None, "mirror": None, "download": True, "val_fraction": 0.0, "seed": 0,
+                  "n_samples": None}
 _CSV_OPTIONS = {"path": None, "target": None, "delimiter": ",", "task": "auto", "num_classes": None,
                 **_SPLIT_DEFAULTS}
 _NPZ_OPTIONS = {"path": None, "task": "auto", "num_classes": None, "image_shape": None, **_SPLIT_DEFAULTS}
@@ -166,6 +168,9 @@ def _load_images(name: str, o: dict[str, Any]) -> Dataset:
         raise DataError(f"path={path!r}: expected a directory path")
     download = check_bool(o["download"], field="download")
     source, (x, y), (x_test, y_test) = load_image_files(name, path=path, mirror=o["mirror"], download=download)
+    if o["n_samples"] is not None:  # a subset for quick runs and tests: the first n of each split
+        n = check_int(o["n_samples"], field="n_samples", minimum=1)
+        x, y, x_test, y_test = x[:n], y[:n], x_test[:n], y_test[:n]
     return build_dataset(
         name, "classification", x, y, x_test=x_test, y_test=y_test,
         num_classes=len(source.classes), classes=source.classes, image_shape=source.image_shape,
