@@ -55,9 +55,10 @@ class Runs:
         return self.done[key]
 
     def train(self, name: str, *extra):
-        if name in QUIET_RUNS and name not in self.done:  # a non-empty run dir to replace
+        if name in QUIET_RUNS and name not in self.done:  # an old run's directory to replace
             (self.root / name).mkdir()
-            (self.root / name / "stale.txt").write_text("old")
+            (self.root / name / "config.toml").write_text("old")
+            (self.root / name / "summary.json").write_text("stale")
             extra = ("--overwrite", "--quiet", *extra)
         return self.cli(name, "train", CONFIGS / f"{name}.toml", *shrink_args(name), *extra)
 
@@ -157,12 +158,17 @@ def check_run_dir(run_dir: Path, cfg: C.Config, *, halted: bool = False) -> dict
             meta = json.loads(z["__meta__"].tobytes())
             assert meta["epoch"] == epochs
             assert C.from_dict(C.parse_toml(meta["config_text"])) == saved
-            widths = [dataset.num_features, *g.config.model.hidden]
             lead = (len(g.members),) if len(g.members) > 1 else ()
-            for i, width in enumerate(widths):
-                w = z[f"state.params[{i}]['w']"]
-                assert w.shape == lead + (width, z[f"state.params[{i}]['b']"].shape[-1])
-                assert np.isfinite(w).all()
+            net = exp.build_net(g.config, dataset)  # every layer's parameters, of their shapes
+            want = jax.eval_shape(net.init, jax.random.key(0))
+            for i, p in enumerate(want):
+                for name, leaf in (p.items() if isinstance(p, dict) else ()):
+                    got = z[f"state.params[{i}][{name!r}]"]
+                    assert got.shape == lead + leaf.shape and np.isfinite(got).all()
+            if not g.config.model.layers:  # an MLP: (features, *hidden, outputs)
+                widths = [dataset.num_features, *g.config.model.hidden]
+                for i, width in enumerate(widths):
+                    assert z[f"state.params[{i}]['w']"].shape[len(lead)] == width
             assert int(np.max(z["state.epoch"])) == epochs
 
     # curves.png: a PNG image
@@ -223,7 +229,8 @@ def test_resolved_config_reflects_set_overrides(runs):
 def test_overwrite_replaced_a_non_empty_run_dir(runs):
     run_dir, rc, out, err = runs.train("notes_xor")  # trained with --overwrite --quiet
     assert rc == 0, err
-    assert not (run_dir / "stale.txt").exists()
+    assert (run_dir / "summary.json").read_text() != "stale"
+    assert (run_dir / "config.toml").read_text() != "old"
 
 
 def test_default_run_dir_is_output_dir_slash_config_name(tmp_path):
@@ -273,6 +280,7 @@ def _other_run(tmp):
     other = C.from_dict({"data": {"name": "moons", "n_samples": 64},
                          "optimizer": {"learning_rate": 0.5}})
     (tmp / "out" / "config.toml").write_text(C.to_toml(other))
+    (tmp / "out" / "checkpoints").mkdir()
 
 
 BAD = [
@@ -339,7 +347,7 @@ BAD = [
     ("data-fractions-too-large", BASE + "val_fraction = 0.6\ntest_fraction = 0.5\n", TRAIN,
      "data.val_fraction=0.6 and test_fraction=0.5", None),
     ("batch-larger-than-data", BASE + "[training]\nbatch_size = 1000\n", TRAIN,
-     "training.batch_size: 1000; expected at most the", None),
+     "training.batch_size: 1000; expected 1 <= batch_size <= ", None),
     ("image-augmentation-on-points", BASE + "[augmentation]\ntranslate = 2\n", TRAIN,
      "augmentation: translate/hflip/rotate_deg need image data", None),
     ("val-accuracy-on-regression", '[data]\nname = "sine"\n[early_stopping]\nenabled = true\n'
@@ -386,7 +394,8 @@ BAD = [
     ("gradcheck-batch-0", BASE, ("gradcheck", "{cfg}", "--batch", "0"),
      "--batch: 0; expected an integer >= 1", None),
     ("evaluate-not-a-run", None, ("evaluate", "{out}"), "is not a run directory", None),
-    ("predict-not-a-run", None, ("predict", "{out}", "x.csv"), "is not a run directory", None),
+    ("predict-not-a-run", None, ("predict", "{out}", "x.csv"),
+     "is neither a run directory nor an exported model", None),
 ]
 
 

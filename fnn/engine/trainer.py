@@ -185,7 +185,9 @@ class Trainer:
                     arr = jnp.broadcast_to(arr, (members,))
                 out[name] = arr
             else:
-                if not isinstance(value, (int, float)) or value != getattr(self.hparams, name):
+                same_none = value is None and getattr(self.hparams, name) is None
+                if not same_none and (not isinstance(value, (int, float))
+                                      or value != getattr(self.hparams, name)):
                     raise ValueError(
                         f"hparams.{name}: {value!r} differs from the compiled value"
                         f" {getattr(self.hparams, name)!r}; list it in traced= to vary it"

@@ -177,13 +177,21 @@ def optimizer_factory(cfg: Config, steps_per_epoch: int):
 
 
 def hparams_of(cfg: Config) -> HParams:
-    """The traced hyperparameters' values in ``cfg``."""
+    """The traced hyperparameters' values in ``cfg``.
+
+    ``regularization.drop_rate`` is the MLP's dropout rate. For a ``[[model.layers]]`` stack a
+    nonzero value (or a sweep over it) overrides every dropout layer's rate; 0 leaves each
+    layer its own ``rate`` (drop_rate None).
+    """
+    rate = cfg.regularization.drop_rate
+    if cfg.model.layers and not rate:
+        rate = None
     return HParams(
         learning_rate=cfg.optimizer.learning_rate,
         weight_decay=cfg.optimizer.weight_decay,
         l1=cfg.regularization.l1,
         l2=cfg.regularization.l2,
-        drop_rate=cfg.regularization.drop_rate,
+        drop_rate=rate,
     )
 
 

@@ -76,7 +76,7 @@ def traced_names(cfg, group) -> Optional[tuple]:
     if not group.traced:
         return None
     hp = exp.hparams_of(group.config)
-    default = ("learning_rate",) + tuple(n for n in hp._fields[1:] if float(getattr(hp, n)) != 0)
+    default = ("learning_rate",) + tuple(n for n in hp._fields[1:] if float(getattr(hp, n) or 0) != 0)
     return tuple(dict.fromkeys(default + tuple(group.traced)))
 
 

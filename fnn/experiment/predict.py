@@ -95,6 +95,16 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
     wrong width) raises ValueError with one line before anything is written.
     """
     src = Path(source)
+    out = Path(output) if output else Path(input_path).with_suffix(".predictions.csv")
+    if Path(input_path).exists() and out.exists() and out.samefile(input_path):
+        raise ValueError(f"--output: {str(out)!r} is the input file; expected another path (the "
+                         "predictions would overwrite the inputs)")
+    if src.exists() and out.exists() and (out.samefile(src) or (src.is_dir() and
+                                                               src.resolve() in out.resolve().parents and
+                                                               out.name in ("config.toml", "summary.json",
+                                                                            "metrics.csv"))):
+        raise ValueError(f"--output: {str(out)!r} is part of the model {str(src)!r}; expected"
+                         " another path")
     if src.is_dir():
         from fnn.experiment import handle as handle_mod
 
@@ -115,7 +125,6 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
     else:
         raise ValueError(f"{str(src)!r} is neither a run directory nor an exported model "
                          "(fnn export)")
-    out = Path(output) if output else Path(input_path).with_suffix(".predictions.csv")
     report.atomic_write_text(out, predictions_csv(y_hat, task, classes))
     return out
 

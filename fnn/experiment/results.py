@@ -7,7 +7,7 @@ import platform
 import jax
 import numpy as np
 
-import fnn
+from fnn.version import __version__
 from fnn.engine import summarize
 from fnn.experiment import report
 
@@ -56,7 +56,7 @@ def member_summaries(cfg, group, trainer, state, history, dataset) -> list[dict]
 def environment() -> dict:
     dev = jax.devices()[0]
     return {
-        "fnn_version": fnn.__version__, "jax_version": jax.__version__,
+        "fnn_version": __version__, "jax_version": jax.__version__,
         "python": platform.python_version(), "platform": dev.platform,
         "device": getattr(dev, "device_kind", str(dev)), "device_count": jax.device_count(),
         "machine": platform.machine(),
@@ -68,14 +68,24 @@ SUMMARY_COLUMNS = ("member", "epochs_trained", "final_train_loss", "final_val_lo
 
 
 def stack_histories(histories: list[dict]) -> dict:
-    # Groups may differ in their keys (per-layer diagnostics of networks of different depths):
-    # a key missing from a member's history is NaN there.
+    """Members' histories as (members, epochs) arrays.
+
+    Groups may differ in their keys (per-layer diagnostics of networks of different depths) and
+    in their length (a ``--grid training.epochs=10,20`` sweep): a key missing from a member's
+    history is NaN there, and a shorter history is padded with NaN (``trained`` with False)
+    after its last epoch.
+    """
     keys = list(dict.fromkeys(k for h in histories for k in h))
+    epochs = max(int(np.shape(next(iter(h.values())))[-1]) for h in histories)
 
     def column(h, k):
-        if k in h:
-            return np.asarray(h[k])
-        return np.full(np.shape(next(iter(h.values()))), np.nan)
+        n = int(np.shape(next(iter(h.values())))[-1])
+        fill = False if k == "trained" else np.nan
+        v = np.asarray(h[k]) if k in h else np.full((n,), fill)
+        if v.dtype.kind not in "fb":
+            v = v.astype(np.float64)
+        pad = np.full((epochs - n,), fill, v.dtype)
+        return np.concatenate([v, pad])
 
     return {k: np.stack([column(h, k) for h in histories]) for k in keys}
 

@@ -15,6 +15,7 @@ running statistics) is a separate tuple of the same layout.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional, Sequence
 
@@ -47,6 +48,27 @@ def _walk(layers, prefix="layers"):
         yield chain.describe(i, layer, prefix), layer, i == len(layers) - 1 and prefix == "layers"
         if isinstance(layer, Residual):
             yield from _walk(layer.layers, f"{prefix}[{i}].layers")
+
+
+def _layer_str(layer) -> str:
+    """``Type(fields that differ from their defaults)``; a Residual shows its inner layers."""
+    if isinstance(layer, Residual):
+        return "Residual[" + " -> ".join(_layer_str(inner) for inner in layer.layers) + "]"
+    if not dataclasses.is_dataclass(layer):
+        return type(layer).__name__
+    args = []
+    for f in dataclasses.fields(layer):
+        if not f.init or not f.repr:
+            continue
+        value = getattr(layer, f.name)
+        if f.name == "strides" and value == getattr(layer, "pool_size", None):
+            continue  # a pool's default stride is its window
+        if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
+            value = value[0]  # a square window / stride as one int
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        args.append(repr(value) if f.default is dataclasses.MISSING else f"{f.name}={value!r}")
+    return f"{type(layer).__name__}({', '.join(args)})"
 
 
 @dataclass(frozen=True)
@@ -104,13 +126,39 @@ class Sequential:
         return top.activation if callable(getattr(top, "backward_from_delta", None)) else "identity"
 
     @property
-    def drop_rate(self) -> float:
-        """The default dropout rate: the first Dropout layer's rate (Residuals searched in order),
-        0.0 without Dropout. ``forward_state(..., drop_rate=q)`` sets every Dropout to q."""
-        for _, layer, _ in _walk(self.layers):
-            if isinstance(layer, Dropout):
-                return float(layer.rate)
-        return 0.0
+    def drop_rate(self):
+        """The default dropout rate (what ``HParams.drop_rate=None`` means): None — each Dropout
+        layer keeps its own rate — or 0.0 for a network without Dropout.
+        ``forward_state(..., drop_rate=q)`` sets every Dropout to q (a sweep over the rate)."""
+        return None if self.dropout_rates() else 0.0
+
+    def dropout_rates(self) -> tuple:
+        """The rate of every Dropout layer, in order (Residuals searched)."""
+        return tuple(float(layer.rate) for _, layer, _ in _walk(self.layers)
+                     if isinstance(layer, Dropout))
+
+    def uses_dropout(self, drop_rate) -> bool:
+        """Whether a training step at ``drop_rate`` (None: the layers' own rates; a number; a
+        traced scalar) draws dropout masks. Static: decides whether the step splits a key."""
+        rates = self.dropout_rates()
+        if not rates:
+            return False
+        if drop_rate is None:
+            return any(r > 0 for r in rates)
+        return isinstance(drop_rate, jax.Array) or float(drop_rate) > 0
+
+    def replace(self, **changes) -> "Sequential":
+        """A copy with some fields changed (e.g. ``net.replace(dtype="float64")``)."""
+        fields = {"layers": self.layers, "input_shape": self.input_shape, "dtype": self.dtype}
+        fields.update(changes)
+        layers = fields.pop("layers")
+        return Sequential(layers, **fields)
+
+    def describe(self) -> str:
+        """A one-line summary: input shape, every layer (non-default fields), output shape and
+        parameter count, e.g. ``(16, 16, 1) -> Conv2D(16, activation='relu') -> ... -> (5,)``."""
+        parts = [str(self.input_shape)] + [_layer_str(layer) for layer in self.layers]
+        return " -> ".join(parts + [str(self.output_shape)]) + f"  ({self.num_params():,} params)"
 
     # --- params and state ------------------------------------------------------------------------
     def init(self, key: Array) -> tuple:
