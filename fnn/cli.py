@@ -120,7 +120,7 @@ def _parallel_flags(sp) -> None:
 
 
 def _version() -> str:
-    from fnn import __version__
+    from fnn.version import __version__
 
     return __version__
 
@@ -271,19 +271,10 @@ def cmd_gradcheck(args) -> int:
     cfg = _load_config(args)
     if args.batch < 1:
         raise config_mod.ConfigError([f"--batch: {args.batch}; expected an integer >= 1"])
-    dataset = exp.load_dataset(cfg)
-    net = exp.build_net(cfg, dataset)
-    n = min(args.batch, dataset.num_train)
-    x = np.asarray(dataset.x_train[:n])
-    x = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x
-    y = np.asarray(dataset.y_train[:n])
-    key = jax.random.key(cfg.training.seed)
-    init_key, drop_key = jax.random.split(key)
-    params = net.init(init_key)
-    r = cfg.regularization
-    report = fnn.gradcheck(net, config_mod.resolved_loss(cfg), params, x, y,
-                           key=drop_key if r.drop_rate > 0 else None, l1=r.l1, l2=r.l2,
-                           drop_rate=r.drop_rate)
+    fb = exp.first_batch(cfg, args.batch)
+    net, n = fb.net, fb.x.shape[0]
+    report = fnn.gradcheck(net, fb.loss, fb.params, fb.x, fb.y, key=fb.drop_key, l1=fb.l1,
+                           l2=fb.l2, drop_rate=fb.drop_rate)
     if args.json:
         print(report.to_json())
     else:
@@ -303,7 +294,6 @@ def cmd_inspect(args) -> int:
     import fnn
     from fnn.experiment import config as config_mod
     from fnn.experiment import build as exp
-    from fnn.engine import metrics as metrics_mod
 
     cfg = _load_config(args)
     if args.batch < 1:
@@ -311,17 +301,10 @@ def cmd_inspect(args) -> int:
     if cfg.sweep:
         print("fnn inspect: the [sweep] table is ignored; this is the config's base network "
               "(pick a member with --set KEY=VALUE)", file=sys.stderr)
-    dataset = exp.load_dataset(cfg)
-    net = exp.build_net(cfg, dataset)
-    n = min(args.batch, dataset.num_train)
-    x = metrics_mod.as_inputs(jnp.asarray(np.asarray(dataset.x_train[:n])), jnp.dtype(net.dtype))
-    y = np.asarray(dataset.y_train[:n])
-    init_key, drop_key = jax.random.split(jax.random.key(cfg.training.seed))
-    params = net.init(init_key)  # the run's initial parameters (as TrainState.create)
-    rate = cfg.regularization.drop_rate
-    loss = config_mod.resolved_loss(cfg)
-    trace = fnn.backprop_trace(net, loss, params, x, y, key=drop_key if rate > 0 else None,
-                               drop_rate=rate)
+    fb = exp.first_batch(cfg, args.batch)
+    net, loss, n = fb.net, fb.loss, fb.x.shape[0]
+    trace = fnn.backprop_trace(net, loss, fb.params, fb.x, fb.y, key=fb.drop_key,
+                               drop_rate=fb.drop_rate)
     if args.json:
         print(json.dumps({"config": cfg.source, "sizes": list(net.sizes),
                           "activations": list(net.activations), "loss": loss,
@@ -349,7 +332,7 @@ def cmd_evaluate(args) -> int:
     for g, trainer, state in loaded:
         batched = len(g.members) > 1
         for j, label in enumerate(g.labels):
-            params = runner._member(state, j, batched).params
+            params = runner.member_of(state, j, batched).params
             m = trainer.evaluate(params, *arrays)
             rows.append({"member": label, "split": split, "examples": int(arrays[0].shape[0]),
                          **{k: v for k, v in m.items()}})
@@ -528,6 +511,11 @@ def _dispatch(args) -> int:
     except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback in a file
         if os.environ.get("FNN_DEBUG"):
             raise
+        if "RESOURCE_EXHAUSTED" in str(err):  # past the memory estimate (a raised limit)
+            first = str(err).strip().splitlines()[0]
+            print(f"fnn: error: out of memory while training ({first}); lower the batch size or"
+                  " the network, or check training.memory_limit_gb", file=sys.stderr)
+            return EXIT_FAIL
         return _internal_error(err)
 
 

@@ -106,3 +106,24 @@ def test_sweep_over_epochs_pads_the_shorter_history(tmp_path):
     assert counts == {"epochs=1": 1, "epochs=3": 3}
     summary = json.loads((out / "summary.json").read_text())
     assert [m["epochs_trained"] for m in summary["members"]] == [1, 3]
+
+
+def test_a_network_that_cannot_fit_is_refused_before_it_is_built(tmp_path):
+    rc, _, err = run_cli("train", QUICK, "--out", tmp_path / "big", "--set",
+                         "model.hidden=[1000000000]", "--quiet")
+    line = _one_line(err)
+    assert rc == 2 and "the run needs about" in line and "GB" in line
+    assert "training.memory_limit_gb" in line
+    assert not (tmp_path / "big").exists()
+
+
+def test_the_memory_estimate_counts_parameters_state_and_activations():
+    import fnn
+    from fnn.experiment import memory
+
+    net = fnn.MLP(sizes=(10, 100, 2))
+    est = memory.estimate(net, optimizer="adam", batch_size=8, members=3, early_stopping=True)
+    p = (10 * 100 + 100 + 100 * 2 + 2)
+    assert est["count"] == p and est["params"] == 4 * p
+    assert est["training_state"] == 4 * p * (3 + 2 + 1) * 3  # params, grads, updates, μ, ν, best
+    assert est["activations"] == 2 * 8 * (100 + 2) * 4 * 3

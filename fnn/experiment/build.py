@@ -23,7 +23,7 @@ from fnn import optim
 from fnn.optim import schedules
 from fnn.experiment.config import Config
 from fnn.data.validate import DataError
-from fnn.experiment import layer_specs
+from fnn.experiment import layer_specs, memory
 from fnn.nn.layers import Dense
 from fnn.nn.mlp import MLP
 from fnn.nn.sequential import Sequential
@@ -220,7 +220,8 @@ def build_early_stopping(cfg: Config) -> Optional[EarlyStopping]:
                          restore_best=e.restore_best)
 
 
-def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None) -> Trainer:
+def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None,
+                  members: int = 1) -> Trainer:
     """The compiled run for ``cfg`` on ``dataset``.
 
     Args:
@@ -228,11 +229,14 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
       traced: hyperparameter names to trace (sweeps); default: learning rate and nonzero ones.
       progress: a progress callback for :class:`~fnn.train.Trainer`.
       mesh: a device mesh (:func:`fnn.parallel.make_mesh`) or None.
+      members: sweep members trained in this program (for the memory estimate).
     Raises:
-      ValueError: a batch size larger than the training split, data that do not fit, etc.
+      ValueError: a batch size larger than the training split, data that do not fit, a run
+        whose estimated memory exceeds the limit (:mod:`fnn.experiment.memory`), etc.
     """
     t = cfg.training
     net = build_net(cfg, dataset)
+    memory.check(cfg, net, members=members)
     steps = -(-dataset.num_train // t.batch_size)
     val = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else (None, None)
     return Trainer(

@@ -123,7 +123,8 @@ def build(p: Plan) -> Built:
         data_g = dataset if g.config.data == cfg.data else exp.load_dataset(g.config)
         show_progress = g.config.output.progress and not r.quiet
         trainers.append((data_g, exp.build_trainer(g.config, data_g, traced=traced_names(cfg, g),
-                                                   mesh=r.mesh, progress=show_progress)))
+                                                   mesh=r.mesh, progress=show_progress,
+                                                   members=len(g.members))))
     swept = cfg if r.grid is None else dataclasses.replace(cfg, sweep=tuple(r.grid))
     config_text = config_mod.to_toml(swept)
     parallel.check_same_config(config_mod.to_toml(dataclasses.replace(

@@ -179,6 +179,9 @@ class TrainingConfig:
     nan_guard: str = opt("halt", "a non-finite loss or gradient skips the step and halts the run "
                          "(halt); revert also rolls back non-finite parameters after an update "
                          "(slower); off: no checks", type="str", choices=("halt", "revert", "off"))
+    memory_limit_gb: float = opt(0.0, "refuse a run whose estimated memory (parameters, gradients, "
+                                 "optimizer state, activations) exceeds this many GB; 0: 80% of "
+                                 "this machine's memory", type="float", min=0)
 
 
 @dataclass(frozen=True)
