@@ -44,6 +44,23 @@ class LossOutput(NamedTuple):
     state: tuple = ()
 
 
+def check_param_dtype(net, params) -> None:
+    """Refuse parameters whose float dtype is not the network's (no silent mixed precision).
+
+    Targets and inputs are cast to ``net.dtype``; float64 parameters in a float32 network would
+    round them silently. Raises a one-line ValueError naming both dtypes and the remedy.
+    """
+    want = jnp.dtype(net.dtype)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        dt = jnp.result_type(leaf)
+        if jnp.issubdtype(dt, jnp.floating) and dt != want:
+            where = jax.tree_util.keystr(path)
+            raise ValueError(
+                f"params{where}: dtype {dt.name}; the network's dtype is {want.name} (build it"
+                f" with dtype={dt.name!r}, e.g. net.replace(dtype={dt.name!r}), or cast the"
+                f" parameters)")
+
+
 def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode: {mode!r}; expected one of: {', '.join(MODES)}")
@@ -145,6 +162,7 @@ def loss_and_grad(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l
     loss = losses_mod.get(loss)
     net = as_network(net, params=params, x=x, mode=mode)
     net.check_params(params)
+    check_param_dtype(net, params)
     x, y, _ = prepare_batch(net, loss, x, y)
     out = evaluate(net, loss, params, x, y, mode=mode, key=key, l1=l1, l2=l2, drop_rate=drop_rate)
     return out.loss, out.grads
