@@ -19,6 +19,8 @@ check or an interrupted download leaves nothing behind.
 
 Local files are not checked against the digests (a user may hold a recompressed copy, as the Debian
 package does); they are checked structurally by :func:`fnn.data.read_idx`.
+
+One concept needs the length: the MNIST-format image sets: locating, verifying, downloading and reading their IDX files.
 """
 from __future__ import annotations
 

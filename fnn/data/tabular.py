@@ -14,6 +14,8 @@ classification with the values as class ids, float ``y`` -> regression. CSV: a s
 integers in ``[0, 100)`` -> classification, any other numbers -> regression. Class ids give
 ``num_classes = max + 1`` unless ``num_classes=`` is given. Regression targets are float32 ``(n, k)``.
 Pass ``task="classification"`` or ``task="regression"`` to decide explicitly.
+
+One concept needs the length: reading a user's CSV or NPZ file with every check that file needs.
 """
 from __future__ import annotations
 

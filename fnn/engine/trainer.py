@@ -29,6 +29,8 @@ default) checks the loss and gradient before each update: a step where either is
 skipped, the run is marked halted at that step with the parameters of the last good step, and
 later steps are skipped too. Parameters made non-finite by the update itself (an inf learning
 rate) halt the run as well; ``nan_guard="revert"`` also rolls those back, at a cost in speed.
+
+One concept needs the length: the scanned run (epochs of batches, sweeps as vmap, chunks, evaluation) is one program.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ every leaf is checked, and any mismatch is a one-line :class:`CheckpointError`.
     ...
     path = checkpoint.latest(run_dir)
     state, history, meta = checkpoint.load(path, trainer.init(key))
+
+One concept needs the length: the checkpoint file format: writing, verifying and restoring it.
 """
 
 from __future__ import annotations

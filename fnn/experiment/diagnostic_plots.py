@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fnn.experiment.report import PathLike, _history_arrays, _import_matplotlib, atomic_write_bytes
+from fnn.experiment.report import PathLike, history_arrays, import_matplotlib, atomic_write_bytes
 
 _LAYER_KEY = re.compile(r"^(?P<stat>[a-z_]+)/layer(?P<layer>\d+)$")
 
@@ -40,7 +40,7 @@ def layer_series(history: dict, stat: str) -> dict[int, np.ndarray]:
     Returns:
       the layers in increasing order (empty when the history has no such keys).
     """
-    arrays, members, epochs, _ = _history_arrays(history)
+    arrays, members, epochs, _ = history_arrays(history)
     trained = arrays.get("trained", np.ones((members, epochs), bool)).astype(bool)
     out = {}
     for key, value in arrays.items():
@@ -161,12 +161,12 @@ def plot_gradients(path: PathLike, history: dict, *, member_labels: Optional[Seq
     Raises:
       ValueError: no ``grad_norm/layer<l>`` keys in the history, bad groups.
     """
-    arrays, members, epochs, sweep = _history_arrays(history)
+    arrays, members, epochs, sweep = history_arrays(history)
     series = layer_series(history, "grad_norm")
     if not series:
         raise ValueError("history: no grad_norm/layer<l> keys (train with diagnostics enabled)")
     groups = _groups(groups, members, sweep)
-    mpl = _import_matplotlib()
+    mpl = import_matplotlib()
     if mpl is None:
         return False
     Figure, FigureCanvasAgg, ticker, Line2D = mpl
@@ -247,7 +247,7 @@ def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[S
     Raises:
       ValueError: no such keys in the history, bad groups.
     """
-    arrays, members, epochs, sweep = _history_arrays(history)
+    arrays, members, epochs, sweep = history_arrays(history)
     panels = [("slope", "mean slope g'(Z)"),
               ("saturated", "saturated entries: g'(Z) < 10% of max"),
               ("dead", "dead units: saturated on every example")]
@@ -256,7 +256,7 @@ def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[S
         raise ValueError("history: no slope/, saturated/ or dead/layer<l> keys (train with "
                          "diagnostics enabled)")
     groups = _groups(groups, members, sweep)
-    mpl = _import_matplotlib()
+    mpl = import_matplotlib()
     if mpl is None:
         return False
     Figure, FigureCanvasAgg, ticker, Line2D = mpl

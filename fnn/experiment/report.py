@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from fnn.util import fileio
+from fnn.util.table import format_table
 
 PathLike = Union[str, os.PathLike]
 
@@ -66,7 +67,7 @@ def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
 # --------------------------------------------------------------------------------------------
 # History helpers
 # --------------------------------------------------------------------------------------------
-def _history_arrays(history: dict) -> tuple[dict[str, np.ndarray], int, int, bool]:
+def history_arrays(history: dict) -> tuple[dict[str, np.ndarray], int, int, bool]:
     """NumPy arrays of shape (members, epochs); members, epochs, and whether it is a sweep."""
     if not history:
         raise ValueError("history: empty; expected metric name -> (epochs,) or (members, epochs)")
@@ -131,7 +132,7 @@ def write_metrics_csv(path: PathLike, history: dict, *,
     Raises:
       ValueError: empty history, inconsistent shapes, wrong number of labels.
     """
-    arrays, members, epochs, sweep = _history_arrays(history)
+    arrays, members, epochs, sweep = history_arrays(history)
     labels = _labels(member_labels, members)
     trained = arrays.pop("trained", np.ones((members, epochs), bool)).astype(bool)
     names = sorted(arrays, key=_natural)
@@ -195,11 +196,11 @@ def prefetch_matplotlib() -> None:
     quickstart run) then overlaps data loading, compilation and training instead of following
     them. A missing matplotlib is left for :func:`plot_curves` to report.
     """
-    threading.Thread(target=_import_matplotlib, name="fnn-import-matplotlib",
+    threading.Thread(target=import_matplotlib, name="fnn-import-matplotlib",
                      daemon=True).start()
 
 
-def _import_matplotlib():
+def import_matplotlib():
     """(Figure, FigureCanvasAgg, matplotlib.ticker, Line2D), or None when matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -236,7 +237,7 @@ def plot_curves(path: PathLike, history: dict, *, member_labels: Optional[Sequen
     Raises:
       ValueError: a history with neither loss nor accuracy metrics, bad groups or labels.
     """
-    arrays, members, epochs, sweep = _history_arrays(history)
+    arrays, members, epochs, sweep = history_arrays(history)
     labels = [str(x) for x in _labels(member_labels, members)]
     if member_labels is None:
         labels = [f"member {i}" for i in range(members)]
@@ -254,7 +255,7 @@ def plot_curves(path: PathLike, history: dict, *, member_labels: Optional[Sequen
             raise ValueError(f"groups: group {t!r} has member indices {idx}; expected a"
                              f" non-empty list from 0 to {members - 1}")
 
-    mpl = _import_matplotlib()
+    mpl = import_matplotlib()
     if mpl is None:
         return False
     Figure, FigureCanvasAgg, ticker, Line2D = mpl
@@ -354,52 +355,3 @@ def _colors(n: int) -> list:
 # --------------------------------------------------------------------------------------------
 # Terminal tables
 # --------------------------------------------------------------------------------------------
-def _is_number(v: Any) -> bool:
-    if isinstance(v, bool) or isinstance(v, np.bool_):
-        return False
-    return isinstance(v, (int, float, np.integer, np.floating))
-
-
-def _format_value(v: Any, floatfmt: str) -> str:
-    if v is None:
-        return "-"
-    if hasattr(v, "__array__") and not isinstance(v, np.generic) and np.ndim(v) == 0:
-        v = np.asarray(v)[()]
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return format(float(v), floatfmt)
-    return str(v)
-
-
-def format_table(rows: list[dict], columns: list[str], *, floatfmt: str = ".4g") -> str:
-    """A plain aligned text table: header, a rule of dashes, one line per row.
-
-    Numeric columns are right-aligned, others left-aligned; columns are separated by two
-    spaces. Floats use ``floatfmt``; ints as is; None and missing keys as ``-``.
-
-    Args:
-      rows: one dict per row.
-      columns: the keys to show, in order (also the header).
-      floatfmt: a format spec for floats, e.g. ".4g" or ".3f".
-    Returns:
-      the table as a string without a trailing newline.
-    """
-    cells = [[_format_value(row.get(col), floatfmt) for col in columns] for row in rows]
-    numeric = []
-    for j, col in enumerate(columns):
-        values = [row.get(col) for row in rows]
-        values = [np.asarray(v)[()] if hasattr(v, "__array__") and np.ndim(v) == 0 else v
-                  for v in values if v is not None]
-        numeric.append(bool(values) and all(_is_number(v) for v in values))
-    widths = [max([len(str(col))] + [len(r[j]) for r in cells]) for j, col in enumerate(columns)]
-
-    def line(items):
-        return "  ".join(s.rjust(w) if num else s.ljust(w)
-                         for s, w, num in zip(items, widths, numeric)).rstrip()
-
-    out = [line([str(c) for c in columns]), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells]
-    return "\n".join(out)

@@ -47,7 +47,7 @@ def member_summaries(cfg, group, trainer, state, history, dataset) -> list[dict]
         s.setdefault("stop_epoch", None)
         s.update({f"best_{k}": v for k, v in best.items()})
         if dataset.x_test is not None:
-            test = trainer.evaluate(st.params, dataset.x_test, dataset.y_test)
+            test = trainer.evaluate(st.params, dataset.x_test, dataset.y_test, state=st.net_state)
             s.update({f"test_{k}": v for k, v in test.items()})
         out.append(s)
     return out

@@ -11,6 +11,8 @@ asks which kind of layer it is differentiating.
 An :class:`MLP` is a static, hashable description (sizes, activations, dropout, initializer,
 dtype): close over it, never trace it. Its parameters are a plain pytree, a tuple with one
 ``{"w": (in, out), "b": (out,)}`` dict per dense layer. Inputs are batch-first (batch, features).
+
+One concept needs the length: the MLP container: its description, validation and the delta recurrence.
 """
 
 from __future__ import annotations
@@ -203,6 +205,10 @@ class MLP:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         fields.update(changes)
         return MLP(**fields)
+
+    def describe(self) -> str:
+        """A one-line summary, e.g. ``(2, 2, 1)  activations ('relu', 'sigmoid')``."""
+        return f"{self.sizes}  activations {self.activations}"
 
     def num_params(self) -> int:
         return sum(l.in_features * l.out_features + l.out_features for l in self.layers)

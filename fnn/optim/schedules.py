@@ -18,6 +18,8 @@ peak learning rate is a ``vmap``.
 
 Composition: :func:`join_schedules` switches between schedules at step boundaries (each one
 restarted from 0); :func:`with_warmup` puts a linear warmup in front of any schedule.
+
+One concept needs the length: the family of learning-rate schedules, each a few lines.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ and every update keeps the dtype of its parameter leaf; step counters are int32.
 
 Hyperparameters may be Python floats or 0-d JAX arrays (also tracers inside ``jit``/``vmap``);
 ``learning_rate`` may also be a schedule ``count -> value``.
+
+One concept needs the length: the family of gradient transformations, each optimizer's scale_by_* beside its state.
 """
 from __future__ import annotations
 

@@ -1,0 +1,270 @@
+"""The commands of the command line, each a thin function of its parsed arguments.
+
+Each ``cmd_*`` loads and validates its input through the experiment layer, does one thing and
+returns an exit status; errors are raised (:func:`fnn.cli.main` turns them into one line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPT = 0, 1, 2, 130
+
+
+def _setup_jax(cfg=None) -> None:
+    """The persistent compilation cache for CLI runs (``output.compilation_cache``)."""
+    import jax
+
+    if os.environ.get("FNN_COMPILATION_CACHE", "1") == "0":
+        return
+    if cfg is not None and not cfg.output.compilation_cache:
+        return
+    cache = Path(os.environ.get("FNN_CACHE_DIR", Path.home() / ".cache" / "fnn")) / "jax"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(cache))
+        # Every program, however small: a warm run then compiles nothing (the ~10 small
+        # programs of a quickstart run cost ~0.2 s to compile, each below 0.2 s).
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    except OSError:  # read-only home: run without the cache
+        pass
+
+
+def _load_config(args):
+    from fnn.experiment import config as config_mod
+
+    overrides = list(args.overrides)
+    for flag, key in (("process_id", "parallel.process_id"),
+                      ("num_processes", "parallel.num_processes"),
+                      ("coordinator", "parallel.coordinator")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    return config_mod.load(args.config, overrides)
+
+
+def cmd_train(args) -> int:
+    from fnn.experiment import runner
+
+    cfg = _load_config(args)
+    _setup_jax(cfg)
+    summary = runner.run(cfg, out=args.out, overwrite=args.overwrite, resume=args.resume,
+                         quiet=args.quiet)
+    return _status(summary, args.quiet)
+
+
+def _status(summary, quiet) -> int:
+    halted = [m for m in summary["members"] if m.get("halted")]
+    if halted and len(halted) == len(summary["members"]):
+        first = halted[0]
+        if first.get("params_finite", True):
+            kept = "parameters kept from the last good step"
+        else:
+            kept = ("the update made the parameters non-finite (a non-finite learning rate?); "
+                    "training.nan_guard = \"revert\" keeps the last good ones")
+        print(f"fnn: training halted on a non-finite loss, gradient or update at step "
+              f"{first.get('halted_step')} (member {first['member']}); {kept}", file=sys.stderr)
+        return EXIT_FAIL
+    if halted and not quiet:
+        print(f"fnn: {len(halted)} of {len(summary['members'])} members halted on a non-finite "
+              "loss, gradient or update", file=sys.stderr)
+    return EXIT_OK
+
+
+def parse_grid(items, cfg):
+    """``["optimizer.learning_rate=1e-3,3e-3"]`` -> ((key, (values...)),) validated by the schema."""
+    from fnn.experiment import config as config_mod
+
+    raw = {}
+    for item in items:
+        if "=" not in item:
+            raise config_mod.ConfigError([f"--grid {item!r}: expected KEY=V1,V2,..."])
+        key, _, values = item.partition("=")
+        parsed = []
+        for text in _split_values(values):
+            _, v = config_mod.parse_override(f"{key}={text}")
+            parsed.append(v)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = parsed
+    base = config_mod.to_dict(cfg)
+    base["sweep"] = raw
+    return config_mod.from_dict(base, source=cfg.source).sweep
+
+
+def _split_values(text: str) -> list[str]:
+    """Split on commas outside brackets/quotes: "a,[1,2],b" -> ["a", "[1,2]", "b"]."""
+    out, depth, cur, quote = [], 0, "", None
+    for ch in text:
+        if quote:
+            cur += ch
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+            cur += ch
+        elif ch == "[":
+            depth += 1
+            cur += ch
+        elif ch == "]":
+            depth -= 1
+            cur += ch
+        elif ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from fnn.experiment import config as config_mod
+    from fnn.experiment import runner
+
+    cfg = _load_config(args)
+    if args.seeds is not None and not 1 <= args.seeds <= min(
+            100_000, config_mod.SEED_MAX + 1 - cfg.training.seed):
+        raise config_mod.ConfigError([f"--seeds: {config_mod.short_int(args.seeds)}; expected an "
+                                      "integer >= 1 and at most 100000 (seeds stay below 2**32)"])
+    grid = parse_grid(args.grid, cfg) if args.grid else None
+    if grid is None and not cfg.sweep and not args.seeds and not cfg.training.seeds:
+        raise config_mod.ConfigError(["fnn sweep: nothing to sweep; give --grid KEY=V1,V2 or "
+                                      "--seeds N, or a [sweep] table in the config"])
+    # --grid and --seeds become part of the resolved config (config.toml), so that evaluate,
+    # predict and --resume rebuild the same members from the run directory alone.
+    if grid is not None:
+        cfg = dataclasses.replace(cfg, sweep=tuple(grid))
+    if args.seeds is not None:
+        cfg = cfg.replace("training.seeds",
+                          tuple(range(cfg.training.seed, cfg.training.seed + args.seeds)))
+    _setup_jax(cfg)
+    summary = runner.run(cfg, out=args.out, overwrite=args.overwrite, resume=args.resume,
+                         quiet=args.quiet)
+    return _status(summary, args.quiet)
+
+
+def cmd_gradcheck(args) -> int:
+    import jax
+    import numpy as np
+
+    import fnn
+    from fnn.experiment import config as config_mod
+    from fnn.experiment import build as exp
+
+    cfg = _load_config(args)
+    if args.batch < 1:
+        raise config_mod.ConfigError([f"--batch: {args.batch}; expected an integer >= 1"])
+    fb = exp.first_batch(cfg, args.batch)
+    net, n = fb.net, fb.x.shape[0]
+    report = fnn.gradcheck(net, fb.loss, fb.params, fb.x, fb.y, key=fb.drop_key, l1=fb.l1,
+                           l2=fb.l2, drop_rate=fb.drop_rate)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(f"gradcheck: {cfg.source}  network {net.describe()}  "
+              f"loss {config_mod.resolved_loss(cfg)}  batch {n}  float64")
+        print(report)
+    return EXIT_OK if report.passed else EXIT_FAIL
+
+
+def cmd_inspect(args) -> int:
+    """One forward + backward pass of the configured network on the first --batch training
+    examples, at its initial parameters (training.seed): :func:`fnn.backprop_trace`'s table."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import fnn
+    from fnn.experiment import config as config_mod
+    from fnn.experiment import build as exp
+
+    cfg = _load_config(args)
+    if args.batch < 1:
+        raise config_mod.ConfigError([f"--batch: {args.batch}; expected an integer >= 1"])
+    if cfg.sweep:
+        print("fnn inspect: the [sweep] table is ignored; this is the config's base network "
+              "(pick a member with --set KEY=VALUE)", file=sys.stderr)
+    fb = exp.first_batch(cfg, args.batch)
+    net, loss, n = fb.net, fb.loss, fb.x.shape[0]
+    trace = fnn.backprop_trace(net, loss, fb.params, fb.x, fb.y, key=fb.drop_key,
+                               drop_rate=fb.drop_rate)
+    if args.json:
+        if hasattr(net, "sizes"):  # an MLP
+            network = {"sizes": list(net.sizes), "activations": list(net.activations)}
+        else:
+            network = {"network": net.describe(),
+                       "shapes": [list(s) for s in getattr(net, "shapes", ())]}
+        print(json.dumps({"config": cfg.source, **network, "loss": loss,
+                          "loss_value": float(trace.loss), "batch": n,
+                          "layers": trace.rows()}, indent=2))
+    else:
+        print(f"inspect: {cfg.source}  initial parameters (training.seed = {cfg.training.seed})"
+              f"  first {n} training examples")
+        print(trace)
+    return EXIT_OK
+
+
+def cmd_evaluate(args) -> int:
+    from fnn.experiment import report as report_mod
+    from fnn.experiment import runner
+
+    cfg, dataset, loaded = runner.load_run(args.run_dir)
+    split = args.split
+    if split is None:
+        split = "test" if dataset.x_test is not None else "val" if dataset.x_val is not None else "train"
+    arrays = dataset.split(split)
+    if arrays is None:
+        raise runner.UsageError(f"--split {split}: dataset {cfg.data.name!r} has no {split} split")
+    rows = []
+    for g, trainer, state in loaded:
+        batched = len(g.members) > 1
+        for j, label in enumerate(g.labels):
+            member = runner.member_of(state, j, batched)
+            m = trainer.evaluate(member.params, *arrays, state=member.net_state)
+            rows.append({"member": label, "split": split, "examples": int(arrays[0].shape[0]),
+                         **{k: v for k, v in m.items()}})
+    if args.json:
+        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    else:
+        cols = ["member", "split", "examples"] + [k for k in ("loss", "accuracy") if k in rows[0]]
+        print(report_mod.format_table(rows, cols))
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from fnn.experiment import predict
+
+    out = predict.predict_file(args.run_dir, args.input, args.output, member=args.member)
+    print(f"predictions written to {out}")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from fnn.experiment import export
+
+    out = export.export_run(args.run_dir, args.output, member=args.member)
+    print(f"exported to {out} (metadata: {out}.json); load it with only JAX: "
+          f"jax.export.deserialize(open({str(out)!r}, 'rb').read()).call(x)")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from fnn.experiment import compare
+
+    text, path = compare.compare(args.run_dirs, metric=args.metric, out=args.out)
+    print(text)
+    print(f"figure: {path}" if path else "note: matplotlib is not installed; no figure")
+    return EXIT_OK
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
+            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "export": cmd_export, "compare": cmd_compare}

@@ -1,0 +1,135 @@
+"""The package's folders are its architecture: imports point only down the layer order.
+
+Layer order (low to high); a module may import its own folder and any folder below it:
+
+    version, util  <  nn, optim, data  <  analysis  <  engine  <  experiment  <  cli
+
+``nn``, ``optim`` and ``data`` are one rank: siblings that never import each other. The facade
+(``fnn/__init__.py``) and ``__main__`` sit above everything. The test reads every module's imports
+from its AST (also the imports inside functions), so a lazy import cannot hide an upward arrow.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "fnn"
+RANK = {"version": 0, "util": 0, "nn": 1, "optim": 1, "data": 1, "analysis": 2, "engine": 3,
+        "experiment": 4, "cli": 5, "__main__": 6, "__init__": 6}
+TOP_LEVEL_ALLOWED = {"__init__.py", "__main__.py", "version.py"}
+MAX_LINES = 400
+# A module past MAX_LINES must say in its docstring which single concept needs the length.
+LONG_OK = "One concept needs the length:"
+
+
+def modules():
+    return sorted(p for p in PKG.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def folder(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def imported(path: Path) -> set[str]:
+    """Every fnn module/package name this file imports (``fnn.nn.losses``, ``fnn.engine``...)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "fnn"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "fnn":
+                out |= {f"fnn.{a.name}" for a in node.names}
+            elif node.module.startswith("fnn."):
+                out.add(node.module)
+    return out
+
+
+def target_folder(name: str) -> str | None:
+    parts = name.split(".")
+    if len(parts) < 2:
+        return "__init__"
+    return parts[1] if parts[1] in RANK else None
+
+
+def test_no_stray_top_level_modules():
+    top = {p.name for p in PKG.glob("*.py")}
+    assert top <= TOP_LEVEL_ALLOWED, f"top-level modules beyond the facade: {sorted(top - TOP_LEVEL_ALLOWED)}"
+    assert {p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"} <= set(RANK)
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_imports_point_down(path):
+    here = folder(path)
+    up = []
+    for name in sorted(imported(path)):
+        there = target_folder(name)
+        assert there is not None, f"{path.relative_to(PKG)} imports unknown {name}"
+        if there == here or (here == "cli" and there == "__init__"):
+            continue  # own folder; the CLI is a user of the public facade
+        if RANK[there] >= RANK[here]:
+            up.append(f"{name} ({there}, rank {RANK[there]} >= {here}, rank {RANK[here]})")
+    assert not up, f"{path.relative_to(PKG)} imports up or sideways: {up}"
+
+
+def test_no_import_cycle():
+    graph = {}
+    for p in modules():
+        rel = p.relative_to(PKG).with_suffix("")
+        name = ".".join(("fnn",) + rel.parts).removesuffix(".__init__")
+        graph[name] = {n for n in imported(p)}
+    # resolve "from fnn.x import y" where y is a module
+    names = set(graph)
+    graph = {k: {d if d in names else d.rsplit(".", 1)[0] for d in v} & names - {k}
+             for k, v in graph.items()}
+    # a package's __init__ re-exporting its own modules is not a cycle of concepts
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for d in graph[n]:
+            if n.startswith(d + ".") or d == "fnn":
+                continue  # a module importing its own package's facade
+            if state.get(d) == 1:
+                cyc = stack[stack.index(d):] + [d]
+                if not all(c.startswith(d.rsplit(".", 1)[0]) for c in cyc) or True:
+                    raise AssertionError(f"import cycle: {' -> '.join(cyc)}")
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_modules_are_small_and_say_what_they_hold(path):
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    rel = str(path.relative_to(PKG))
+    assert ast.get_docstring(tree), f"{rel} has no module docstring stating its contract"
+    lines = len(text.splitlines())
+    if lines > MAX_LINES:
+        assert LONG_OK in ast.get_docstring(tree), (
+            f"{rel}: {lines} lines (> {MAX_LINES}); split it, or say in its docstring"
+            f" '{LONG_OK} <the concept>'")
+
+
+def test_no_private_names_across_modules():
+    bad = []
+    for p in modules():
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fnn"):
+                bad += [f"{p.relative_to(PKG)}: {node.module}.{a.name}" for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")]
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and isinstance(node.value, ast.Name)
+                    and node.value.id.endswith(("_mod", "runner", "config", "report", "exp",
+                                                "checkpoint", "trainer"))):
+                bad.append(f"{p.relative_to(PKG)}: {node.value.id}.{node.attr}")
+    assert not bad, f"private names used across modules: {bad}"
