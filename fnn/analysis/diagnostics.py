@@ -2,8 +2,13 @@
 
 Pure, traceable functions; :class:`fnn.train.Trainer` (``diagnostics=True``) calls them inside
 the compiled run and :func:`fnn.backprop_trace` uses the same ones for its summary, so a number
-means the same thing everywhere. Layers are numbered as in the notes: layer l = 1..L is the
-dense layer with W(l), the output layer is L.
+means the same thing everywhere. Any fnn network works (:class:`fnn.MLP`, :class:`fnn.Sequential`):
+the statistics are per layer *with parameters*, numbered l = 1..K in the order of
+``net.param_layers()`` (for an MLP, layer l is the dense layer with W(l), as in the notes; for a
+Sequential, ``net.param_layers()[l - 1]`` gives its index in ``net.layers`` and its type).
+A layer's *weights* are its parameter leaves other than biases ("b", "bias"): the "w" kernel of
+Dense / Conv2D, the "scale" of BatchNorm / LayerNorm, every inner kernel and scale of a Residual
+(one Frobenius norm over all of them).
 
 Per step (averaged over the epoch's steps by the Trainer), weights only (biases excluded):
 
@@ -26,7 +31,10 @@ At epoch end, on the parameters after the epoch's last step:
 * ``dead/layer<l>``         fraction of units saturated on *every* example of the validation split
                             (a dead ReLU: Z ≤ 0 for all inputs, so it never passes a gradient).
 
-Softmax is not element-wise (its derivative is a Jacobian): a softmax layer's health is NaN.
+Softmax is not element-wise (its derivative is a Jacobian): a softmax layer's health is NaN, and
+so is that of a layer without an activation of its own (BatchNorm, LayerNorm, Residual: no cache
+with ``z`` and ``a``). For a conv layer Z is (batch, H, W, C): slope and saturated are over every
+entry, and a unit is a channel (a dead filter is saturated at every position of every example).
 Without a validation split the Trainer uses the training split.
 """
 
@@ -36,6 +44,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.tree_util import DictKey, tree_leaves_with_path
 
 from fnn.nn import activations as acts
 
@@ -60,7 +69,8 @@ def layer_key(stat: str, layer: int) -> str:
 
 
 def history_keys(num_layers: int, stats: Sequence[str] = LAYER_STATS) -> tuple[str, ...]:
-    """Every per-layer key for a network of ``num_layers`` dense layers."""
+    """Every per-layer key for a network of ``num_layers`` layers with parameters
+    (``len(net.param_layers())``)."""
     return tuple(layer_key(s, l) for s in stats for l in range(1, num_layers + 1))
 
 
@@ -118,28 +128,65 @@ def dead_fraction(activation, z: Array, a: Array) -> Array:
     """Fraction of units saturated on every example of the batch (a dead ReLU: Z ≤ 0 on all rows);
     NaN for softmax.
 
-    Args: activation name; z, a (batch, units). Returns: scalar of z's dtype.
+    Args: activation name; z, a (batch, units) or (batch, H, W, C) (units: the C channels).
+    Returns: scalar of z's dtype.
     """
     if not acts.get(activation).elementwise:
         return jnp.asarray(jnp.nan, z.dtype)
-    return jnp.mean(jnp.all(blocked(activation, z, a), axis=0).astype(z.dtype))
+    b = blocked(activation, z, a)
+    if b.ndim > 2:  # (batch, H, W, C): a unit is a channel, seen at every position
+        b = b.reshape(-1, b.shape[-1])
+    return jnp.mean(jnp.all(b, axis=0).astype(z.dtype))
+
+
+def _is_bias(path) -> bool:
+    last = path[-1] if path else None
+    return isinstance(last, DictKey) and last.key in ("b", "bias")
+
+
+def weight_leaves(layer_params) -> list:
+    """A layer's weights: its parameter leaves other than biases (see the module docstring)."""
+    return [leaf for path, leaf in tree_leaves_with_path(layer_params) if not _is_bias(path)]
+
+
+def weight_norm(layer_params) -> Array:
+    """‖W‖_F over :func:`weight_leaves` (one norm for several leaves; 0 for none)."""
+    if isinstance(layer_params, dict) and "w" in layer_params:
+        return frobenius(layer_params["w"])  # Dense / Conv2D / MLP: exactly ‖W‖_F
+    leaves = weight_leaves(layer_params)
+    if not leaves:
+        return jnp.zeros((), jax.tree.leaves(layer_params)[0].dtype)
+    if len(leaves) == 1:
+        return frobenius(leaves[0])
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
+
+
+def _with_params(params) -> list[int]:
+    """Indices of the top-level entries that have parameter leaves (``net.param_layers()``)."""
+    return [i for i, p in enumerate(params) if jax.tree.leaves(p)]
 
 
 def step_stats(grads, updates, params) -> dict[str, Array]:
-    """Per-layer statistics of one optimizer step (weights only).
+    """Per-layer statistics of one optimizer step (weights only: biases excluded).
 
     Args:
-      grads: ∂L/∂params, a tuple of {"w", "b"} per layer.
+      grads: ∂L/∂params, a tuple with one entry per layer ({} for parameterless layers of a
+        Sequential; those are skipped, so layer l is the l-th layer with parameters).
       updates: the optimizer's updates ΔW (same structure), added to ``params``.
       params: the parameters before the step.
     Returns:
       {"grad_norm/layer<l>": ‖∂L/∂W(l)‖, "update_ratio/layer<l>": ‖ΔW(l)‖ / ‖W(l)‖} scalars.
     """
     out = {}
-    for l, (g, u, p) in enumerate(zip(grads, updates, params), start=1):
-        out[layer_key("grad_norm", l)] = frobenius(g["w"])
-        out[layer_key("update_ratio", l)] = _ratio(frobenius(u["w"]), frobenius(p["w"]))
+    for l, i in enumerate(_with_params(params), start=1):
+        out[layer_key("grad_norm", l)] = weight_norm(grads[i])
+        out[layer_key("update_ratio", l)] = _ratio(weight_norm(updates[i]), weight_norm(params[i]))
     return out
+
+
+def _health(name, c) -> dict[str, Array]:
+    return {"slope": mean_slope(name, c.z, c.a), "saturated": saturated_fraction(name, c.z, c.a),
+            "dead": dead_fraction(name, c.z, c.a)}
 
 
 def activation_stats(activations: Sequence[str], caches) -> dict[str, Array]:
@@ -154,22 +201,36 @@ def activation_stats(activations: Sequence[str], caches) -> dict[str, Array]:
     """
     out = {}
     for l, (name, c) in enumerate(zip(activations, caches), start=1):
-        out[layer_key("slope", l)] = mean_slope(name, c.z, c.a)
-        out[layer_key("saturated", l)] = saturated_fraction(name, c.z, c.a)
-        out[layer_key("dead", l)] = dead_fraction(name, c.z, c.a)
+        for stat, v in _health(name, c).items():
+            out[layer_key(stat, l)] = v
     return out
 
 
-def epoch_stats(net, params, x: Array) -> dict[str, Array]:
+def epoch_stats(net, params, x: Array, net_state=()) -> dict[str, Array]:
     """Per-layer statistics at the end of an epoch: weight norms and activation health on ``x``.
 
     Args:
-      net: :class:`fnn.MLP`.  params: its parameters.
-      x: (batch, features) float inputs (e.g. the validation split), evaluated without dropout.
+      net: :class:`fnn.MLP` or :class:`fnn.Sequential`.  params: its parameters.
+      x: (batch, *net.input_shape) float inputs (e.g. the validation split), evaluated in
+        evaluation mode (no dropout; BatchNorm with the running statistics of ``net_state``).
+      net_state: the network's state (``TrainState.net_state``; ``()`` for an MLP).
     Returns:
-      {"weight_norm/layer<l>", "slope/layer<l>", "saturated/layer<l>", "dead/layer<l>"}.
+      {"weight_norm/layer<l>", "slope/layer<l>", "saturated/layer<l>", "dead/layer<l>"} for the
+      l = 1..K layers with parameters (NaN health for a layer without its own activation).
     """
-    _, caches = net.forward(params, x)
-    out = {layer_key("weight_norm", l): frobenius(p["w"]) for l, p in enumerate(params, start=1)}
-    out.update(activation_stats(net.activations, caches))
+    _, caches, _ = net.forward_state(params, net_state, x, training=False)
+    caches = getattr(caches, "layers", caches)  # Sequential: per-layer caches; MLP: the tuple
+    out, health = {}, {}
+    for l, (i, _) in enumerate(net.param_layers(), start=1):
+        out[layer_key("weight_norm", l)] = weight_norm(params[i])
+        layer, c = net.layers[i], caches[i]
+        name = getattr(layer, "activation", None)
+        if isinstance(name, str) and hasattr(c, "z") and hasattr(c, "a"):
+            stats = _health(name, c)
+        else:
+            nan = jnp.asarray(jnp.nan, out[layer_key("weight_norm", l)].dtype)
+            stats = {"slope": nan, "saturated": nan, "dead": nan}
+        for stat, v in stats.items():
+            health[layer_key(stat, l)] = v
+    out.update(health)  # the MLP's key order: every weight norm, then each layer's health
     return out

@@ -10,11 +10,24 @@ coordinate) and manual vs finite differences (a sampled subset of coordinates):
 
 Central differences: ∂L/∂θ_i ≈ (L(θ + εe_i) − L(θ − εe_i)) / 2ε. A coordinate is skipped when the
 perturbation moves any ReLU-family pre-activation across its kink (the sign pattern of Z at θ ± ε
-differs from that at θ): there the function is not differentiable and the difference quotient
-measures a jump, not a derivative. Dropout masks are fixed by the given key.
+differs from that at θ) or changes which entry of a max-pool window is its maximum: there the
+function is not differentiable and the difference quotient measures a jump, not a derivative.
+Dropout masks are fixed by the given key.
+
+Any fnn network works: :class:`fnn.MLP` and :class:`fnn.Sequential` (every leaf, a Residual's
+nested tuples included, named ``layer<i>.<key>...`` by its path in the params tree). A network
+with BatchNorm is checked in training mode from ``net.init_state()``: the objective is that of
+the batch statistics (the gradient ``loss_and_grad`` returns), and the finite differences
+perturb it through the batch mean and variance too.
 
 The check passes when every leaf's norm-relative error is within ``tol_autodiff`` (manual vs
-jax.grad) and ``tol_fd`` (manual vs finite differences).
+jax.grad) and ``tol_fd`` (manual vs finite differences). A leaf whose gradients all have norms
+below :data:`ZERO_FLOOR` times the largest leaf's (zero up to rounding: a conv bias right before
+a BatchNorm, which removes it) has relative errors 0.
+
+Max-pool ties: where a window holds several equal maxima (a BatchNorm of ReLU zeros before a
+max-pool makes them exactly equal), the function is not differentiable; the manual backward
+sends δ to the first maximum and ``jax.grad`` may pick another, so the two legitimately differ.
 """
 
 from __future__ import annotations
@@ -27,10 +40,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from fnn.nn import activations as acts
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
+from fnn.nn.adapter import check_manual
+from fnn.nn.layers.pooling import MaxPool2D
 
 Array = jax.Array
+
+#: Relative to the largest leaf's gradient norm: below it a leaf's gradient counts as zero.
+ZERO_FLOOR = 1e-9
 
 
 @dataclass(frozen=True)
@@ -42,10 +61,14 @@ class ErrorStats:
     norm_rel: float
 
     @staticmethod
-    def between(a, b) -> "ErrorStats":
+    def between(a, b, floor: float = 0.0) -> "ErrorStats":
+        """Errors of a vs b; when both norms are at most ``floor`` (a gradient that is zero up
+        to rounding, e.g. a conv bias before BatchNorm) the relative errors are 0."""
         a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
         if a.size == 0:
             return ErrorStats(0.0, 0.0, 0.0)
+        if max(np.linalg.norm(a), np.linalg.norm(b)) <= floor:
+            return ErrorStats(float(np.abs(a - b).max()), 0.0, 0.0)
         diff = np.abs(a - b)
         scale = np.maximum(np.abs(a), np.abs(b))
         rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
@@ -106,15 +129,17 @@ class GradcheckReport:
         return json.dumps(self.to_dict(), indent=2)
 
     def __str__(self) -> str:
-        head = (f"{'leaf':<14}{'shape':<12}{'|grad|':>10}  {'manual vs jax.grad':^31}  "
+        pw = max([14] + [len(l.path) + 1 for l in self.leaves])
+        sw = max([12] + [len(str(l.shape)) + 1 for l in self.leaves])
+        head = (f"{'leaf':<{pw}}{'shape':<{sw}}{'|grad|':>10}  {'manual vs jax.grad':^31}  "
                 f"{'manual vs finite diff':^38}")
-        sub = (f"{'':<14}{'':<12}{'':>10}  {'max abs':>9} {'max rel':>9} {'norm rel':>9}  "
+        sub = (f"{'':<{pw}}{'':<{sw}}{'':>10}  {'max abs':>9} {'max rel':>9} {'norm rel':>9}  "
                f"{'max abs':>9} {'max rel':>9} {'norm rel':>9} {'coords':>6}")
         lines = [head, sub, "-" * len(sub)]
         for l in self.leaves:
             a, f = l.vs_autodiff, l.vs_fd
             lines.append(
-                f"{l.path:<14}{str(l.shape):<12}{l.grad_norm:>10.3e}  {a.max_abs:>9.1e} "
+                f"{l.path:<{pw}}{str(l.shape):<{sw}}{l.grad_norm:>10.3e}  {a.max_abs:>9.1e} "
                 f"{a.max_rel:>9.1e} {a.norm_rel:>9.1e}  {f.max_abs:>9.1e} {f.max_rel:>9.1e} "
                 f"{f.norm_rel:>9.1e} {l.fd_checked:>6}"
             )
@@ -136,7 +161,31 @@ def _worst(stats) -> ErrorStats:
 
 
 def _leaf_paths(params) -> list[str]:
-    return [f"layer{l}.{name}" for l, p in enumerate(params) for name in sorted(p)]
+    """``layer<i>.<key>`` per leaf, in ``jax.tree.leaves`` order (a Residual's inner entries
+    add their index: ``layer3.0.w``)."""
+    out = []
+    for path, _ in jax.tree_util.tree_leaves_with_path(params):
+        parts = [str(getattr(k, "idx", getattr(k, "key", k))) for k in path]
+        out.append(".".join([f"layer{parts[0]}"] + parts[1:]))
+    return out
+
+
+def _kink_patterns(layers, caches) -> list:
+    """What must not change under a finite-difference step: the sign of Z of every ReLU-family
+    activation, and the argmax of every max-pool window (Residuals searched)."""
+    out = []
+    for layer, c in zip(layers, caches):
+        inner = getattr(layer, "layers", None)
+        if isinstance(inner, tuple):  # a Residual: its inner caches are a tuple
+            out += _kink_patterns(inner, c)
+        elif isinstance(getattr(layer, "activation", None), str) and hasattr(c, "z"):
+            if acts.get(layer.activation).kink:
+                out.append(c.z > 0)
+        elif isinstance(layer, MaxPool2D):
+            # the window maxima's positions: where the layer's own backward routes a δ of ones
+            _, routed = layer.backward({}, c, jnp.ones_like(c.y))
+            out.append(routed > 0)
+    return out
 
 
 def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=None,
@@ -145,8 +194,9 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
     """Compare manual, autodiff and finite-difference gradients in float64.
 
     Args:
-      net: :class:`fnn.MLP`.  loss: loss name.  params: from ``net.init`` (any float dtype).
-      x: (batch, features).  y: labels (batch,) or targets (batch, K).
+      net: :class:`fnn.MLP` or :class:`fnn.Sequential` (it needs ``replace(dtype=)``).
+      loss: loss name.  params: from ``net.init`` (any float dtype).
+      x: (batch, *net.input_shape).  y: labels (batch,) or targets (batch, K).
       key: dropout key (fixes the masks); None for no dropout.
       l1, l2, drop_rate: as in :func:`fnn.loss_and_grad`.
       num_coords: finite-difference coordinates sampled per leaf (all, if the leaf is smaller).
@@ -159,6 +209,7 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
       :class:`GradcheckReport`.
     """
     loss = losses_mod.get(loss)
+    check_manual(net)
     with jax.enable_x64(True):
         net64 = net.replace(dtype="float64")
         p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
@@ -169,7 +220,6 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
         xb, yb, _ = obj.prepare_batch(net64, loss, x64, y_in)
         kw = dict(key=key, l1=l1, l2=l2, drop_rate=drop_rate)
 
-        kink_layers = [i for i, layer in enumerate(net64.layers) if layer.act.kink]
         leaves = jax.tree.leaves(p64)
         flat0, unravel = ravel_pytree(p64)
         rng = np.random.default_rng(seed)
@@ -182,9 +232,10 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
         coords = np.concatenate([st + idx for st, idx in zip(starts, samples)]).astype(np.int32)
 
         def f_and_pattern(p):
-            _, caches = net64.forward(p, xb, key=key, drop_rate=drop_rate)
+            _, caches, _ = net64.forward_state(p, net64.init_state(), xb, key=key,
+                                               drop_rate=drop_rate)
             val = obj.objective(net64, loss, p, xb, yb, **kw)[0]
-            return val, [caches[i].z > 0 for i in kink_layers]
+            return val, _kink_patterns(net64.layers, getattr(caches, "layers", caches))
 
         @jax.jit
         def compute(flat, coords):
@@ -215,6 +266,10 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
         fd_all, ok_all = np.asarray(fd_all), np.asarray(ok_all)
         manual_leaves = jax.tree.leaves(g_manual)
         auto_leaves = jax.tree.leaves(g_auto)
+        # A leaf whose gradient is zero up to rounding (all norms below ZERO_FLOOR times the
+        # largest leaf's) has nothing to compare: its relative errors count as 0.
+        floor = ZERO_FLOOR * max([float(np.linalg.norm(np.asarray(g))) for g in auto_leaves]
+                                 + [0.0])
         reports, pos = [], 0
         for li, (path, leaf) in enumerate(zip(_leaf_paths(p64), leaves)):
             idx = samples[li]
@@ -225,8 +280,8 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
                 path=path,
                 shape=tuple(leaf.shape),
                 grad_norm=float(np.linalg.norm(man)),
-                vs_autodiff=ErrorStats.between(manual_leaves[li], auto_leaves[li]),
-                vs_fd=ErrorStats.between(man[idx][ok], fd[ok]),
+                vs_autodiff=ErrorStats.between(manual_leaves[li], auto_leaves[li], floor),
+                vs_fd=ErrorStats.between(man[idx][ok], fd[ok], floor),
                 fd_checked=int(ok.sum()),
                 fd_skipped=int((~ok).sum()),
             ))

@@ -145,7 +145,7 @@ class RunHandle:
         if arrays is None:
             raise ValueError(f"split: {split!r}; dataset {dataset.name!r} has no {split} split")
         _, trainer, _ = loaded[self._ref.group_index]
-        out = trainer.evaluate(self.params, *arrays)
+        out = trainer.evaluate(self.params, *arrays, state=self.net_state)
         return {**out, "examples": int(arrays[0].shape[0])}
 
     def __repr__(self) -> str:

@@ -25,6 +25,11 @@ What works, and what does not:
   JAX function of the residuals (sigmoid' = a(1 − a) is differentiated through a; ReLU' is
   piecewise constant, so its derivative is 0 away from the kink). The result is the exact second
   derivative wherever the activations are twice differentiable.
+* Any fnn network: :class:`fnn.MLP` and :class:`fnn.Sequential` (its :meth:`~fnn.Sequential.vjp`,
+  every layer's hand-written backward). As ``net.apply``: with a ``key`` a Sequential runs in
+  training mode (dropout, BatchNorm's batch statistics, differentiated through the statistics);
+  without one, evaluation mode with the running statistics of ``state`` (``init_state()`` when
+  None), which are constants (cotangent zero).
 * Forward mode on the wrapper itself — ``jax.jvp``, ``jax.jacfwd``, ``jax.linearize`` of
   ``apply`` — raises ``TypeError: can't apply forward-mode autodiff (jvp) to a custom_vjp
   function``; use :meth:`fnn.MLP.apply` (plain autodiff) for those.
@@ -42,40 +47,51 @@ def manual_vjp(net, *, drop_rate: Optional[float] = None) -> Callable:
     """``apply(params, x, *, key=None) -> ŷ`` whose reverse-mode derivative is the manual backward.
 
     Args:
-      net: :class:`fnn.MLP`.
+      net: :class:`fnn.MLP` or :class:`fnn.Sequential`.
       drop_rate: dropout rate used when a ``key`` is passed (default ``net.drop_rate``).
     Returns:
-      ``apply(params, x, *, key=None)``: params from ``net.init``; x (batch, sizes[0]) or one
-      example (sizes[0],) (then ŷ is (sizes[-1],)); key a dropout key or None. Returns ŷ
-      (batch, sizes[-1]), equal to ``net.apply(params, x, key=key)``. The cotangent of x has
-      x's dtype (zero / float0 for integer inputs); that of key is zero.
+      ``apply(params, x, *, key=None, state=None)``: params from ``net.init``; x (batch,
+      *input_shape) or one example (input_shape) (then ŷ has no batch axis); key a dropout key
+      (training mode) or None; state the network's state for evaluation (None:
+      ``net.init_state()``). Returns ŷ (batch, *output_shape), equal to
+      ``net.apply(params, x, key=key, state=state)``. The cotangent of x has x's dtype (zero /
+      float0 for integer inputs); those of key and state are zero.
     """
     rate = net.drop_rate if drop_rate is None else drop_rate
+    if not callable(getattr(net, "vjp", None)):
+        raise ValueError(f"network: {type(net).__name__} has no hand-written vjp; manual_vjp needs"
+                         f" an fnn.MLP or fnn.Sequential")
 
-    def forward(params, x, key):
-        return net.forward(params, x, key=key, drop_rate=rate)
+    def forward(params, state, x, key):
+        y_hat, caches, _ = net.forward_state(params, state, x, key=key, drop_rate=rate,
+                                             training=key is not None)
+        return y_hat, caches
 
     @jax.custom_vjp
-    def _apply(params, x, key):
-        return forward(params, x, key)[0]
+    def _apply(params, state, x, key):
+        return forward(params, state, x, key)[0]
 
-    def _fwd(params, x, key):
-        y_hat, caches = forward(params, x, key)
-        return y_hat, (params, caches)
+    def _fwd(params, state, x, key):
+        y_hat, caches = forward(params, state, x, key)
+        return y_hat, (params, state, caches)
 
     def _bwd(res, grad_out):
-        params, caches = res
+        params, state, caches = res
         grads, grad_x, _ = net.vjp(params, caches, grad_out)
-        return grads, grad_x, None
+        return grads, jax.tree.map(jnp.zeros_like, state), grad_x, None
 
     _apply.defvjp(_fwd, _bwd)
+    n_in = len(net.input_shape)
 
-    def apply(params, x, *, key=None):
+    def apply(params, x, *, key=None, state=None):
         x = jnp.asarray(x)
-        single = x.ndim == 1
+        single = x.ndim == n_in
+        state = net.init_state() if state is None else state
         # Cast outside the custom_vjp: JAX then converts the cotangent back to x's dtype.
-        xb = (x[None, :] if single else x).astype(params[0]["w"].dtype)
-        y_hat = _apply(params, xb, key)
+        dtype = next(l.dtype for l in jax.tree.leaves(params)
+                     if jnp.issubdtype(l.dtype, jnp.floating))
+        xb = (x[None] if single else x).astype(dtype)
+        y_hat = _apply(params, state, xb, key)
         return y_hat[0] if single else y_hat
 
     apply.__doc__ = f"ŷ = {net!r}.apply(params, x, key=key), with the hand-written VJP."
