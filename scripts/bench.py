@@ -2,6 +2,8 @@
 """fnn side by side with PyTorch, Flax+optax and scikit-learn on this machine.
 
     python scripts/bench.py [--cases large,tiny,...] [--only fnn|peers|all] [--out DIR]
+    python scripts/bench.py --cases cnn,fashion_cnn,sweep --quick    # a smoke run of the new cases
+    python scripts/bench.py --device gpu ...                           # JAX on CUDA, PyTorch on CUDA
 
 One command runs every case and writes ``DIR/bench.json`` and ``DIR/bench.md``:
 
@@ -12,11 +14,22 @@ One command runs every case and writes ``DIR/bench.json`` and ``DIR/bench.md``:
 * ``util``    the large MLP's training FLOP/s (6 × weights × samples) over the XLA fp32 matmul
   FLOP/s measured in the same run on the matmuls of that very training step
   (see ``benchlib.fnn_side.util``).
+* ``cnn``     the 2-conv CNN (32 and 64 filters 3x3 same, 2x2 max pools, dense 128, 10 outputs),
+  batch 128, one jitted SGD step per batch of random data: fnn's manual backward with Conv2D
+  formulation "auto" and each formulation explicitly (im2col, xla, hybrid), ``jax.grad`` of the
+  same Sequential, PyTorch eager and ``torch.compile``; the same initial weights (HWIO kernels
+  converted to OIHW, the first dense layer's rows permuted from NHWC to NCHW flatten order), so
+  the first step's loss agrees across all of them. fnn's contestants run interleaved in one
+  process, PyTorch's in another; samples/s, the ratio to PyTorch eager, compile time apart.
 * ``fashion`` Fashion-MNIST time to 0.885 validation accuracy with configs/fashion_mnist.toml run
   by the fnn CLI (cold compilation cache, compile included), against scikit-learn's
   MLPClassifier (adam, same hidden sizes) and PyTorch running the same recipe.
+* ``fashion_cnn`` configs/fashion_cnn.toml end to end (``python -m fnn train ... --quiet``, fresh
+  compilation cache; wall time of the process, test accuracy from summary.json) against the same
+  layers and recipe in PyTorch eager: wall-time ratio and test-accuracy difference.
 * ``sweep``   a 16-member vmapped sweep of the tiny MLP (``Trainer.sweep``) vs one member
-  (``Trainer.train``).
+  (``Trainer.train``), wall ratio; and 16 seeds of configs/fashion_mnist.toml's MLP (one epoch)
+  as one sweep vs 16 ``Trainer.train`` runs one after another, in member-samples/s.
 * ``startup`` wall time of ``fnn train configs/quickstart.toml`` with a fresh ``$FNN_CACHE_DIR``
   (cold) and again with JAX's persistent compilation cache filled (warm).
 
@@ -51,7 +64,8 @@ if _HERE not in sys.path:  # run from any directory, or loaded by runpy / import
 
 from benchlib import report  # noqa: E402
 from benchlib.cases import run_case  # noqa: E402
-from benchlib.settings import CASES, RESULT_TAG, ROOT, allowed_cpus, settings_from_args  # noqa: E402
+from benchlib.settings import (ALL_CONTESTANTS, CASES, RESULT_TAG, ROOT, allowed_cpus,  # noqa: E402
+                               settings_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fashion-config", default=str(ROOT / "configs" / "fashion_mnist.toml"))
     p.add_argument("--startup-config", default=str(ROOT / "configs" / "quickstart.toml"))
     p.add_argument("--timeout", type=int, default=1800, help="seconds per child process")
+    p.add_argument("--fashion-members", type=int, default=None,
+                   help="members of the Fashion-MNIST MLP sweep in the sweep case (default 16)")
+    p.add_argument("--fashion-cnn-config", default=str(ROOT / "configs" / "fashion_cnn.toml"))
+    p.add_argument("--fashion-cnn-epochs", type=int, default=None,
+                   help="override the CNN config's training.epochs (default: the config's)")
+    p.add_argument("--fashion-epochs", type=int, default=None,
+                   help="override the MLP config's training.epochs in the fashion case")
+    p.add_argument("--n-images", type=int, default=None,
+                   help="data.n_samples for the Fashion-MNIST runs (default: all; --quick: 512 "
+                        "for fashion_cnn and the Fashion sweep)")
+    p.add_argument("--skip", default="", metavar="LIST",
+                   help="comma-separated contestants not to run, in every case (e.g. "
+                        "sklearn,fnn-hybrid); each is listed as skipped")
+    p.add_argument("--cnn-steps", type=int, default=None, help="CNN steps per timed round (default 20)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu (default) or gpu: JAX_PLATFORMS=cuda for fnn, PyTorch on CUDA")
+    p.add_argument("--no-torch-compile", action="store_true",
+                   help="skip the torch.compile contestants (their compilation takes ~40 s on CPU)")
     p.add_argument("--quick", action="store_true",
                    help="small sizes for a smoke run (not meaningful timings)")
     p.add_argument("--in-process", action="store_true",
@@ -87,8 +119,13 @@ def run(args, log=print) -> dict:
     if unknown:
         raise ValueError(f"--cases: unknown {unknown}; expected names from {','.join(CASES)}")
     settings = settings_from_args(args)
+    unknown = sorted(set(settings["skip"]) - set(ALL_CONTESTANTS))
+    if unknown:
+        raise ValueError(f"--skip: unknown {unknown}; expected names from {','.join(ALL_CONTESTANTS)}")
     if settings["threads"] < 1 or settings["threads"] > len(allowed_cpus()):
         raise ValueError(f"--threads: {settings['threads']}; expected 1..{len(allowed_cpus())}")
+    if settings["device"] == "gpu":  # the workers inherit it (child_env keeps a set value)
+        os.environ.setdefault("JAX_PLATFORMS", "cuda")
     results = {"tag": RESULT_TAG, "settings": settings, "environment": report.environment(settings),
                "cases": {}}
     log(f"bench: {results['environment']['cpu']}, {settings['threads']} thread(s), "

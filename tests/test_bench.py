@@ -45,7 +45,7 @@ def _check_timed(r):
 @pytest.mark.slow
 def test_fnn_only_cases_in_process(tmp_path):
     results, saved, md, lines = _run(tmp_path, *TINY, "--only", "fnn", "--in-process",
-                                     "--cases", "large,tiny,util,sweep")
+                                     "--cases", "large,tiny,util,sweep", "--skip", "fnn-fashion-seq")
     assert saved["tag"] == settings.RESULT_TAG
     assert set(saved) >= {"settings", "environment", "cases", "targets"}
     env = saved["environment"]
@@ -59,7 +59,7 @@ def test_fnn_only_cases_in_process(tmp_path):
             assert res[c]["samples_per_s"] > 0 and res[c]["steps"] == -(-256 // saved["cases"][name]["config"]["batch"])
             assert res[c]["final_loss"] > 0
         assert res["fnn-scan"]["fnn_speedup"] == pytest.approx(1.0)
-        for c in ("torch", "torch-fused", "flax"):  # peers are listed, not run
+        for c in ("torch", "torch-fused", "torch-compile", "flax"):  # peers are listed, not run
             assert res[c] == {"status": "skipped", "reason": "excluded by --only fnn"}
     util = saved["cases"]["util"]
     assert util["results"]["xla-matmul"]["step_gemms"]["gflops"] > 0
@@ -67,7 +67,7 @@ def test_fnn_only_cases_in_process(tmp_path):
     sweep = saved["cases"]["sweep"]
     assert sweep["results"]["fnn-sweep"]["members"] == 2 and sweep["wall_ratio"] > 0
     names = [t["target"] for t in saved["targets"]]
-    assert len(names) == 12 and len(set(names)) == 12
+    assert len(names) == 16 and len(set(names)) == 16
     status = {t["target"]: t["status"] for t in saved["targets"]}
     assert status["large: fnn ≥ 1.8× PyTorch eager samples/s"] == "n/a"  # no peer ran
     assert status["large: manual grads ≤ 0.8× autodiff time"] in ("met", "missed")
@@ -198,3 +198,157 @@ def test_library_does_not_know_the_benchmark():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[] False"
     assert not (ROOT / "fnn" / "bench.py").exists()
+
+
+# --- the CNN, Fashion-MNIST CNN and sweep cases, the GPU check ----------------------------------
+from benchlib import cnn, inputs  # noqa: E402
+
+QUICK_CNN = ["--quick", "--threads", "1", "--repeats", "1", "--cnn-steps", "2", "--in-process",
+             "--no-torch-compile"]
+
+
+def test_cnn_torch_weights_compute_the_same_function():
+    """HWIO -> OIHW and the first dense layer's rows from NHWC to NCHW flatten order: the torch
+    layout gives the same pre-activations as fnn's (NumPy reference of both flatten orders)."""
+    np = pytest.importorskip("numpy")
+    cfg = dict(settings.settings_from_args(bench.build_parser().parse_args(["--quick"]))["cnn"])
+    params = inputs.cnn_params(cfg, 0)
+    tp = inputs.cnn_params_to_torch(cfg, params)
+    shapes, (h, w, c) = inputs.cnn_shapes(cfg)
+    assert [p[0].shape for p in params] == shapes
+    assert tp[0][0].shape == (cfg["filters"][0], 1, 3, 3)  # OIHW
+    a = np.random.default_rng(0).standard_normal((5, h, w, c)).astype(np.float32)  # NHWC maps
+    fnn_z = a.reshape(5, -1) @ params[2][0]  # fnn: flatten NHWC, (in, out)
+    torch_z = a.transpose(0, 3, 1, 2).reshape(5, -1) @ tp[2][0].T  # torch: flatten NCHW, (out, in)
+    np.testing.assert_allclose(fnn_z, torch_z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(tp[0][0][:, :, 1, 2], params[0][0][1, 2].T)
+
+
+def test_skip_and_torch_compile_flags():
+    s = settings.settings_from_args(bench.build_parser().parse_args(
+        ["--skip", "fnn-hybrid,sklearn", "--no-torch-compile"]))
+    assert cases.selected("fnn-hybrid", "all", s) == "excluded by --skip"
+    assert cases.selected("torch-compile", "all", s) == "excluded by --no-torch-compile"
+    assert cases.selected("fnn-manual", "all", s) is None
+    assert set(settings.CASES) >= {"cnn", "fashion_cnn", "sweep"}
+
+
+def test_script_rejects_unknown_skip(tmp_path, capsys):
+    assert bench.main(["--skip", "nope", "--cases", "cnn", "--out", str(tmp_path)]) == 2
+    assert "--skip: unknown ['nope']" in capsys.readouterr().err
+
+
+def test_fashion_cnn_recipe_of_the_shipped_config(tmp_path):
+    r = cnn.fashion_cnn_recipe(str(ROOT / "configs" / "fashion_cnn.toml"))
+    types = [l["type"] for l in r["layers"]]
+    assert types == ["conv2d", "max_pool2d", "conv2d", "max_pool2d", "flatten", "dense", "dropout"]
+    assert [l.get("filters") for l in r["layers"] if l["type"] == "conv2d"] == [32, 64]
+    assert r["batch_size"] == 128 and r["optimizer"] == "adam" and r["val_fraction"] == 0.05
+    assert r["early_stopping"]["monitor"] == "val_accuracy" and r["early_stopping"]["restore_best"]
+    p = tmp_path / "c.toml"
+    p.write_text('[data]\nname = "fashion_mnist"\n[[model.layers]]\ntype = "batch_norm"\n')
+    with pytest.raises(ValueError, match=r"model.layers\[0\] \(batch_norm\)"):
+        cnn.fashion_cnn_recipe(str(p))
+
+
+def test_cnn_and_fashion_cnn_markdown_from_synthetic_results():
+    ok = {"status": "ok", "times_s": [0.2, 0.3], "median_s": 0.25, "first_call_s": 1.0,
+          "first_losses": [2.3, 2.2], "first_loss_diff": [0.0, 1e-7]}
+    synthetic = {
+        "cnn": {"config": {"filters": [32, 64], "dense": 128, "classes": 10, "batch": 128, "steps": 2,
+                           "repeats": 2}, "loss_reference": "torch",
+                "results": {"fnn-manual": dict(ok, formulation="im2col", samples_per_s=1200.0,
+                                               vs_torch=1.2, compile_s=3.0),
+                            "torch": dict(ok, samples_per_s=1000.0, vs_torch=1.0),
+                            "torch-compile": {"status": "skipped", "reason": "excluded by --no-torch-compile"}}},
+        "fashion_cnn": {"config": {"config": "configs/fashion_cnn.toml", "n_samples": None},
+                        "wall_ratio": 0.8, "test_accuracy_diff": -0.002,
+                        "results": {"fnn-cli": {"status": "ok", "wall_s": 80.0, "final_test_accuracy": 0.91},
+                                    "torch": {"status": "ok", "wall_s": 100.0, "final_test_accuracy": 0.912}}},
+        "sweep": {"config": {"members": 16, "samples": 10, "fashion": {"config": "f.toml", "members": 16,
+                                                                       "epochs": 1}},
+                  "fashion_throughput_ratio": 0.95,
+                  "results": {"fnn-fashion-sweep": dict(ok, members=16, samples_per_s=5.0)}},
+    }
+    targets = {t["target"]: t for t in report.evaluate_targets(synthetic)}
+    assert targets["cnn: fnn ≥ 1.0× PyTorch eager samples/s"]["status"] == "met"
+    assert targets["fashion_cnn: fnn train wall ≤ 1.0× PyTorch eager (same recipe)"]["status"] == "met"
+    assert targets["fashion_cnn: test accuracy ≥ PyTorch's − 0.005"]["measured"] == "-0.0020"
+    key = "sweep: 16-member Fashion-MNIST MLP sweep ≥ 0.9× the member-samples/s of 16 runs in a row"
+    assert targets[key]["status"] == "met"
+    results = {"environment": {"date": "d", "cpu": "cpu", "cpu_flags": [], "threads": 2, "python": "3",
+                               "versions": {}, "thread_policy": "p", "load_avg_start": [0, 0, 0]},
+               "cases": synthetic, "targets": list(targets.values())}
+    md = report.render_markdown(results)
+    assert "## CNN: conv 32-64" in md and "PyTorch eager (SGD)" in md and "1.20×" in md
+    assert "skipped: excluded by --no-torch-compile" in md
+    assert "fnn ÷ PyTorch wall: **0.80×**" in md and "Sweep ÷ runs in a row (member-samples/s): **0.95×**" in md
+
+
+@pytest.mark.slow
+def test_cnn_case_same_first_loss_as_torch(tmp_path):
+    pytest.importorskip("torch")
+    _, saved, md, _ = _run(tmp_path, *QUICK_CNN, "--cases", "cnn", "--skip", "fnn-im2col,fnn-hybrid")
+    c = saved["cases"]["cnn"]
+    res = c["results"]
+    assert list(res) == list(settings.CNN_FNN_CONTESTANTS + settings.CNN_TORCH_CONTESTANTS)
+    for name in ("fnn-manual", "fnn-xla", "fnn-autodiff", "torch"):
+        _check_timed(res[name])
+        assert res[name]["samples_per_s"] > 0 and res[name]["vs_torch"] > 0
+    assert res["fnn-manual"]["compile_s"] > 0 and res["fnn-xla"]["formulation"] == "xla"
+    assert res["fnn-manual"]["formulation"] == "im2col"  # auto on CPU
+    assert res["torch"]["vs_torch"] == pytest.approx(1.0)
+    assert res["fnn-hybrid"] == {"status": "skipped", "reason": "excluded by --skip"}
+    assert res["torch-compile"]["reason"] == "excluded by --no-torch-compile"
+    assert c["loss_reference"] == "torch"
+    assert c["first_loss_max_abs_diff"] < 1e-4 and c["second_loss_max_abs_diff"] < 1e-4
+    assert "## CNN:" in md
+
+
+@pytest.mark.slow
+def test_fashion_cnn_case_quick(tmp_path):
+    pytest.importorskip("torch")
+    _, saved, md, _ = _run(tmp_path, "--quick", "--threads", "1", "--in-process", "--cases",
+                           "fashion_cnn", "--n-images", "192", "--fashion-cnn-epochs", "1")
+    c = saved["cases"]["fashion_cnn"]
+    fnn_r, torch_r = c["results"]["fnn-cli"], c["results"]["torch"]
+    assert fnn_r["status"] == "ok", fnn_r
+    assert torch_r["status"] == "ok", torch_r
+    assert fnn_r["epochs"] == 1 and torch_r["epochs"] == 1 and fnn_r["peak_rss_mb"] > 10
+    assert 0 <= fnn_r["final_test_accuracy"] <= 1 and 0 <= torch_r["final_test_accuracy"] <= 1
+    assert c["wall_ratio"] > 0 and abs(c["test_accuracy_diff"]) <= 1
+    assert "--set data.n_samples=192" in fnn_r["notes"]
+    assert "## Fashion-MNIST CNN" in md
+
+
+@pytest.mark.slow
+def test_sweep_case_fashion_members(tmp_path):
+    _, saved, md, _ = _run(tmp_path, *TINY, "--only", "fnn", "--in-process", "--threads", "1",
+                           "--cases", "sweep", "--fashion-members", "2", "--n-images", "192")
+    c = saved["cases"]["sweep"]
+    seq, swp = c["results"]["fnn-fashion-seq"], c["results"]["fnn-fashion-sweep"]
+    _check_timed(seq)
+    _check_timed(swp)
+    assert seq["members"] == swp["members"] == 2 and seq["samples_per_epoch"] == swp["samples_per_epoch"]
+    assert c["fashion_throughput_ratio"] > 0 and c["wall_ratio"] > 0
+    assert "Sweep ÷ runs in a row" in md
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_on_cpu(tmp_path):
+    """scripts/gpu_check.sh --smoke: every step on CPU at tiny sizes; the summary printed last."""
+    pytest.importorskip("torch")
+    env = dict(__import__("os").environ, OUT=str(tmp_path / "g"))
+    p = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), "--smoke"], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=300)
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
+    out = p.stdout.strip().splitlines()
+    assert out[0].startswith("gpu_check: device=cpu smoke=1")
+    assert any(l.startswith("# fnn GPU check (SMOKE RUN") for l in out)
+    assert out[-1].startswith("Tables: ")
+    summary = (tmp_path / "g" / "summary.md").read_text()
+    for t in ("large MLP", "CNN", "tiny MLP", "sweep", "Fashion-MNIST MLP config", "Fashion-MNIST CNN"):
+        assert t in summary
+    assert "| n/a |" not in summary.split("Fashion-MNIST CNN")[0].split("tiny MLP")[0]  # large, CNN measured
+    for sub in ("bench", "configs"):
+        assert json.loads((tmp_path / "g" / sub / "bench.json").read_text())["cases"]

@@ -1,13 +1,17 @@
 """The cases: which contestants each one runs, and the figures derived from their results.
 
-``large``/``tiny`` (MLP throughput), ``util`` (FLOP/s against the matmul reference), ``sweep``
-(a vmapped sweep vs one member), ``fashion`` (time to accuracy), ``startup`` (cold vs warm
-compilation cache). Each ``case_*`` returns ``{"config": ..., "results": {contestant: ...}}``.
+``large``/``tiny`` (MLP throughput), ``util`` (FLOP/s against the matmul reference), ``cnn``
+(the CNN training step, every contestant from the same weights), ``sweep`` (a vmapped sweep vs
+one member, and the Fashion-MNIST MLP's sweep vs runs one after another), ``fashion`` (time to
+accuracy), ``fashion_cnn`` (configs/fashion_cnn.toml through the CLI vs PyTorch), ``startup``
+(cold vs warm compilation cache). Each ``case_*`` returns ``{"config": ..., "results":
+{contestant: ...}}``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import statistics
 import subprocess
@@ -17,29 +21,58 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from benchlib.settings import MLP_CONTESTANTS, ROOT
+from benchlib.settings import (CNN_FNN_CONTESTANTS, CNN_TORCH_CONTESTANTS, MLP_CONTESTANTS, ROOT,
+                               allowed_cpus)
 from benchlib.workers import child_env, missing_peer, run_worker
+
+
+def mb(v) -> str:
+    return "n/a (--in-process)" if v is None else f"{v:.0f} MB"
 
 
 def skip(reason: str) -> dict:
     return {"status": "skipped", "reason": reason}
 
 
-def selected(contestant: str, only: str) -> Optional[str]:
-    """None if the contestant runs; else why not (--only, or a missing peer)."""
+def selected(contestant: str, only: str, settings: Optional[dict] = None) -> Optional[str]:
+    """None if the contestant runs; else why not (--only, --no-torch-compile, a missing peer)."""
     is_fnn = contestant.startswith("fnn") or contestant in ("xla-matmul", "cold", "warm")
     if only == "fnn" and not is_fnn:
         return "excluded by --only fnn"
     if only == "peers" and is_fnn:
         return "excluded by --only peers"
+    if settings is not None:
+        if contestant in settings.get("skip", ()):
+            return "excluded by --skip"
+        if contestant == "torch-compile" and not settings.get("torch_compile", True):
+            return "excluded by --no-torch-compile"
     return missing_peer(contestant)
+
+
+def split_results(r: dict, names, extra: Optional[dict] = None) -> dict:
+    """The per-contestant results of a worker that ran several contestants in one process
+    (``r["contestants"]``): each with its median, the process's load and peak memory."""
+    out = {}
+    for c in names:
+        if r["status"] != "ok":
+            out[c] = {"status": r["status"], "reason": r["reason"]}
+            continue
+        rc = dict(r["contestants"][c])
+        if rc.get("status") == "skipped":
+            out[c] = rc
+            continue
+        rc.update(status="ok", median_s=statistics.median(rc["times_s"]),
+                  load_avg_1m=r.get("load_avg_1m"), peak_rss_mb=r.get("peak_rss_mb"),
+                  shared_process=list(names), **(extra or {}))
+        out[c] = rc
+    return out
 
 
 def case_mlp(name: str, settings: dict, only: str, log) -> dict:
     cfg = settings[name]
     results = {}
     for c in MLP_CONTESTANTS:
-        why = selected(c, only)
+        why = selected(c, only, settings)
         if why:
             log(f"  {name}/{c}: skipped ({why})")
             results[c] = skip(why)
@@ -67,7 +100,7 @@ def case_mlp(name: str, settings: dict, only: str, log) -> dict:
 
 def case_util(settings: dict, only: str, log, large: Optional[dict]) -> dict:
     cfg = settings["large"]
-    why = selected("xla-matmul", only)
+    why = selected("xla-matmul", only, settings)
     if why:
         return {"results": {"xla-matmul": skip(why)}}
     log("  util/xla-matmul ...")
@@ -100,11 +133,15 @@ def case_util(settings: dict, only: str, log, large: Optional[dict]) -> dict:
 
 
 def case_sweep(settings: dict, only: str, log) -> dict:
+    """The tiny MLP: an M-member ``Trainer.sweep`` vs one ``Trainer.train`` (wall ratio); and
+    the MLP of configs/fashion_mnist.toml: M members as one sweep vs M runs one after another
+    (member-samples/s ratio), interleaved in one process."""
     cfg = dict(settings["tiny"])
-    members = settings["sweep"]["members"]
+    sw = settings["sweep"]
+    members = sw["members"]
     results = {}
     for c in ("fnn-train", "fnn-sweep"):
-        why = selected(c, only)
+        why = selected(c, only, settings)
         if why:
             results[c] = skip(why)
             continue
@@ -118,11 +155,87 @@ def case_sweep(settings: dict, only: str, log) -> dict:
         else:
             log(f"    {r['status']}: {r['reason']}")
         results[c] = r
-    out = {"config": {**cfg, "members": members, "threads": settings["threads"]},
+    fashion = ("fnn-fashion-seq", "fnn-fashion-sweep")
+    why = selected("fnn-fashion-sweep", only, settings) or selected("fnn-fashion-seq", only, settings)
+    if why:
+        results.update({c: skip(why) for c in fashion})
+    else:
+        log(f"  sweep/fashion MLP: {sw['fashion_members']} members, sweep vs one after another ...")
+        r = run_worker({"worker": "fashion-sweep", "config": sw["fashion_config"],
+                        "members": sw["fashion_members"], "epochs": sw["fashion_epochs"],
+                        "repeats": sw["fashion_repeats"], "n_samples": sw["fashion_n_samples"]},
+                       settings, log)
+        for c, rc in split_results(r, fashion).items():
+            if rc["status"] == "ok":
+                rc["samples_per_s"] = rc["samples_per_epoch"] / rc["median_s"]
+                log(f"    {c}: median {rc['median_s']:.2f} s ({rc['samples_per_s']:,.0f} member-samples/s)")
+            else:
+                log(f"    {c}: {rc['status']}: {rc['reason']}")
+            results[c] = rc
+    out = {"config": {**cfg, "members": members, "threads": settings["threads"],
+                      "fashion": {k[len("fashion_"):]: v for k, v in sw.items() if k.startswith("fashion_")}},
            "results": results}
     one, many = results.get("fnn-train", {}), results.get("fnn-sweep", {})
     if one.get("status") == "ok" and many.get("status") == "ok":
         out["wall_ratio"] = many["median_s"] / one["median_s"]
+    seq, swp = results.get("fnn-fashion-seq", {}), results.get("fnn-fashion-sweep", {})
+    if seq.get("status") == "ok" and swp.get("status") == "ok":
+        out["fashion_throughput_ratio"] = swp["samples_per_s"] / seq["samples_per_s"]
+    return out
+
+
+def case_cnn(settings: dict, only: str, log) -> dict:
+    """The CNN training step: fnn's contestants interleaved in one process, PyTorch's in another
+    (same weights, same batches); samples/s, the ratio to PyTorch eager, compile time apart, and
+    the first two steps' losses against PyTorch eager's (the same function and gradients)."""
+    cfg = settings["cnn"]
+    results = {}
+    for worker, names in (("cnn-fnn", CNN_FNN_CONTESTANTS), ("cnn-torch", CNN_TORCH_CONTESTANTS)):
+        run = []
+        for c in names:
+            why = selected(c, only, settings)
+            if why:
+                log(f"  cnn/{c}: skipped ({why})")
+                results[c] = skip(why)
+            else:
+                run.append(c)
+        if not run:
+            continue
+        log(f"  cnn/{', '.join(run)} (interleaved, one process) ...")
+        r = run_worker({"worker": worker, "contestants": run, "cfg": cfg, "repeats": cfg["repeats"]},
+                       settings, log)
+        results.update(split_results(r, run))
+    results = {c: results[c] for c in CNN_FNN_CONTESTANTS + CNN_TORCH_CONTESTANTS}
+    per_round = cfg["steps"] * cfg["batch"]
+    for c, r in results.items():
+        if r.get("status") == "ok":
+            r["samples_per_s"] = per_round / r["median_s"]
+    ref_name = next((c for c in ("torch", "fnn-manual") if results[c].get("status") == "ok"), None)
+    out = {"config": {**cfg, "threads": settings["threads"], "device": settings.get("device", "cpu")},
+           "results": results, "loss_reference": ref_name}
+    if ref_name:
+        ref = results[ref_name]
+        diffs = [[], []]
+        for c, r in results.items():
+            if r.get("status") != "ok":
+                continue
+            if results["torch"].get("status") == "ok":
+                r["vs_torch"] = r["samples_per_s"] / results["torch"]["samples_per_s"]
+            r["first_loss_diff"] = [abs(a - b) for a, b in zip(r["first_losses"], ref["first_losses"])]
+            for i, d in enumerate(r["first_loss_diff"]):
+                diffs[i].append(d)
+        out["first_loss_max_abs_diff"] = max(diffs[0]) if diffs[0] else None
+        out["second_loss_max_abs_diff"] = max(diffs[1]) if diffs[1] else None
+    for c, r in results.items():
+        if r.get("status") == "ok":
+            log(f"    {c}: {r['samples_per_s']:,.0f} samples/s"
+                + (f" ({r['vs_torch']:.2f}x torch eager)" if r.get("vs_torch") else "")
+                + (f", compile {r['compile_s']:.2f} s" if r.get("compile_s") else "")
+                + f", first loss {r['first_losses'][0]:.6f}")
+        else:
+            log(f"    {c}: {r['status']}: {r['reason']}")
+    if out.get("first_loss_max_abs_diff") is not None:
+        log(f"    first-step loss, max |diff| vs {ref_name}: {out['first_loss_max_abs_diff']:.2e}")
     return out
 
 
@@ -169,24 +282,30 @@ def case_fashion(settings: dict, only: str, log) -> dict:
     except ValueError as err:
         return {"config": f, "results": {c: {"status": "failed", "reason": str(err)}
                                          for c in ("fnn-cli", "sklearn", "torch")}}
+    sets = []
+    if f.get("n_samples"):
+        sets.append(f"data.n_samples={f['n_samples']}")
+    if f.get("epochs"):
+        sets.append(f"training.epochs={f['epochs']}")
+        recipe["epochs"] = f["epochs"]
     f = dict(f, recipe=recipe, config_sha256=hashlib.sha256(Path(f["config"]).read_bytes()).hexdigest())
     plan = (("fnn-cli", "fashion-fnn"), ("sklearn", "fashion-sklearn"), ("torch", "fashion-torch"))
     for c, worker in plan:
-        why = selected(c, only)
+        why = selected(c, only, settings)
         if why:
             results[c] = skip(why)
             continue
         log(f"  fashion/{c} ...")
         spec = {"worker": worker, "contestant": c, "target": f["target"], "config": f["config"],
                 "recipe": recipe, "epochs": f["sklearn_epochs"] if c == "sklearn" else recipe["epochs"],
-                "time_cap_s": f["sklearn_time_cap_s"]}
+                "time_cap_s": f["sklearn_time_cap_s"], "sets": sets, "n_samples": f.get("n_samples")}
         with tempfile.TemporaryDirectory(prefix="fnn-bench-cache-") as cache:
             r = run_worker(spec, settings, log, env_extra={"FNN_CACHE_DIR": cache})
         if r["status"] == "ok":
             ttt = r["time_to_target_s"]
             log(f"    time to {f['target']}: {'not reached' if ttt is None else f'{ttt:.1f} s'}"
                 f" (epoch {r['epoch_reached']}), wall {r['wall_s']:.1f} s, test acc "
-                f"{r['final_test_accuracy']:.4f}, peak RSS {r['peak_rss_mb']:.0f} MB")
+                f"{r['final_test_accuracy']:.4f}, peak RSS {mb(r.get('peak_rss_mb'))}")
         else:
             log(f"    {r['status']}: {r['reason']}")
         results[c] = r
@@ -200,9 +319,97 @@ def case_fashion(settings: dict, only: str, log) -> dict:
     return {"config": f, "results": results}
 
 
+def run_cli(cmd: list, settings: dict, env_extra: dict) -> dict:
+    """``cmd`` as a child process pinned to the run's cores: wall time from launch to exit and
+    the child's own peak RSS (``os.wait4``); never raises."""
+    import threading
+
+    cpus = allowed_cpus()[: settings["threads"]]
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=str(ROOT), env=child_env(env_extra), stdout=subprocess.DEVNULL,
+                             stderr=err, preexec_fn=lambda: os.sched_setaffinity(0, cpus))
+        timer = threading.Timer(settings["worker_timeout_s"], p.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        tail = (err.read().strip().splitlines() or ["no output"])[-1][:300]
+    if p.returncode != 0:
+        return {"status": "failed", "reason": f"exit {p.returncode}: {tail}"}
+    return {"status": "ok", "wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024.0}
+
+
+def case_fashion_cnn(settings: dict, only: str, log) -> dict:
+    """configs/fashion_cnn.toml end to end: ``python -m fnn train CONFIG --quiet`` (a fresh
+    compilation cache; wall time of the process, test accuracy from its summary.json) against
+    the same recipe in PyTorch eager; the wall-time ratio and the test-accuracy difference."""
+    from benchlib.cnn import fashion_cnn_recipe
+
+    f = dict(settings["fashion_cnn"])
+    names = ("fnn-cli", "torch")
+    try:
+        recipe = fashion_cnn_recipe(f["config"])
+    except ValueError as err:
+        return {"config": f, "results": {c: {"status": "failed", "reason": str(err)} for c in names}}
+    sets = []
+    if f["n_samples"]:
+        sets += ["--set", f"data.n_samples={f['n_samples']}"]
+        recipe["n_samples"] = f["n_samples"]
+    if f["epochs"]:
+        sets += ["--set", f"training.epochs={f['epochs']}"]
+        recipe["epochs"] = f["epochs"]
+    f.update(recipe=recipe, config_sha256=hashlib.sha256(Path(f["config"]).read_bytes()).hexdigest())
+    results = {}
+    for c in names:
+        why = selected(c, only, settings)
+        if why:
+            results[c] = skip(why)
+            continue
+        log(f"  fashion_cnn/{c} ...")
+        load_before = os.getloadavg()[0]
+        with tempfile.TemporaryDirectory(prefix="fnn-bench-cache-") as cache:
+            if c == "fnn-cli":
+                run_dir = Path(cache) / "run"
+                cmd = [sys.executable, "-m", "fnn", "train", f["config"], *sets, "--out",
+                       str(run_dir), "--overwrite", "--quiet"]
+                r = run_cli(cmd, settings, {"FNN_CACHE_DIR": cache + "/jax"})
+                if r["status"] == "ok":
+                    summary = json.loads((run_dir / "summary.json").read_text())
+                    r.update(final_test_accuracy=summary.get("test_accuracy"),
+                             train_wall_s=summary.get("wall_time_s"), epochs=summary.get("epochs"),
+                             best_epoch=summary.get("best_epoch"),
+                             notes="python -m fnn train " + " ".join(
+                                 [Path(f["config"]).name, *sets, "--quiet"])
+                             + "; fresh FNN_CACHE_DIR (compile included)")
+            else:
+                r = run_worker({"worker": "fashion-cnn-torch", "recipe": recipe, "target": 0.9,
+                                "n_samples": f["n_samples"]}, settings, log)
+        r["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+        if r["status"] == "ok":
+            log(f"    wall {r['wall_s']:.1f} s, test acc {r['final_test_accuracy']:.4f}, "
+                f"{r.get('epochs')} epochs, peak RSS {mb(r.get('peak_rss_mb'))}")
+        else:
+            log(f"    {r['status']}: {r['reason']}")
+        results[c] = r
+    out = {"config": f, "results": results}
+    a, b = results.get("fnn-cli", {}), results.get("torch", {})
+    if a.get("status") == "ok" and b.get("status") == "ok":
+        out["wall_ratio"] = a["wall_s"] / b["wall_s"]
+        if a.get("final_test_accuracy") is not None:
+            out["test_accuracy_diff"] = a["final_test_accuracy"] - b["final_test_accuracy"]
+        log(f"    fnn / PyTorch wall: {out['wall_ratio']:.2f}x, test accuracy fnn - PyTorch: "
+            f"{out.get('test_accuracy_diff', float('nan')):+.4f}")
+    return out
+
+
 def case_startup(settings: dict, only: str, log) -> dict:
     st = settings["startup"]
-    why = selected("cold", only)
+    why = selected("cold", only, settings)
     if why:
         return {"results": {"cold": skip(why), "warm": skip(why)}}
     cold, warm, fails = [], [], []
@@ -259,6 +466,10 @@ def run_case(name: str, settings: dict, only: str, log, done: dict) -> dict:
         return case_fashion(settings, only, log)
     if name == "sweep":
         return case_sweep(settings, only, log)
+    if name == "cnn":
+        return case_cnn(settings, only, log)
+    if name == "fashion_cnn":
+        return case_fashion_cnn(settings, only, log)
     if name == "startup":
         return case_startup(settings, only, log)
     raise ValueError(f"unknown case {name!r}")

@@ -1,7 +1,8 @@
 """fnn's contestants, each a worker function ``spec -> result dict`` run in its own process.
 
 Only fnn's public API: ``fnn.MLP``, ``fnn.Trainer``, ``fnn.TrainState``, ``fnn.make_train_step``,
-``fnn.optim``, and for the Fashion-MNIST run ``fnn.cli`` with ``fnn.experiment.runner``.
+``fnn.optim``; for the Fashion-MNIST run ``fnn.cli`` with ``fnn.experiment.chunks`` (its progress
+bar), and for the Fashion-MNIST sweep ``fnn.experiment.build`` (the config's trainer).
 """
 
 from __future__ import annotations
@@ -188,16 +189,49 @@ def sweep(spec: dict) -> dict:
     return res
 
 
+def fashion_sweep(spec: dict) -> dict:
+    """The MLP of configs/fashion_mnist.toml (its network, data, optimizer and schedule, built by
+    fnn.experiment.build as ``fnn train`` builds them, ``training.epochs`` set to
+    ``spec["epochs"]``): ``members`` seeds as one vmapped ``Trainer.sweep`` against the same
+    ``members`` seeds as ``Trainer.train`` runs one after another, interleaved (one warm-up call
+    each, compilation included, then ``repeats`` rounds)."""
+    import jax
+
+    from fnn.experiment import build as exp
+    from fnn.experiment import config as config_mod
+
+    overrides = [f"training.epochs={spec['epochs']}"]
+    if spec.get("n_samples"):
+        overrides.append(f"data.n_samples={spec['n_samples']}")
+    cfg = config_mod.load(spec["config"], overrides)
+    dataset = exp.load_dataset(cfg)
+    members = spec["members"]
+    trainer = exp.build_trainer(cfg, dataset, members=members)
+    hp = exp.hparams_of(cfg)
+    keys = exp.member_keys(range(members))
+    runs = {"fnn-fashion-seq": lambda: [trainer.train(keys[i], hp) for i in range(members)],
+            "fnn-fashion-sweep": lambda: trainer.sweep(keys, hp)}
+    first, times = interleaved(runs, spec["repeats"], jax.block_until_ready)
+    samples = members * dataset.num_train * spec["epochs"]
+    out = {}
+    for c, how in (("fnn-fashion-seq", f"Trainer.train for seeds 0..{members - 1}, one after another"),
+                   ("fnn-fashion-sweep", f"Trainer.sweep over seeds 0..{members - 1}")):
+        out[c] = {"times_s": times[c], "first_call_s": first[c], "samples_per_epoch": samples,
+                  "members": members, "epochs": spec["epochs"], "num_train": dataset.num_train,
+                  "notes": how + f", {spec['epochs']} epoch(s) of {dataset.num_train:,} images"}
+    return {"contestants": out, "times_s": [], "platform": jax.default_backend()}
+
+
 def fashion(spec: dict) -> dict:
     """The shipped config through the fnn CLI (``fnn train``), recording a timestamp at every
     epoch from the in-program progress callback (called every epoch of runs under 200 epochs:
     ``Trainer.progress_every = max(1, epochs // 100)``)."""
     from fnn import cli
-    from fnn.experiment import runner
+    from fnn.experiment import chunks
 
     records = []
 
-    class Recorder(runner.ProgressBar):
+    class Recorder(chunks.ProgressBar):
         """Stands in for the tqdm bar (so the runner wires the per-epoch callback as it does for
         an interactive run) and timestamps every epoch instead of drawing."""
 
@@ -215,11 +249,15 @@ def fashion(spec: dict) -> dict:
             pass
 
     out = Path(spec["tmp"]) / "run"
-    real, runner.ProgressBar = runner.ProgressBar, Recorder
+    # Not --quiet: a quiet run compiles no progress callback. The Recorder draws nothing; the
+    # results table goes to the worker's captured stdout.
+    real, chunks.ProgressBar = chunks.ProgressBar, Recorder
     try:
-        rc = cli.main(["train", spec["config"], "--out", str(out), "--overwrite", "--quiet"])
+        sets = [a for item in spec.get("sets", ()) for a in ("--set", item)]
+        rc = cli.main(["train", spec["config"], *sets, "--out", str(out), "--overwrite",
+                       "--set", "output.progress=true"])
     finally:
-        runner.ProgressBar = real  # matters with --in-process only
+        chunks.ProgressBar = real  # matters with --in-process only
     t_end = time.time()
     summary = json.loads((out / "summary.json").read_text())
     return time_to_target(spec, records, t_end, rc=rc,

@@ -44,6 +44,71 @@ def init_params(sizes, seed: int):
     return out
 
 
+def cnn_shapes(cfg: dict):
+    """The CNN's parameter shapes in fnn's layout: conv (kh, kw, C, F) HWIO kernels, then the
+    dense layers (in, out); and the spatial size after the two 2x2 pools (28 -> 14 -> 7)."""
+    h, w, c = cfg["input_shape"]
+    k, shapes = cfg["kernel"], []
+    for f in cfg["filters"]:
+        shapes.append((k, k, c, f))
+        c, h, w = f, h // cfg["pool"], w // cfg["pool"]
+    flat = h * w * c
+    shapes += [(flat, cfg["dense"]), (cfg["dense"], cfg["classes"])]
+    return shapes, (h, w, c)
+
+
+def cnn_params(cfg: dict, seed: int):
+    """fnn's default initialization of the CNN, drawn with NumPy: He-normal N(0, 2/fan_in) for
+    the ReLU conv and dense layers (a conv's fan_in = kh·kw·C, as fnn's Conv2D), Glorot-uniform
+    for the softmax output, zero biases. Returns a list of (w, b) in fnn's layout."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 6])
+    shapes, _ = cnn_shapes(cfg)
+    out = []
+    for l, shape in enumerate(shapes):
+        fan_in, fan_out = int(np.prod(shape[:-1])), shape[-1]
+        if l < len(shapes) - 1:
+            w = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+        else:
+            r = math.sqrt(6.0 / (fan_in + fan_out))
+            w = rng.uniform(-r, r, shape)
+        out.append((w.astype(np.float32), np.zeros((fan_out,), np.float32)))
+    return out
+
+
+def cnn_params_to_torch(cfg: dict, params):
+    """fnn's CNN parameters in PyTorch's layout, computing the same function: conv kernels HWIO
+    -> OIHW; dense (in, out) -> (out, in); and the first dense layer's input rows reordered from
+    fnn's NHWC flatten order (h, w, c) to PyTorch's NCHW order (c, h, w)."""
+    import numpy as np
+
+    _, (h, w, c) = cnn_shapes(cfg)
+    nconv = len(cfg["filters"])
+    out = []
+    for l, (wt, b) in enumerate(params):
+        if l < nconv:
+            t = wt.transpose(3, 2, 0, 1)
+        elif l == nconv:
+            t = wt.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1).T
+        else:
+            t = wt.T
+        out.append((np.ascontiguousarray(t), b.copy()))
+    return out
+
+
+def cnn_data(cfg: dict, seed: int):
+    """``distinct_batches`` random batches, cycled by the step loop: x (B, N, H, W, C) float32
+    ~ N(0, 1) in fnn's NHWC layout, y (B, N) int32 labels."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 7])
+    nb, n = cfg["distinct_batches"], cfg["batch"]
+    x = rng.standard_normal((nb, n, *cfg["input_shape"]), dtype=np.float32)
+    y = rng.integers(0, cfg["classes"], (nb, n)).astype(np.int32)
+    return x, y
+
+
 def epoch_order(n: int, batch: int, seed: int, epoch: int):
     """The epoch's permutation padded with its own first entries: (batches, batch) int32."""
     import numpy as np
@@ -63,9 +128,11 @@ def host_batches(x, y, order):
     return [(xs[i], ys[i]) for i in range(order.shape[0])]
 
 
-def fashion_arrays(val_fraction: float = 0.1, seed: int = 0):
+def fashion_arrays(val_fraction: float = 0.1, seed: int = 0, n_samples=None):
     """Fashion-MNIST from the same files and with the same split as fnn.data.load, NumPy only
-    (no jax import in the peers' processes). Returns uint8 images (N, 784) and int labels."""
+    (no jax import in the peers' processes). ``n_samples`` keeps the first n training and the
+    first n test images, as the config's ``data.n_samples``. Returns uint8 images (N, 784) and
+    int labels."""
     import gzip
 
     import numpy as np
@@ -100,6 +167,8 @@ def fashion_arrays(val_fraction: float = 0.1, seed: int = 0):
         return arr.reshape(shape[0], -1) if ndim > 1 else arr
 
     x, y, xt, yt = (read(p) for p in paths)
+    if n_samples is not None:
+        x, y, xt, yt = x[:n_samples], y[:n_samples], xt[:n_samples], yt[:n_samples]
     n = x.shape[0]
     n_val = max(1, int(round(val_fraction * n)))
     perm = np.random.default_rng([1, int(seed)]).permutation(n)  # fnn.data.splits.SPLIT_STREAM = 1

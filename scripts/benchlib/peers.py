@@ -15,12 +15,17 @@ from benchlib.measure import time_to_target, timed_epochs
 
 
 def mlp_torch(spec, cfg, data, params) -> dict:
-    """``torch`` / ``torch-fused``: PyTorch eager, Adam default or ``fused=True``."""
+    """``torch`` / ``torch-fused`` / ``torch-compile``: PyTorch eager with Adam default or
+    ``fused=True``, or ``torch.compile(model)`` with the default Adam (its first epoch, the
+    "first call", includes the compilation). On the GPU (``--device gpu``) everything is on
+    CUDA and each epoch ends with ``torch.cuda.synchronize()``."""
     import numpy as np
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(spec["threads"])
+    from benchlib.cnn import torch_device
+
+    device, sync = torch_device(spec)
     layers = []
     for l, (w, b) in enumerate(params):
         lin = torch.nn.Linear(w.shape[0], w.shape[1])
@@ -30,31 +35,34 @@ def mlp_torch(spec, cfg, data, params) -> dict:
         layers.append(lin)
         if l < len(params) - 1:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*layers).to(device)
     fused = spec["contestant"] == "torch-fused"
     opt = torch.optim.Adam(model.parameters(), lr=cfg["learning_rate"],
                            **({"fused": True} if fused else {}))
-    x = torch.from_numpy(data[0])
-    y = torch.from_numpy(data[1].astype(np.int64))
+    fwd = torch.compile(model) if spec["contestant"] == "torch-compile" else model
+    x = torch.from_numpy(data[0]).to(device)
+    y = torch.from_numpy(data[1].astype(np.int64)).to(device)
     box = {"losses": None}
 
     def run_epoch(e):
         idx = torch.from_numpy(epoch_order(cfg["samples"], cfg["batch"], spec["seed"], e).astype(np.int64))
-        xs, ys = x[idx], y[idx]
+        xs, ys = x[idx.to(device)], y[idx.to(device)]
         losses = []
         for i in range(idx.shape[0]):
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(xs[i]), ys[i])
+            loss = F.cross_entropy(fwd(xs[i]), ys[i])
             loss.backward()
             opt.step()
             losses.append(loss.detach())
         box["losses"] = losses
 
-    res = timed_epochs(run_epoch, spec["repeats"])
+    res = timed_epochs(run_epoch, spec["repeats"], sync)
     res["final_loss"] = float(torch.stack(box["losses"]).mean())
     res["torch_threads"] = torch.get_num_threads()
-    res["notes"] = (f"torch.set_num_threads({torch.get_num_threads()}); Adam "
-                    f"{'fused=True' if fused else 'default implementation'}; batches: one gather per epoch")
+    how = ("torch.compile(model), Adam default" if spec["contestant"] == "torch-compile" else
+           f"Adam {'fused=True' if fused else 'default implementation'}")
+    res["notes"] = ((f"torch.set_num_threads({torch.get_num_threads()}); " if device.type == "cpu"
+                     else "CUDA; ") + how + "; batches: one gather per epoch")
     return res
 
 
@@ -109,21 +117,93 @@ def mlp_flax(spec, cfg, data, params) -> dict:
     return res
 
 
-def fashion_torch(spec: dict) -> dict:
-    """PyTorch running the config's recipe (:func:`benchlib.cases.fashion_recipe` of
-    fashion_mnist.toml: hidden sizes, activation, inverted dropout as fnn's, Adam with per-step
-    cosine decay, batch size, epochs, early stopping): the same split, initialization scheme and
-    padded per-epoch permutation, uint8 images scaled per batch, validation accuracy after every
-    epoch, test at the end."""
+def fit_recipe(spec: dict, model, arrays, device, sync, image_shape=None) -> dict:
+    """Train ``model`` with the config's recipe (``spec["recipe"]``): Adam with per-step cosine
+    decay or a constant rate, batch size, epochs, the same padded per-epoch permutation as
+    fnn's contestants, uint8 images scaled by 1/255 per batch, validation accuracy after every
+    epoch, fnn's early-stopping rule (improve by more than min_delta, else wait; stop at
+    patience) and the best epoch's weights restored; test accuracy at the end. Returns a
+    :func:`benchlib.measure.time_to_target` result."""
     import numpy as np
     import torch
 
-    torch.set_num_threads(spec["threads"])
+    rc = spec["recipe"]
+    xtr, ytr, xv, yv, xt, yt = arrays
+    lr, batch, epochs = rc["learning_rate"], rc["batch_size"], rc["epochs"]
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    nb = -(-len(xtr) // batch)
+    total = epochs * nb
+    if rc["schedule"] == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
+    else:  # constant
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    shape = (-1, *image_shape) if image_shape else (-1, xtr.shape[1])
+    x8, y = torch.from_numpy(xtr).to(device), torch.from_numpy(ytr).to(device)
+
+    def inputs(xb):
+        return xb.float().div_(255.0).reshape(shape)
+
+    def evaluate(xs, ys):
+        model.eval()
+        t = torch.from_numpy(ys).to(device)
+        with torch.no_grad():  # in chunks of 2,048 images, as fnn evaluates the test split
+            logits = torch.cat([model(inputs(torch.tensor(xs[i:i + 2048], device=device)))
+                                for i in range(0, len(xs), 2048)])
+            acc = float((logits.argmax(1) == t).float().mean())
+            loss = float(torch.nn.functional.cross_entropy(logits, t))
+        model.train()
+        return {"val_accuracy": acc, "val_loss": loss}
+
+    es = rc["early_stopping"]
+    best, best_state, best_epoch, wait, stopped_at = None, None, None, 0, None
+    records = []
+    for e in range(epochs):
+        idx = torch.from_numpy(epoch_order(len(xtr), batch, spec["seed"], e).astype(np.int64)).to(device)
+        xs, ys = x8[idx], y[idx]
+        for i in range(nb):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(model(inputs(xs[i])), ys[i])
+            loss.backward()
+            opt.step()
+            sched.step()
+        val = evaluate(xv, yv)
+        sync()
+        records.append({"t": time.time(), "epoch": e + 1, "val_accuracy": val["val_accuracy"]})
+        if es:
+            v = val[es["monitor"]]
+            sign = 1.0 if es["monitor"] == "val_accuracy" else -1.0
+            if best is None or sign * (v - best) > es["min_delta"]:
+                best, best_epoch, wait = v, e + 1, 0
+                best_state = {k: t.clone() for k, t in model.state_dict().items()}
+            else:
+                wait += 1
+                if wait >= es["patience"]:
+                    stopped_at = e + 1
+                    break
+    if es and es["restore_best"] and best_state is not None:
+        model.load_state_dict(best_state)
+    test = evaluate(xt, yt)["val_accuracy"]
+    return time_to_target(spec, records, time.time(), final_test_accuracy=test,
+                          epochs=len(records), stopped_early_at=stopped_at, best_epoch=best_epoch)
+
+
+def fashion_torch(spec: dict) -> dict:
+    """PyTorch running the config's recipe (:func:`benchlib.cases.fashion_recipe` of
+    fashion_mnist.toml: hidden sizes, activation, inverted dropout as fnn's, Adam with per-step
+    cosine decay, batch size, epochs, early stopping) with :func:`fit_recipe`: the same split,
+    initialization scheme and padded per-epoch permutation."""
+    import numpy as np
+    import torch
+
+    from benchlib.cnn import torch_device
+
+    device, sync = torch_device(spec)
     torch.manual_seed(spec["seed"])
     rc = spec["recipe"]
-    xtr, ytr, xv, yv, xt, yt = fashion_arrays(rc["val_fraction"], rc["data_seed"])
+    arrays = fashion_arrays(rc["val_fraction"], rc["data_seed"], spec.get("n_samples"))
     sizes = [784, *rc["hidden"], 10]
-    drop, lr, batch, epochs = rc["drop_rate"], rc["learning_rate"], rc["batch_size"], rc["epochs"]
+    drop, lr, batch = rc["drop_rate"], rc["learning_rate"], rc["batch_size"]
     layers = []
     for l, (w, b) in enumerate(init_params(sizes, spec["seed"])):
         if l > 0:
@@ -135,61 +215,14 @@ def fashion_torch(spec: dict) -> dict:
         layers.append(lin)
         if l < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    nb = -(-len(xtr) // batch)
-    total = epochs * nb
-    if rc["schedule"] == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
-    else:  # constant
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-    x8, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-
-    def evaluate(xs, ys):
-        model.eval()
-        with torch.no_grad():
-            logits = model(torch.from_numpy(xs).float().div_(255.0))
-            t = torch.from_numpy(ys)
-            acc = float((logits.argmax(1) == t).float().mean())
-            loss = float(torch.nn.functional.cross_entropy(logits, t))
-        model.train()
-        return {"val_accuracy": acc, "val_loss": loss}
-
+    model = torch.nn.Sequential(*layers).to(device)
+    res = fit_recipe(spec, model, arrays, device, sync)
     es = rc["early_stopping"]
-    best, best_state, wait, stopped_at = None, None, 0, None
-    records = []
-    for e in range(epochs):
-        idx = torch.from_numpy(epoch_order(len(xtr), batch, spec["seed"], e).astype(np.int64))
-        xs, ys = x8[idx], y[idx]
-        for i in range(nb):
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(model(xs[i].float().div_(255.0)), ys[i])
-            loss.backward()
-            opt.step()
-            sched.step()
-        val = evaluate(xv, yv)
-        records.append({"t": time.time(), "epoch": e + 1, "val_accuracy": val["val_accuracy"]})
-        if es:  # fnn's rule: improve by more than min_delta, else wait; stop at patience
-            v = val[es["monitor"]]
-            sign = 1.0 if es["monitor"] == "val_accuracy" else -1.0
-            if best is None or sign * (v - best) > es["min_delta"]:
-                best, wait = v, 0
-                best_state = {k: t.clone() for k, t in model.state_dict().items()}
-            else:
-                wait += 1
-                if wait >= es["patience"]:
-                    stopped_at = e + 1
-                    break
-    if es and es["restore_best"] and best_state is not None:
-        model.load_state_dict(best_state)
-    test = evaluate(xt, yt)["val_accuracy"]
-    return time_to_target(spec, records, time.time(), final_test_accuracy=test,
-                          epochs=len(records), stopped_early_at=stopped_at,
-                          notes=f"the config's recipe ({'-'.join(map(str, sizes))}, dropout {drop}, "
-                                f"Adam {lr:g} {rc['schedule']}, batch {batch}"
-                                f"{', early stopping on ' + es['monitor'] if es else ''}); "
-                                f"torch.set_num_threads({spec['threads']})")
+    res["notes"] = (f"the config's recipe ({'-'.join(map(str, sizes))}, dropout {drop}, "
+                    f"Adam {lr:g} {rc['schedule']}, batch {batch}"
+                    f"{', early stopping on ' + es['monitor'] if es else ''}); "
+                    + (f"torch.set_num_threads({spec['threads']})" if device.type == "cpu" else "CUDA"))
+    return res
 
 
 def fashion_sklearn(spec: dict) -> dict:
@@ -203,7 +236,7 @@ def fashion_sklearn(spec: dict) -> dict:
     from threadpoolctl import threadpool_limits
 
     rc = spec["recipe"]
-    xtr, ytr, xv, yv, xt, yt = fashion_arrays(rc["val_fraction"], rc["data_seed"])
+    xtr, ytr, xv, yv, xt, yt = fashion_arrays(rc["val_fraction"], rc["data_seed"], spec.get("n_samples"))
     with threadpool_limits(spec["threads"]):
         xtr = xtr.astype(np.float32) / np.float32(255.0)
         xv = xv.astype(np.float32) / np.float32(255.0)

@@ -20,6 +20,14 @@ CONTESTANT_TITLES = {
     "fnn-loop": "fnn Python loop over jitted step",
     "torch": "PyTorch eager (Adam default)",
     "torch-fused": "PyTorch eager (Adam fused=True)",
+    "torch-compile": "PyTorch torch.compile",
+    "fnn-manual": "fnn manual backward (formulation auto)",
+    "fnn-im2col": "fnn manual backward (im2col)",
+    "fnn-xla": "fnn manual backward (xla)",
+    "fnn-hybrid": "fnn manual backward (hybrid)",
+    "fnn-autodiff": "fnn jax.grad of the same Sequential",
+    "fnn-fashion-seq": "fnn Trainer.train, one run after another",
+    "fnn-fashion-sweep": "fnn Trainer.sweep (one vmapped program)",
     "flax": "Flax linen + optax jitted step loop",
     "fnn-train": "fnn Trainer.train (1 member)",
     "fnn-sweep": "fnn Trainer.sweep",
@@ -92,6 +100,15 @@ def evaluate_targets(cases: dict) -> list[dict]:
         "" if sk.get("time_to_target_vs_fnn") else "MLPClassifier did not reach 0.885: lower bound")
     add("sweep: 16 members ≤ 4× one member (wall)", _get(cases, "sweep", "wall_ratio"),
         lambda v: v <= 4, "{:.2f}×")
+    add("sweep: 16-member Fashion-MNIST MLP sweep ≥ 0.9× the member-samples/s of 16 runs in a row",
+        _get(cases, "sweep", "fashion_throughput_ratio"), lambda v: v >= 0.9, "{:.2f}×")
+    add("cnn: fnn ≥ 1.0× PyTorch eager samples/s", _get(cases, "cnn", "results", "fnn-manual", "vs_torch"),
+        lambda v: v >= 1.0, "{:.2f}×", "fnn-manual (formulation auto); stretch 1.3×")
+    add("fashion_cnn: fnn train wall ≤ 1.0× PyTorch eager (same recipe)",
+        _get(cases, "fashion_cnn", "wall_ratio"), lambda v: v <= 1.0, "{:.2f}×",
+        "whole process, compile included")
+    add("fashion_cnn: test accuracy ≥ PyTorch's − 0.005", _get(cases, "fashion_cnn", "test_accuracy_diff"),
+        lambda v: v >= -0.005, "{:+.4f}", "fnn − PyTorch")
     add("startup: warm ≥ 2× faster than cold", _get(cases, "startup", "speedup"),
         lambda v: v >= 2, "{:.2f}×")
     return rows
@@ -260,7 +277,10 @@ def render_markdown(results: dict) -> str:
         out += [f"## Sweep scaling: tiny MLP, {c['config']['members']} members vs one "
                 f"(one epoch of {c['config']['samples']:,} samples each)", ""]
         rows = []
+        fashion = ("fnn-fashion-seq", "fnn-fashion-sweep")
         for k, r in c["results"].items():
+            if k in fashion:
+                continue
             if r.get("status") == "ok":
                 rows.append([CONTESTANT_TITLES.get(k, k), r["members"], _fmt(r["median_s"], "{:.4f}"),
                              f"{min(r['times_s']):.4f}–{max(r['times_s']):.4f}",
@@ -269,6 +289,31 @@ def render_markdown(results: dict) -> str:
                 rows.append([CONTESTANT_TITLES.get(k, k), "—", "—", "—", "—", _status_cell(r)])
         out += [_table(["run", "members", "wall s (median)", "min–max", "member-samples/s", "peak RSS MB / note"], rows),
                 "", f"Sweep ÷ one member: **{_fmt(c.get('wall_ratio'), '{:.2f}×')}**", ""]
+        fc = c["config"].get("fashion", {})
+        if any(k in c["results"] for k in fashion):
+            out += [f"### Fashion-MNIST MLP ({Path(fc.get('config', '')).name}): "
+                    f"{fc.get('members')} seeds as one sweep vs {fc.get('members')} runs one after another "
+                    f"({fc.get('epochs')} epoch each, interleaved in one process)", ""]
+            rows = []
+            for k in fashion:
+                r = c["results"].get(k, {})
+                if r.get("status") == "ok":
+                    rows.append([CONTESTANT_TITLES.get(k, k), r["members"], _fmt(r["median_s"], "{:.2f}"),
+                                 f"{min(r['times_s']):.2f}–{max(r['times_s']):.2f}",
+                                 _fmt(r["samples_per_s"]), _fmt(r.get("first_call_s"), "{:.1f}"),
+                                 _fmt(r.get("peak_rss_mb"), "{:.0f}")])
+                else:
+                    rows.append([CONTESTANT_TITLES.get(k, k), "—", "—", "—", "—", "—", _status_cell(r)])
+            out += [_table(["run", "members", "wall s (median)", "min–max", "member-samples/s",
+                            "first call s", "peak RSS MB / note"], rows), "",
+                    f"Sweep ÷ runs in a row (member-samples/s): "
+                    f"**{_fmt(c.get('fashion_throughput_ratio'), '{:.2f}×')}**", ""]
+    c = cases.get("cnn")
+    if c:
+        out += render_cnn(c)
+    c = cases.get("fashion_cnn")
+    if c:
+        out += render_fashion_cnn(c)
     c = cases.get("startup")
     if c:
         out += ["## Start-up: `fnn train configs/quickstart.toml`", ""]
@@ -282,6 +327,71 @@ def render_markdown(results: dict) -> str:
         out += [_table(["run", "wall s (median)", "runs", "how"], rows), "",
                 f"Cold ÷ warm: **{_fmt(c.get('speedup'), '{:.2f}×')}**", ""]
     return "\n".join(out) + "\n"
+
+
+def render_cnn(c: dict) -> list:
+    def title(k):
+        return {"torch": "PyTorch eager (SGD)", "torch-compile": "PyTorch torch.compile (SGD)"}.get(
+            k, CONTESTANT_TITLES.get(k, k))
+
+    cfg = c["config"]
+    f = cfg["filters"]
+    out = [f"## CNN: conv {f[0]}-{f[1]} 3×3 same + 2×2 max pools, dense {cfg['dense']}, "
+           f"{cfg['classes']} outputs; batch {cfg['batch']}, one jitted SGD step, random data "
+           f"({cfg.get('device', 'cpu')})", "",
+           f"Each timed round is {cfg['steps']} steps; median of {cfg['repeats']} rounds. fnn's "
+           "contestants run interleaved round by round in one process, PyTorch's in another; all "
+           "start from the same weights (fnn's HWIO kernels as OIHW, the first dense layer's rows "
+           "permuted from NHWC to NCHW flatten order) and see the same batches. Compilation is "
+           "timed apart (fnn: `lower().compile()`; torch.compile: its first step).", ""]
+    rows = []
+    for k, r in c["results"].items():
+        if r.get("status") == "ok":
+            d = r.get("first_loss_diff") or []
+            rows.append([title(k), r.get("formulation", "—"), _fmt(r["samples_per_s"]),
+                         _fmt(r["median_s"] / cfg["steps"] * 1e3, "{:.1f}"),
+                         f"{min(r['times_s']):.3f}–{max(r['times_s']):.3f}",
+                         _fmt(r.get("vs_torch"), "{:.2f}×"), _fmt(r.get("compile_s"), "{:.2f}"),
+                         _fmt(r.get("first_call_s"), "{:.2f}"),
+                         _fmt(r["first_losses"][0] if r.get("first_losses") else None, "{:.6f}"),
+                         _fmt(max(d) if d else None, "{:.1e}"), _fmt(r.get("peak_rss_mb"), "{:.0f}"),
+                         _fmt(r.get("load_avg_1m"), "{}")])
+        else:
+            rows.append([title(k)] + ["—"] * 10 + [_status_cell(r)])
+    out += [_table(["contestant", "conv formulation", "samples/s", "ms/step (median)", "round s min–max",
+                    "÷ PyTorch eager", "compile s", "first round s", "step-1 loss",
+                    f"max |Δloss| steps 1–2 vs {c.get('loss_reference') or '—'}", "peak RSS MB (process)",
+                    "load 1m before/after"], rows), ""]
+    return out
+
+
+def render_fashion_cnn(c: dict) -> list:
+    f = c["config"]
+    rc = f.get("recipe") or {}
+    out = [f"## Fashion-MNIST CNN: `{Path(f['config']).name}` end to end, fnn CLI vs PyTorch eager", "",
+           "fnn: `python -m fnn train CONFIG --quiet` as a child process with a fresh compilation "
+           "cache (wall time from launch to exit: interpreter, imports, data, compilation, training, "
+           "test evaluation, plots; test accuracy from summary.json). PyTorch: the same layers and "
+           "recipe (" + (f"Adam {rc.get('learning_rate', 0):g}, batch {rc.get('batch_size')}, "
+                         f"{rc.get('epochs')} epochs, val fraction {rc.get('val_fraction')}, best "
+                         "epoch by val accuracy restored, images ×1/255" if rc else "—")
+           + "), wall time from its process's launch."
+           + (f" Quick run: data.n_samples={f['n_samples']}." if f.get("n_samples") else ""), ""]
+    rows = []
+    for k, r in c["results"].items():
+        if r.get("status") == "ok":
+            rows.append(["PyTorch eager (same recipe)" if k == "torch" else CONTESTANT_TITLES.get(k, k),
+                         _fmt(r["wall_s"], "{:.1f}"), _fmt(r.get("final_test_accuracy"), "{:.4f}"),
+                         _fmt(r.get("epochs"), "{}"), _fmt(r.get("best_epoch"), "{}"),
+                         _fmt(r.get("peak_rss_mb"), "{:.0f}"), _fmt(r.get("load_avg_1m"), "{}")])
+        else:
+            rows.append(["PyTorch eager (same recipe)" if k == "torch" else CONTESTANT_TITLES.get(k, k)]
+                        + ["—"] * 5 + [_status_cell(r)])
+    out += [_table(["contestant", "wall s", "test acc", "epochs", "best epoch", "peak RSS MB",
+                    "load 1m before/after / note"], rows), "",
+            f"fnn ÷ PyTorch wall: **{_fmt(c.get('wall_ratio'), '{:.2f}×')}**; test accuracy fnn − "
+            f"PyTorch: **{_fmt(c.get('test_accuracy_diff'), '{:+.4f}')}**", ""]
+    return out
 
 
 def write(results: dict, out: Path) -> None:

@@ -17,14 +17,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from benchlib import fnn_side, peers
+from benchlib import cnn, fnn_side, peers
 from benchlib.inputs import init_params, mlp_data
 from benchlib.measure import peak_rss_mb
 from benchlib.settings import PEER_MODULES, ROOT, SCRIPTS, allowed_cpus
 
 MLP_RUNNERS = {"fnn-scan": fnn_side.mlp_scan, "fnn-scan-autodiff": fnn_side.mlp_scan,
                "fnn-loop": fnn_side.mlp_loop, "torch": peers.mlp_torch,
-               "torch-fused": peers.mlp_torch, "flax": peers.mlp_flax}
+               "torch-fused": peers.mlp_torch, "torch-compile": peers.mlp_torch,
+               "flax": peers.mlp_flax}
 
 
 def mlp(spec: dict) -> dict:
@@ -40,7 +41,9 @@ def mlp(spec: dict) -> dict:
 
 WORKERS = {"mlp": mlp, "util": fnn_side.util, "sweep": fnn_side.sweep,
            "fashion-fnn": fnn_side.fashion, "fashion-torch": peers.fashion_torch,
-           "fashion-sklearn": peers.fashion_sklearn}
+           "fashion-sklearn": peers.fashion_sklearn, "cnn-fnn": cnn.cnn_fnn,
+           "cnn-torch": cnn.cnn_torch, "fashion-cnn-torch": cnn.fashion_cnn_torch,
+           "fashion-sweep": fnn_side.fashion_sweep}
 
 
 def worker_entry(spec_json: str) -> int:
@@ -74,7 +77,7 @@ def child_env(extra: Optional[dict] = None) -> dict:
     """The environment of a child: this checkout's fnn first on the path, JAX on the CPU."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.setdefault("JAX_PLATFORMS", "cpu")  # bench.py --device gpu sets it to "cuda"
     env.update(extra or {})
     return env
 
@@ -96,7 +99,8 @@ def _in_process(spec: dict, env_extra: Optional[dict]) -> dict:
 
 def run_worker(spec: dict, settings: dict, log=print, env_extra=None) -> dict:
     """Run one worker in a child process (or in-process with --in-process); never raises."""
-    spec = dict(spec, threads=settings["threads"], seed=settings["seed"])
+    spec = dict(spec, threads=settings["threads"], seed=settings["seed"],
+                device=settings.get("device", "cpu"))
     with tempfile.TemporaryDirectory(prefix="fnn-bench-") as tmp:
         spec["result_path"] = str(Path(tmp) / "result.json")
         spec.setdefault("tmp", tmp)
