@@ -370,6 +370,24 @@ def has_subtree(path: PathLike, prefix: str) -> bool:
                e["path"].startswith(prefix + ".") for e in header.get("leaves", []))
 
 
+def _template(template, prefix: str = ""):
+    """(leaf paths with ``prefix``, leaves, treedef) of a template pytree."""
+    t_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    return ([prefix + jax.tree_util.keystr(p) for p, _ in t_leaves],
+            [leaf for _, leaf in t_leaves], treedef)
+
+
+def _check_missing(name: str, table: dict, t_paths: list, t_leaves: list) -> None:
+    """Raise naming the first template leaf the checkpoint lacks (its shape, dtype, a hint)."""
+    missing = [p for p in t_paths if p not in table]
+    if missing:
+        shape, dtype = _shape_dtype(t_leaves[t_paths.index(missing[0])])
+        raise CheckpointError(
+            f"checkpoint {name}: leaf {missing[0]} is missing (expected shape {shape}"
+            f" {dtype}; {_count(missing)} missing); the tree structure differs"
+            f"{_hint(missing[0])}")
+
+
 def load_subtree(path: PathLike, template, *, prefix: str):
     """Restore only the part of a saved state under ``prefix`` (``".params"``), without a whole
     template state: what loading a finished model needs (no optimizer or data).
@@ -385,18 +403,12 @@ def load_subtree(path: PathLike, template, *, prefix: str):
     """
     path = pathlib.Path(path)
     name = path.name
-    t_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    t_paths = [prefix + jax.tree_util.keystr(p) for p, _ in t_leaves]
-    t_leaves = [leaf for _, leaf in t_leaves]
+    t_paths, t_leaves, treedef = _template(template, prefix)
     try:
         with _open(path) as npz:
             header = _read_header(npz, name)
             table = {e["path"]: e for e in header.get("leaves", [])}
-            missing = [p for p in t_paths if p not in table]
-            if missing:
-                raise CheckpointError(
-                    f"checkpoint {name}: leaf {missing[0]} is missing ({_count(missing)} missing);"
-                    f" the tree structure differs{_hint(missing[0])}")
+            _check_missing(name, table, t_paths, t_leaves)
             restored = _restore_leaves(npz, table, name, t_paths, t_leaves)
     except CheckpointError:
         raise
@@ -425,20 +437,12 @@ def load(path: PathLike, template) -> tuple[Any, dict, dict]:
     """
     path = pathlib.Path(path)
     name = path.name
-    t_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    t_paths = [jax.tree_util.keystr(p) for p, _ in t_leaves]
-    t_leaves = [leaf for _, leaf in t_leaves]
+    t_paths, t_leaves, treedef = _template(template)
     try:
         with _open(path) as npz:
             header = _read_header(npz, name)
             table = {e["path"]: e for e in header.get("leaves", [])}
-            missing = [p for p in t_paths if p not in table]
-            if missing:
-                shape, dtype = _shape_dtype(t_leaves[t_paths.index(missing[0])])
-                raise CheckpointError(
-                    f"checkpoint {name}: leaf {missing[0]} is missing (expected shape {shape}"
-                    f" {dtype}; {_count(missing)} missing); the tree structure differs"
-                    f"{_hint(missing[0])}")
+            _check_missing(name, table, t_paths, t_leaves)
             known = set(t_paths)
             extra = [p for p in table if p not in known]
             if extra:

@@ -24,6 +24,8 @@ import numpy as np
 
 from fnn.experiment import build as exp
 from fnn.experiment import checkpoint
+from fnn.experiment import rundir
+from fnn.experiment.rundir import checkpoint_dir
 from fnn.experiment import config as config_mod
 from fnn.experiment import preprocessing
 
@@ -55,8 +57,7 @@ def read_config(run_dir):
     path = run_dir / CONFIG_FILE
     if not run_dir.is_dir() or not path.is_file():
         raise RunDirError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
-    return config_mod.from_dict(config_mod.parse_toml(path.read_text(encoding="utf-8")),
-                                source=str(path))
+    return rundir.read_config(run_dir)  # a binary or unreadable file: one line naming it
 
 
 def member_refs(groups) -> list[MemberRef]:
@@ -117,9 +118,9 @@ def data_specs(run_dir, cfg, groups, dataset=None) -> list[preprocessing.DataSpe
 
 
 def checkpoint_path(run_dir, group_index: int, num_groups: int) -> Path:
-    """The newest checkpoint of a group (``checkpoints/`` or ``checkpoints/group-<i>/``, the
-    layout of :func:`fnn.experiment.runner.checkpoint_dir`). Raises RunDirError if none."""
-    d = Path(run_dir) / "checkpoints" / (f"group-{group_index}" if num_groups > 1 else "")
+    """The newest checkpoint of a group (the layout of :func:`fnn.experiment.rundir.checkpoint_dir`).
+    Raises RunDirError if none."""
+    d = checkpoint_dir(Path(run_dir), group_index, num_groups)
     path = checkpoint.latest(d)
     if path is None:
         raise RunDirError(f"{str(run_dir)!r}: no checkpoint in {d} (training not finished?)")

@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from fnn.nn import activations as acts
+from fnn.nn import initializers as inits
 
 Array = jax.Array
 
@@ -161,3 +162,11 @@ class FusedActivation:
 
     def _check_activation(self) -> None:
         acts.get(self.activation)  # unknown name: the registry's one-line error
+
+    @property
+    def init_name(self) -> str:
+        """The kernel initializer's registry name: ``initializer``, or the activation's default
+        (He for the ReLU family, Glorot otherwise) when it is None. Layers with a kernel only."""
+        if self.initializer is None:
+            return inits.default_for(self.activation)
+        return inits.canonical_name(self.initializer)

@@ -33,7 +33,7 @@ from fnn.nn.layers.base import (FusedActivation, bcast_last, canonical_activatio
 
 Array = jax.Array
 
-FORMULATIONS = ("auto", "im2col", "xla")
+FORMULATIONS = ("auto", "im2col", "xla", "hybrid")
 PADDINGS = ("same", "valid")
 
 
@@ -90,11 +90,6 @@ class Conv2D(FusedActivation):
             object.__setattr__(self, "padding", self.padding.lower())
         object.__setattr__(self, "activation", canonical_activation(self.activation))
 
-    @property
-    def init_name(self) -> str:
-        if self.initializer is None:
-            return inits.default_for(self.activation)
-        return inits.canonical_name(self.initializer)
 
     def _geometry(self, h: int, w: int):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
@@ -134,7 +129,7 @@ class Conv2D(FusedActivation):
         """A = g(conv(X, W) + b). Args: x (N, H, W, C). Returns (A (N, oh, ow, F), cache, state)."""
         if resolve_formulation(self.formulation) == "im2col":
             z = self._forward_im2col(params["w"], x)
-        else:
+        else:  # "xla" and "hybrid"
             z = self._forward_xla(params["w"], x)
         z = z + bcast_last(params["b"], 4)
         a = self.act.fn(z)
@@ -164,10 +159,14 @@ class Conv2D(FusedActivation):
         Returns:
           ({"w": (kh, kw, C, F), "b": (F,)}, ∂L/∂X (N, H, W, C)).
         """
-        if resolve_formulation(self.formulation) == "im2col":
+        form = resolve_formulation(self.formulation)
+        if form == "im2col":
             dw, dx = self._backward_im2col(params["w"], cache.x, delta)
-        else:
+        elif form == "xla":
             dw, dx = self._backward_xla(params["w"], cache.x, delta)
+        else:  # "hybrid": ∂L/∂W = Pᵀ δ as one patch GEMM, ∂L/∂X as XLA's convolution
+            dw = self._weight_grad_im2col(params["w"], cache.x, delta)
+            dx = self._backward_xla(params["w"], cache.x, delta, weights=False)[1]
         return {"w": dw, "b": jnp.sum(delta, axis=(0, 1, 2))}, dx
 
     def _backward_im2col(self, w: Array, x: Array, delta: Array):
@@ -181,7 +180,11 @@ class Conv2D(FusedActivation):
         dx = col2im(blocks, self.kernel_size, self.strides, x.shape[1:3], pads)
         return dw, dx
 
-    def _backward_xla(self, w: Array, x: Array, delta: Array):
+    def _weight_grad_im2col(self, w: Array, x: Array, delta: Array) -> Array:
+        cols, _, _ = self._cols(x)
+        return (cols.T @ delta.reshape(-1, delta.shape[-1])).reshape(w.shape)  # ∂L/∂W = Pᵀ δ
+
+    def _backward_xla(self, w: Array, x: Array, delta: Array, weights: bool = True):
         (kh, kw), strides = self.kernel_size, self.strides
         _, pads = self._geometry(x.shape[1], x.shape[2])
         dims = (x.shape[1], x.shape[2]), (kh, kw), delta.shape[1:3]
@@ -193,6 +196,8 @@ class Conv2D(FusedActivation):
         # ∂L/∂X: δ convolved with the flipped kernel, its I and O swapped ("HWOI")
         dx = lax.conv_general_dilated(delta, w[::-1, ::-1], (1, 1), lhs_pad, lhs_dilation=strides,
                                       dimension_numbers=("NHWC", "HWOI", "NHWC"))
+        if not weights:
+            return None, dx
         # ∂L/∂W: X correlated with δ; batch and feature axes swapped on both sides
         dw = lax.conv_general_dilated(x, delta, (1, 1), rhs_pad, rhs_dilation=strides,
                                       dimension_numbers=("CHWN", "IHWO", "HWNC"))
