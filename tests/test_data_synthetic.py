@@ -178,6 +178,20 @@ def test_bad_options(name, opts, fragment):
 
 def test_valid_options_lists_defaults():
     assert data.valid_options("xor")["n_samples"] == 4
-    assert set(data.valid_options("fashion_mnist")) == {"path", "mirror", "download", "val_fraction", "seed"}
-    assert set(data.NAMES) == {"xor", "moons", "circles", "spirals", "blobs", "sine", "polynomial",
+    assert set(data.valid_options("fashion_mnist")) == {"path", "mirror", "download", "val_fraction", "seed",
+                                                        "n_samples"}
+    assert set(data.NAMES) == {"xor", "moons", "circles", "spirals", "blobs", "sine", "polynomial", "shapes",
                                "fashion_mnist", "mnist", "csv", "npz"}
+
+
+def test_shapes_set_is_balanced_deterministic_images():
+    a = data.load("shapes", n_samples=500, seed=3)
+    b = data.load("shapes", n_samples=500, seed=3)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert a.x_train.dtype == np.uint8 and a.x_train.shape[1] == 16 * 16
+    assert a.image_shape == (16, 16) and a.classes[:3] == ("square", "circle", "triangle")
+    counts = np.bincount(np.concatenate([a.y_train, a.y_test]), minlength=5)
+    assert counts.max() - counts.min() <= 1
+    assert not np.array_equal(a.x_train, data.load("shapes", n_samples=500, seed=4).x_train)
+    with pytest.raises(ValueError, match="image_size=4"):
+        data.load("shapes", image_size=4)

@@ -86,7 +86,8 @@ def test_shapes_inferred_params_state_and_description():
                       Flatten(), Dense(10, "softmax")], input_shape=(8, 8, 1))
     assert net.shapes == ((8, 8, 1), (8, 8, 4), (8, 8, 4), (4, 4, 4), (4, 4, 4), (4, 4, 4), (64,),
                           (10,))
-    assert net.output_shape == (10,) and net.output == "softmax" and net.drop_rate == 0.25
+    assert net.output_shape == (10,) and net.output == "softmax"
+    assert net.drop_rate is None and net.dropout_rates() == (0.25,)  # each layer its own rate
     assert net == Sequential(list(net.layers), input_shape=[8, 8, 1]) and hash(net) == hash(
         Sequential(net.layers, input_shape=(8, 8, 1)))
     params = jax.eval_shape(net.init, jax.random.key(0))
@@ -255,7 +256,8 @@ def test_batchnorm_state_through_sequential(x64):
 def test_dropout_keys_fold_in_the_layer_index():
     net = Sequential([Dense(5), Dropout(0.5), Residual([Dropout(0.2)]), Dense(3)],
                      input_shape=(4,))
-    assert net.drop_rate == 0.5
+    assert net.drop_rate is None and net.dropout_rates() == (0.5, 0.2)
+    assert net.uses_dropout(None) and net.uses_dropout(0.1) and not net.uses_dropout(0.0)
     params, x, key = net.init(jax.random.key(0)), jnp.ones((2, 4)), jax.random.key(7)
     _, caches, _ = net.forward_state(params, net.init_state(), x, key=key)
     sub = jax.random.fold_in(key, 2)
