@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 from fnn import MLP, optim  # noqa: E402
 from fnn.nn import losses as losses_mod  # noqa: E402
 from fnn.nn import objective as obj  # noqa: E402
-from fnn.engine.trainer import Trainer, TrainState, make_train_step, train_step_fn  # noqa: E402
+from fnn.engine import Trainer, TrainState, make_train_step, train_step_fn  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------
