@@ -241,7 +241,8 @@ def test_script_rejects_unknown_skip(tmp_path, capsys):
 def test_fashion_cnn_recipe_of_the_shipped_config(tmp_path):
     r = cnn.fashion_cnn_recipe(str(ROOT / "configs" / "fashion_cnn.toml"))
     types = [l["type"] for l in r["layers"]]
-    assert types == ["conv2d", "max_pool2d", "conv2d", "max_pool2d", "flatten", "dense", "dropout"]
+    assert types == ["conv2d", "max_pool2d", "conv2d", "max_pool2d", "dropout", "flatten", "dense",
+                     "dropout"]
     assert [l.get("filters") for l in r["layers"] if l["type"] == "conv2d"] == [32, 64]
     assert r["batch_size"] == 128 and r["optimizer"] == "adam" and r["val_fraction"] == 0.05
     assert r["early_stopping"]["monitor"] == "val_accuracy" and r["early_stopping"]["restore_best"]
