@@ -182,11 +182,7 @@ class BackpropTrace:
         shapes = ("shapes: Z, A, delta (batch, out); dW (in, out); db (out,).  |.|: Frobenius "
                   "norm.\nslope: mean g'(Z).  saturated: entries with g'(Z) < 10% of max g'.  "
                   "dead: units saturated on every example.  kept: dropout keep fraction.")
-        rows = self.rows()
-        cols = list(rows[0])
-        if all(r["kept"] is None for r in rows):
-            cols.remove("kept")
-            shapes = shapes.replace("  kept: dropout keep fraction.", "")
+        rows, cols, shapes = _without_unused_kept(self.rows(), shapes)
         return "\n".join([head, format_table(rows, cols, floatfmt=".3g"), shapes])
 
     def _sequential_summary(self, format_table) -> str:
@@ -200,11 +196,7 @@ class BackpropTrace:
                  "gradient; db: bias gradient; empty for layers without parameters.\nslope: mean "
                  "g'(Z).  saturated: entries with g'(Z) < 10% of max g'.  dead: units (channels) "
                  "saturated on every example.  kept: dropout keep fraction.")
-        rows = self.rows()
-        cols = list(rows[0])
-        if all(r["kept"] is None for r in rows):
-            cols.remove("kept")
-            notes = notes.replace("  kept: dropout keep fraction.", "")
+        rows, cols, notes = _without_unused_kept(self.rows(), notes)
         table = format_table([{k: ("" if v is None else v) for k, v in r.items()} for r in rows],
                              cols, floatfmt=".3g")
         return "\n".join([head, table, notes])
@@ -214,6 +206,16 @@ class BackpropTrace:
             return self.summary()
         except (TypeError, ValueError, IndexError):  # leaves that are not arrays (tree.map'd)
             return repr(self)
+
+
+def _without_unused_kept(rows: list, notes: str):
+    """(rows, columns, notes) with the dropout "kept" column and its note dropped when no layer
+    had a mask."""
+    cols = list(rows[0])
+    if all(r["kept"] is None for r in rows):
+        cols.remove("kept")
+        notes = notes.replace("  kept: dropout keep fraction.", "")
+    return rows, cols, notes
 
 
 def _nan_to_none(v: float):
