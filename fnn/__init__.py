@@ -23,6 +23,7 @@ from fnn.nn.objective import loss_and_grad
 from fnn.nn.sequential import Sequential
 from fnn.nn.vjp import manual_vjp
 from fnn.optim import schedules
+from fnn.util.allocator import retain_freed_memory
 
 # The import paths of the flat layout that users were shown keep working: ``fnn.train``,
 # ``fnn.layers``, ``fnn.schedules``, ... are the modules of the layered folders, under both names.
@@ -74,5 +75,6 @@ __all__ = [
     "regularizers",
     "load_run",
     "RunHandle",
+    "retain_freed_memory",
     "__version__",
 ]

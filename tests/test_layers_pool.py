@@ -1,4 +1,4 @@
-"""Pooling, Flatten, Activation, Dropout: manual backward vs jax.vjp (float64), the two max-pool
+"""Pooling, Flatten, Activation, Dropout: manual backward vs jax.vjp (float64), the three max-pool
 backward formulations against each other, and the ties rule (first maximum, row-major)."""
 import chex
 import jax
@@ -13,10 +13,10 @@ from layer_helpers import check_layer
 
 # (input (H, W, C), pool_size, strides)
 POOL_CASES = [((4, 4, 2), 2, None), ((5, 5, 1), 2, None), ((5, 6, 2), 3, 1), ((6, 5, 2), (2, 3), (1, 2)),
-              ((7, 7, 1), 3, 2), ((3, 3, 2), 3, None)]
+              ((7, 7, 1), 3, 2), ((3, 3, 2), 3, None), ((6, 7, 2), (2, 3), None)]
 
 
-@pytest.mark.parametrize("backward", ["mask", "scatter"])
+@pytest.mark.parametrize("backward", ["index", "mask", "scatter"])
 @pytest.mark.parametrize("shape,size,strides", POOL_CASES)
 def test_max_pool_matches_autodiff_without_ties(x64, backward, shape, size, strides):
     # continuous random inputs: no ties, so jax.grad's choice is the unique maximum
@@ -29,7 +29,7 @@ def test_avg_pool_matches_autodiff(x64, shape, size, strides):
 
 
 def _max_pool_grads(shape, size, strides, x, g):
-    layers = [MaxPool2D(size, strides, backward_formulation=b) for b in ("mask", "scatter")]
+    layers = [MaxPool2D(size, strides, backward_formulation=b) for b in ("index", "mask", "scatter")]
 
     @jit
     def run(x, g):
@@ -48,11 +48,12 @@ def test_max_pool_formulations_agree_with_ties(shape, size, strides):
     x = rng.integers(0, 3, size=(2,) + shape).astype(np.float32)       # many ties
     out_shape = MaxPool2D(size, strides).output_shape(shape)
     g = rng.integers(-4, 5, size=(2,) + out_shape).astype(np.float32)  # exact sums, any order
-    mask, scatter = _max_pool_grads(shape, size, strides, x, g)
+    index, mask, scatter = _max_pool_grads(shape, size, strides, x, g)
     chex.assert_trees_all_equal(mask, scatter)
+    chex.assert_trees_all_equal(index, scatter)
 
 
-@pytest.mark.parametrize("backward", ["mask", "scatter"])
+@pytest.mark.parametrize("backward", ["index", "mask", "scatter"])
 def test_max_pool_ties_go_to_the_first_maximum(backward):
     layer = MaxPool2D(2, backward_formulation=backward)
     x = np.zeros((1, 4, 4, 1), np.float32)

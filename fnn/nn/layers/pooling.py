@@ -11,7 +11,11 @@ With the window's kh·kw strided slices X_(i,j) (N, oh, ow, C), row-major over t
 order (smallest row, then smallest column). ``jax.grad`` of ``lax.reduce_window`` max may pick a
 different element or split it; away from ties both agree exactly.
 
-Two max-pool backward formulations, tested against each other:
+Three max-pool backward formulations, tested against each other:
+  "index":   k* = the window offset (row-major) of the first maximum, from the kh·kw slices;
+             ∂L/∂X[n, p·s_h + i, q·s_w + j, c] = δ[n, p, q, c] · 1[k* = i·kw + j]. When the windows
+             tile the input (strides = pool_size) that is one compare on the input reshaped to
+             (N, oh, kh, ow, kw, C), with no col2im; otherwise col2im of δ ⊙ 1[k* = (i, j)].
   "mask":    walk the window offsets in order, hit_(i,j) = (X_(i,j) = Y) ∧ ¬(an earlier hit);
              col2im of δ ⊙ hit_(i,j) (kh·kw padded slices summed).
   "scatter": argmax over the stacked window (first maximum), its input position
@@ -26,13 +30,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from fnn.nn.layers.base import Static, col2im, expect_rank, pair, patch_slices, shape_str
 
 Array = jax.Array
 
-MAX_POOL_BACKWARDS = ("mask", "scatter")
-MAX_POOL_BACKWARD = "mask"
+MAX_POOL_BACKWARDS = ("index", "mask", "scatter")
+MAX_POOL_BACKWARD = "index"
 
 
 def _no_pad():
@@ -89,7 +94,7 @@ class MaxPool2D(_Pool2D):
 
     Args:
       pool_size: int or (h, w).  strides: int or pair; ``None``: pool_size.
-      backward_formulation: "mask" or "scatter" (both exact; see the module docstring).
+      backward_formulation: "index", "mask" or "scatter" (all exact; see the module docstring).
     """
 
     backward_formulation: str = MAX_POOL_BACKWARD
@@ -112,7 +117,30 @@ class MaxPool2D(_Pool2D):
         """∂L/∂X: δ routed to each window's first maximum. Returns ({}, (N, H, W, C))."""
         if self.backward_formulation == "scatter":
             return {}, self._backward_scatter(cache, grad_out)
+        if self.backward_formulation == "index":
+            return {}, self._backward_index(cache, grad_out)
         return {}, self._backward_mask(cache, grad_out)
+
+    def _backward_index(self, cache: MaxPoolCache, delta: Array) -> Array:
+        (kh, kw), (sh, sw) = self.pool_size, self.strides
+        slices = self._slices(cache.x)
+        first = jnp.full(cache.y.shape, kh * kw, jnp.int32)  # k* (N, oh, ow, C)
+        for k in range(kh * kw - 1, -1, -1):
+            first = jnp.where(slices[k] == cache.y, k, first)
+        zero = jnp.zeros((), delta.dtype)
+        if (kh, kw) != (sh, sw):  # overlapping or gapped windows: col2im of δ ⊙ 1[k* = k]
+            blocks = [jnp.where(first == k, delta, zero) for k in range(kh * kw)]
+            return col2im(blocks, self.pool_size, self.strides, cache.x.shape[1:3], _no_pad())
+        n, h, w, c = cache.x.shape
+        oh, ow = delta.shape[1], delta.shape[2]
+        offset = (lax.broadcasted_iota(jnp.int32, (1, 1, kh, 1, kw, 1), 2) * kw
+                  + lax.broadcasted_iota(jnp.int32, (1, 1, kh, 1, kw, 1), 4))
+        spread = (n, oh, 1, ow, 1, c)
+        dx = jnp.where(offset == first.reshape(spread), delta.reshape(spread), zero)
+        dx = dx.reshape(n, oh * kh, ow * kw, c)  # rows / columns past the last window get 0
+        if (oh * kh, ow * kw) != (h, w):
+            dx = jnp.pad(dx, ((0, 0), (0, h - oh * kh), (0, w - ow * kw), (0, 0)))
+        return dx
 
     def _backward_mask(self, cache: MaxPoolCache, delta: Array) -> Array:
         zero = jnp.zeros((), delta.dtype)
