@@ -38,6 +38,9 @@ Method. Every contestant runs in its own child process (so each one's peak resid
 ``sched_setaffinity`` to the same ``--threads`` cores (default: all schedulable cores). XLA's CPU
 client sizes its intra-op thread pool to the schedulable cores, so it uses exactly that many;
 PyTorch gets ``torch.set_num_threads`` of the same count, scikit-learn a ``threadpoolctl`` limit.
+Every child, whatever its framework, gets the same glibc malloc settings (``--malloc retain``, the
+default: freed blocks are kept for reuse, as every ``fnn`` command sets them; see
+``fnn/util/allocator.py``), so no contestant pays page faults for memory another would recycle.
 Every contestant of a case gets the same data (a seeded NumPy generator), the same initial weights
 (He-normal for ReLU layers, Glorot-uniform for the output layer, zero biases — fnn's defaults,
 drawn once with NumPy and loaded into every framework), the same optimizer and batch size, and
@@ -65,7 +68,7 @@ if _HERE not in sys.path:  # run from any directory, or loaded by runpy / import
 from benchlib import report  # noqa: E402
 from benchlib.cases import run_case  # noqa: E402
 from benchlib.settings import (ALL_CONTESTANTS, CASES, RESULT_TAG, ROOT, allowed_cpus,  # noqa: E402
-                               settings_from_args)
+                               malloc_env, settings_from_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the torch.compile contestants (their compilation takes ~40 s on CPU)")
     p.add_argument("--quick", action="store_true",
                    help="small sizes for a smoke run (not meaningful timings)")
+    p.add_argument("--malloc", choices=("retain", "system"), default="retain",
+                   help="retain (default): every contestant, fnn and peers alike, runs with glibc "
+                        "keeping freed blocks for reuse (fnn.util.allocator: MALLOC_ARENA_MAX=1 "
+                        "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2^62); system: glibc's defaults")
     p.add_argument("--in-process", action="store_true",
                    help="run contestants in this process (tests; no per-contestant memory)")
     return p
@@ -126,6 +133,21 @@ def run(args, log=print) -> dict:
         raise ValueError(f"--threads: {settings['threads']}; expected 1..{len(allowed_cpus())}")
     if settings["device"] == "gpu":  # the workers inherit it (child_env keeps a set value)
         os.environ.setdefault("JAX_PLATFORMS", "cuda")
+    # inherited by every child, whatever its framework; restored when the run ends
+    malloc = malloc_env() if settings["malloc"] == "retain" else {"FNN_MALLOC": "system"}
+    saved = {k: os.environ.get(k) for k in malloc}
+    os.environ.update(malloc)
+    try:
+        return _run_cases(args, cases, settings, log)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_cases(args, cases, settings, log) -> dict:
     results = {"tag": RESULT_TAG, "settings": settings, "environment": report.environment(settings),
                "cases": {}}
     log(f"bench: {results['environment']['cpu']}, {settings['threads']} thread(s), "

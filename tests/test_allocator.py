@@ -1,5 +1,9 @@
-"""fnn.retain_freed_memory: a jitted call with a 75 MB temporary stops page-faulting it in again
-on every call; FNN_MALLOC=system opts out; the CLI applies it."""
+"""fnn.retain_freed_memory: glibc stops serving (and returning) large blocks with mmap, so the
+next call of a jitted program reuses the pages of the last one's temporaries instead of faulting
+them in again; FNN_MALLOC=system opts out; every fnn command applies it before parsing.
+
+What it buys is measured in scripts/bench.py (the CNN case); here the setting itself is checked
+through glibc's own accounting (mallinfo2: bytes in mmapped blocks), which is deterministic."""
 import json
 import os
 import subprocess
@@ -11,30 +15,30 @@ import pytest
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 
 PROBE = textwrap.dedent("""
-    import json, resource, sys
+    import ctypes, json
     import fnn
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+                    "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL("libc.so.6")
+    if not hasattr(libc, "mallinfo2"):
+        print(json.dumps({"skip": "glibc without mallinfo2"}))
+        raise SystemExit
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
     applied = fnn.retain_freed_memory()
-    import jax, jax.numpy as jnp
-    from jax import lax
-
-    @jax.jit
-    def f(x):  # im2col: a (64·16·16, 9·32) patch matrix, 19 MB, and a product of it, 75 MB
-        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        p = jnp.concatenate([xp[:, i:i + 16, j:j + 16] for i in range(3) for j in range(3)], -1)
-        y = p.reshape(-1, 288) @ jnp.ones((288, 1152), jnp.float32)
-        return jnp.max(y, axis=0)
-
-    x = jnp.ones((64, 16, 16, 32), jnp.float32)
-    for _ in range(3):
-        f(x).block_until_ready()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        f(x).block_until_ready()
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
-    print(json.dumps({"applied": applied, "faults_per_call": faults}))
+    before = libc.mallinfo2().hblkhd
+    block = libc.malloc(100 * 2**20)  # a temporary the size of a CNN step's
+    mapped = libc.mallinfo2().hblkhd - before
+    libc.free(block)
+    kept = libc.mallinfo2().fordblks  # freed bytes glibc keeps for reuse
+    print(json.dumps({"applied": applied, "mapped": mapped, "kept": kept}))
 """)
 
-PAGES = (64 * 16 * 16 * 1152 * 4) // 4096  # the product's 4 KiB pages
+MB100 = 100 * 2**20
 
 
 def _probe(**env) -> dict:
@@ -42,29 +46,27 @@ def _probe(**env) -> dict:
     full.update(env)
     out = subprocess.run([sys.executable, "-c", PROBE], env=full, capture_output=True, text=True,
                          timeout=300, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if "skip" in got:
+        pytest.skip(got["skip"])
+    return got
 
 
-def test_retained_memory_is_reused_across_calls():
+def test_large_blocks_come_from_the_heap_and_stay_there():
     got = _probe()
     assert got["applied"] is True
-    # without it every call faults its temporaries in again (~8,700 pages here, see below);
-    # with it the same pages are reused: a few of bookkeeping at most
-    assert got["faults_per_call"] < PAGES / 20, got
+    assert got["mapped"] == 0, got          # not an mmap (which free would munmap)
+    assert got["kept"] >= MB100, got        # freed, and kept for the next call
 
 
 def test_opt_out_leaves_malloc_alone():
-    got = _probe(FNN_MALLOC="system")
-    assert got["applied"] is False
-    try:
-        thp = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
-    except OSError:
-        thp = ""
-    if "[always]" not in thp:  # with 4 KiB pages the default re-faults the block every call
-        assert got["faults_per_call"] > PAGES / 4, got
+    for env in ({"FNN_MALLOC": "system"}, {"FNN_MALLOC_ARENAS": "0"}):
+        got = _probe(**env)
+        assert got["applied"] is False
+        assert got["mapped"] >= MB100, got  # glibc's default: a block this large is an mmap
 
 
-def test_the_cli_applies_it_before_parsing(monkeypatch):
+def test_every_command_applies_it_before_parsing(monkeypatch):
     import fnn.cli as cli
 
     calls = []

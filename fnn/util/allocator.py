@@ -1,27 +1,35 @@
 """Keep freed host memory for reuse: glibc malloc settings for programs with large temporaries.
 
-XLA:CPU allocates each executable's temporaries as one block per call (74 MB for the benchmark
+XLA:CPU allocates an executable's temporaries as one block per call (74 MB for the benchmark
 CNN's training step at batch 128). glibc serves a block that large with ``mmap`` and returns it
-with ``munmap`` on free, so every call page-faults the whole block in again: about 18,000 minor
-faults, a third of that step's time on a 2-core machine (``/usr/bin/time -v`` reports them).
-Keeping freed memory in the heap makes the next call reuse the same pages:
+with ``munmap`` on free, so every call page-faults the whole block in again: 18,154 minor faults
+per step, and the step took 110 ms instead of 67 ms on a 2-core machine (the faults are in
+``/usr/bin/time -v``'s "Minor page faults"). Keeping freed memory in the heap lets the next call
+reuse the same pages:
 
-    M_ARENA_MAX = 1          one arena: every thread's blocks come from the main (brk) heap,
-                             which can grow past the 64 MB limit of a thread arena's heap
+    M_ARENA_MAX = 1          one arena: blocks come from the main (brk) heap, which can grow past
+                             the 64 MB limit of a thread arena's heap
     M_MMAP_MAX = 0           no block is served by mmap
-    M_TRIM_THRESHOLD = 2³¹−1 freed memory at the heap's top is kept up to 2 GiB (mallopt's
+    M_TRIM_THRESHOLD         freed memory at the heap's top is kept (2³¹−1 bytes, mallopt's
                              largest value; the environment variable below takes any size)
 
-The cost: the process keeps its peak heap for its lifetime (peak RSS itself does not grow). The
-same settings as environment variables, for any process (set before it starts):
-``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904``.
+One arena also stops XLA's worker threads from growing an arena each (glibc's default is 8 per
+core; capping them cut the Fashion-MNIST MLP config's peak RSS by ~80 MB). The cost: the process
+keeps its peak heap until it exits.
 
-One arena also keeps XLA's worker threads from growing an arena each (glibc's default is 8 per
-core): on configs/fashion_mnist.toml capping them cut peak RSS by ~80 MB.
+Two ways to apply them:
 
-Every ``fnn`` command calls :func:`retain_freed_memory` at start-up (``FNN_MALLOC=system`` leaves
-glibc's defaults). A Python program calls ``fnn.retain_freed_memory()`` itself, first thing,
-before JAX starts its threads.
+* as environment variables, before the process starts — complete (39 faults per CNN step):
+  ``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904``
+  (:data:`ENV`; ``scripts/bench.py`` gives them to every contestant, fnn and peers alike);
+* :func:`retain_freed_memory` (``mallopt``), from inside the process. Every ``fnn`` command calls
+  it at start-up (``FNN_MALLOC=system`` opts out); a Python program calls
+  ``fnn.retain_freed_memory()`` first thing. A thread that already owns an arena keeps it, so
+  this is partial (about 900 faults per CNN step, 73 ms).
+
+The scanned training loop (:class:`fnn.Trainer`) allocates its temporaries once per call of the
+whole run, so it gains little; a Python loop over a jitted step, and evaluation in chunks, gain
+the most.
 """
 
 from __future__ import annotations

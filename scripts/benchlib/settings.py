@@ -29,6 +29,7 @@ def settings_from_args(args) -> dict:
     s = {
         "threads": args.threads or len(allowed_cpus()),
         "device": args.device,
+        "malloc": getattr(args, "malloc", "retain"),
         "torch_compile": not args.no_torch_compile,
         "skip": [c.strip() for c in args.skip.split(",") if c.strip()],
         "repeats": args.repeats or (2 if quick else 5),
@@ -70,3 +71,14 @@ def allowed_cpus() -> list:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return list(range(os.cpu_count() or 1))
+
+
+def malloc_env() -> dict:
+    """glibc's malloc settings that keep freed blocks for reuse (``fnn.util.allocator.ENV``),
+    read from that stdlib-only module's file so that this process imports neither fnn nor jax."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_fnn_allocator", ROOT / "fnn" / "util" / "allocator.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return dict(mod.ENV)
