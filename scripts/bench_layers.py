@@ -1,5 +1,7 @@
-"""Layer formulation timings on this machine (not a test): Conv2D im2col vs xla forward+backward,
-MaxPool2D backward mask vs scatter. Usage: python scripts/bench_layers.py"""
+"""Layer formulation timings on this machine (not a test): Conv2D im2col vs hybrid vs xla
+forward+backward, MaxPool2D backward index vs mask vs scatter. Usage:
+MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904 python scripts/bench_layers.py
+(the malloc settings as scripts/bench.py gives them; without them page faults dominate)."""
 import timeit
 
 import jax
@@ -7,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn.nn.layers import Conv2D, MaxPool2D
+from fnn.nn.layers.pooling import MAX_POOL_BACKWARDS
 
 
 def _time(fn, *args, number=20):
@@ -18,7 +21,7 @@ def conv_case(shape, filters, batch=128):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch,) + shape), jnp.float32)
     out = {}
-    for form in ("im2col", "xla"):
+    for form in ("im2col", "hybrid", "xla"):
         layer = Conv2D(filters, 3, 1, "same", activation="relu", formulation=form)
         params = layer.init(jax.random.key(0), shape, jnp.float32)[0]
 
@@ -34,7 +37,7 @@ def conv_case(shape, filters, batch=128):
 def pool_case(shape, batch=128):
     x = jnp.asarray(np.random.default_rng(0).normal(size=(batch,) + shape), jnp.float32)
     out = {}
-    for form in ("mask", "scatter"):
+    for form in MAX_POOL_BACKWARDS:
         layer = MaxPool2D(2, backward_formulation=form)
 
         @jax.jit

@@ -161,6 +161,12 @@ def test_markdown_and_targets_from_synthetic_results():
     assert targets["large: fnn ≥ 1.0× Flax+optax"]["status"] == "n/a"
     assert targets["sweep: 16 members ≤ 4× one member (wall)"]["status"] == "missed"
     assert targets["startup: warm ≥ 2× faster than cold"]["status"] == "met"
+    mlpc = "fashion: ≥ 10× faster to 0.885 than MLPClassifier"
+    assert targets[mlpc]["status"] == "n/a" and "not run" in targets[mlpc]["note"]
+    skipped = {"fashion": {"results": {"sklearn": {"status": "skipped",
+                                                   "reason": "excluded by --skip"}}}}
+    note = {t["target"]: t for t in report.evaluate_targets(skipped)}[mlpc]["note"]
+    assert note == "MLPClassifier skipped: excluded by --skip"  # not "did not reach 0.885"
     results = {"environment": {"date": "d", "cpu": "cpu", "cpu_flags": ["avx2"], "threads": 2,
                                "python": "3", "versions": {"jax": "0"}, "thread_policy": "p",
                                "load_avg_start": [0, 0, 0], "load_avg_end": [0, 0, 0]},
