@@ -67,6 +67,7 @@ if _HERE not in sys.path:  # run from any directory, or loaded by runpy / import
 
 from benchlib import report  # noqa: E402
 from benchlib.cases import run_case  # noqa: E402
+from benchlib.workers import environ  # noqa: E402
 from benchlib.settings import (ALL_CONTESTANTS, CASES, RESULT_TAG, ROOT, allowed_cpus,  # noqa: E402
                                malloc_env, settings_from_args)
 
@@ -135,16 +136,8 @@ def run(args, log=print) -> dict:
         os.environ.setdefault("JAX_PLATFORMS", "cuda")
     # inherited by every child, whatever its framework; restored when the run ends
     malloc = malloc_env() if settings["malloc"] == "retain" else {"FNN_MALLOC": "system"}
-    saved = {k: os.environ.get(k) for k in malloc}
-    os.environ.update(malloc)
-    try:
+    with environ(malloc):
         return _run_cases(args, cases, settings, log)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _run_cases(args, cases, settings, log) -> dict:

@@ -6,6 +6,8 @@ one it runs. ``--in-process`` runs the worker functions in the calling process i
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib.util
 import json
 import os
@@ -82,17 +84,24 @@ def child_env(extra: Optional[dict] = None) -> dict:
     return env
 
 
-def _in_process(spec: dict, env_extra: Optional[dict]) -> dict:
-    old_env = {k: os.environ.get(k) for k in (env_extra or {})}
-    os.environ.update(env_extra or {})
+@contextlib.contextmanager
+def environ(extra: Optional[dict]):
+    """``os.environ`` with ``extra`` set, restored (values and absences) on exit."""
+    saved = {k: os.environ.get(k) for k in (extra or {})}
+    os.environ.update(extra or {})
     try:
-        out = WORKERS[spec["worker"]](spec)
+        yield
     finally:
-        for k, v in old_env.items():
+        for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _in_process(spec: dict, env_extra: Optional[dict]) -> dict:
+    with environ(env_extra):
+        out = WORKERS[spec["worker"]](spec)
     out["peak_rss_mb"] = None  # one process for all: not per contestant
     return out
 
