@@ -7,7 +7,6 @@ one it runs. ``--in-process`` runs the worker functions in the calling process i
 from __future__ import annotations
 
 import contextlib
-
 import importlib.util
 import json
 import os
