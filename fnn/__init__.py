@@ -20,6 +20,7 @@ from fnn.engine import EarlyStopping, HParams, Trainer, TrainState, make_train_s
 from fnn.nn import activations, initializers, layers, losses, regularizers
 from fnn.nn.mlp import MLP
 from fnn.nn.objective import loss_and_grad
+from fnn.nn.protocol import Layer, Network
 from fnn.nn.sequential import Sequential
 from fnn.nn.vjp import manual_vjp
 from fnn.optim import schedules
@@ -49,6 +50,8 @@ def __getattr__(name):
 __all__ = [
     "MLP",
     "Sequential",
+    "Network",
+    "Layer",
     "loss_and_grad",
     "gradcheck",
     "GradcheckReport",

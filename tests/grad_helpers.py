@@ -19,6 +19,7 @@ jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 def np_params(net, seed=0):
     """Random parameters from NumPy (eager jax.random compiles kernels for every new shape)."""
     rng = np.random.default_rng(seed)
-    return tuple({"w": (rng.normal(size=(m, n)) / np.sqrt(m)).astype(net.dtype),
-                  "b": (0.1 * rng.normal(size=n)).astype(net.dtype)}
-                 for m, n in zip(net.sizes[:-1], net.sizes[1:]))
+    return net.params_from_dense(
+        {"w": (rng.normal(size=(m, n)) / np.sqrt(m)).astype(net.dtype),
+         "b": (0.1 * rng.normal(size=n)).astype(net.dtype)}
+        for m, n in zip(net.sizes[:-1], net.sizes[1:]))

@@ -50,27 +50,33 @@ def _setup(hidden, output, loss, drop_rate, batch=7, seed=0):
 def test_notes_identities_hold_exactly(x64, hidden, output, loss, drop_rate):
     net, params, x, y, key = _setup(hidden, output, loss, drop_rate)
     trace = fnn.backprop_trace(net, loss, params, x, y, key=key)
-    assert len(trace) == net.num_layers == 3
-    a_prev = trace.x
-    for l, (t, layer, p) in enumerate(zip(trace, net.layers, params)):
-        g = acts.get(layer.activation)
-        x_in = a_prev if t.mask is None else a_prev * t.mask        # A(l−1) ⊙ M(l)
-        if drop_rate > 0 and l > 0:
-            assert t.mask is not None and t.mask.shape == a_prev.shape
+    # one row per layer of the Sequential: Dense, (Dropout,) Dense, (Dropout,) Dense
+    assert len(trace) == len(net.layers) == (5 if drop_rate > 0 else 3)
+    assert trace.kinds == tuple(type(layer).__name__ for layer in net.layers)
+    dense = [i for i, kind in enumerate(trace.kinds) if kind == "Dense"]
+    assert len(dense) == net.num_layers == 3
+    for i, t in enumerate(trace):
+        if trace.kinds[i] == "Dropout":                                          # X̃ = X ⊙ M
+            assert t.mask is not None and t.z is None and t.dw is None
+            np.testing.assert_array_equal(t.a, trace[i - 1].a * t.mask)
         else:
             assert t.mask is None
+    for l, i in enumerate(dense):
+        t, p = trace[i], params[i]
+        g = acts.get(net.layers[i].activation)
+        x_in = trace.x if i == 0 else trace[i - 1].a                             # A(l−1) ⊙ M(l)
         np.testing.assert_array_equal(t.z, x_in @ p["w"] + p["b"][None, :])   # Z = A W + b
         np.testing.assert_array_equal(t.a, g.fn(t.z))                            # A = g(Z)
         np.testing.assert_array_equal(t.dw, x_in.T @ t.delta)                    # ∂W = Aᵀ δ
         np.testing.assert_array_equal(t.db, jnp.sum(t.delta, axis=0))            # ∂b = Σ δ
         assert t.dw.shape == p["w"].shape and t.db.shape == p["b"].shape
-        if l + 1 < len(trace):                                                   # δ recurrence
-            nxt = trace[l + 1]
-            grad_a = nxt.delta @ params[l + 1]["w"].T                            # δ(l+1) W(l+1)ᵀ
-            if nxt.mask is not None:
-                grad_a = grad_a * nxt.mask
+        if l + 1 < len(dense):                                                   # δ recurrence
+            j = dense[l + 1]
+            grad_a = trace[j].delta @ params[j]["w"].T                           # δ(l+1) W(l+1)ᵀ
+            if j - 1 != i:                                                       # a Dropout between
+                np.testing.assert_array_equal(trace[j - 1].delta, grad_a)
+                grad_a = grad_a * trace[j - 1].mask                              # ⊙ M(l+1)
             np.testing.assert_array_equal(t.delta, grad_a * g.derivative(t.z, t.a))  # ⊙ g'(Z)
-        a_prev = t.a
 
 
 @pytest.mark.parametrize("hidden,output,loss,drop_rate", CASES)
@@ -109,7 +115,8 @@ def test_is_a_pytree_that_jits_and_indexes(x64):
     assert shapes.layers[0].z == (7, 5) and shapes.layers[0].dw == (3, 5)
     assert shapes.layers[2].db == (3,) and shapes.loss == ()
     assert trace.layers[-1] is trace[-1] and [t.z.shape[1] for t in trace] == [5, 4, 3]
-    assert trace.activations == ("relu", "tanh", "softmax") and trace.sizes == (3, 5, 4, 3)
+    assert trace.activations == ("relu", "tanh", "softmax")
+    assert trace.sizes == ((3,), (5,), (4,), (3,)) and trace.kinds == ("Dense",) * 3
     eager = fnn.backprop_trace(net, "cross_entropy", params, x, y)
     chex.assert_trees_all_close(trace.grads, eager.grads, rtol=1e-12)
 
@@ -121,16 +128,19 @@ def test_summary_table(x64):
     assert text == trace.summary()
     lines = text.splitlines()
     assert "cross_entropy" in lines[0] and "batch 7" in lines[0]
-    header = lines[1].split()
-    for col in ("layer", "activation", "|Z|", "|A|", "|delta|", "|dW|", "|db|", "slope",
-                "saturated", "dead", "kept"):
+    assert "network (3,) -> Dense(5, activation='relu') -> Dropout(rate=0.4)" in lines[1]
+    header = lines[2].split()
+    for col in ("layer", "type", "output", "activation", "|Z|", "|A|", "|delta|", "|dW|", "|db|",
+                "slope", "saturated", "dead", "kept"):
         assert col in header
-    body = lines[3:6]
-    assert [row.split()[0] for row in body] == ["1", "2", "3"]
-    assert body[0].split()[1] == "3->5" and body[2].split()[2] == "softmax"
+    body = lines[4:9]
+    assert [row.split()[0] for row in body] == ["0", "1", "2", "3", "4"]
+    assert body[0].split()[1:4] == ["Dense", "5", "relu"] and body[1].split()[1] == "Dropout"
+    assert body[4].split()[3] == "softmax"
     rows = trace.rows()
     assert rows[0]["kept"] is None and 0 < rows[1]["kept"] < 1      # layer 2's input dropped
-    assert rows[2]["dead"] is None and rows[2]["saturated"] is None  # softmax: no per-unit g'
+    assert rows[1]["|dW|"] is None and rows[1]["|Z|"] is None       # Dropout: no kernel, no Z
+    assert rows[4]["dead"] is None and rows[4]["saturated"] is None  # softmax: no per-unit g'
     assert rows[0]["|dW|"] == pytest.approx(float(jnp.linalg.norm(trace[0].dw)))
     relu_z = np.asarray(trace[0].z)
     assert rows[0]["saturated"] == pytest.approx(np.mean(relu_z <= 0))
@@ -143,7 +153,7 @@ def test_one_example_and_bad_input(x64):
     assert one[0].z.shape == (1, 5)
     first = fnn.backprop_trace(net, "mse", params, x[:1], y[:1])
     np.testing.assert_allclose(one[0].dw, first[0].dw)
-    with pytest.raises(ValueError, match="layer 1"):
+    with pytest.raises(ValueError, match=r"x: shape \(7, 2\); expected a batch of shape \(batch, 3\)"):
         fnn.backprop_trace(net, "mse", params, x[:, :2], y)
     with pytest.raises(ValueError, match="requires a 'softmax' output"):
         fnn.backprop_trace(net, "cross_entropy", params, x, y)

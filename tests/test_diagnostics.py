@@ -197,7 +197,9 @@ def test_inspect_prints_the_per_layer_table(capsys, monkeypatch):
     assert "batch 16" in lines[1]
     table = [ln for ln in lines if ln.split() and ln.split()[0].isdigit()]
     assert len(table) == 11
-    assert table[0].split()[2] == "sigmoid" and table[-1].split()[2] == "softmax"
+    # columns: layer, type, output, activation, ...
+    assert table[0].split()[1] == "Dense" and table[0].split()[3] == "sigmoid"
+    assert table[-1].split()[3] == "softmax"
     assert "[sweep] table is ignored" in captured.err
     rc = main(["inspect", "configs/vanishing_gradients.toml", "--batch", "0"])
     assert rc == 2

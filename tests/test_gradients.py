@@ -198,7 +198,7 @@ def build(case: Case, dtype: str):
         return {"w": rng.normal(size=(fan_in, fan_out)) / np.sqrt(fan_in),
                 "b": 0.1 * rng.normal(size=fan_out)}
 
-    params = tuple(
+    params = net.params_from_dense(
         {k: jax.device_put(v.astype(dtype)) for k, v in layer(m, n).items()}
         for m, n in zip(case.sizes[:-1], case.sizes[1:])
     )

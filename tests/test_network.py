@@ -170,15 +170,15 @@ def test_zeros_initializer_and_bad_shape():
 ])
 def test_default_initializer_per_activation(activation, expected):
     net = fnn.MLP(sizes=(FAN_IN, FAN_OUT, 2), activation=activation, output="softmax")
-    assert net.layers[0].init == expected
-    assert net.layers[1].init == "glorot_uniform"                     # softmax output: Glorot
+    assert net.layers[0].init_name == expected
+    assert net.layers[1].init_name == "glorot_uniform"                # softmax output: Glorot
     w = np.asarray(net.init(jax.random.key(3))[0]["w"])
     np.testing.assert_allclose(w.std(), INIT_STD[expected], rtol=0.01)
 
 
 def test_explicit_initializer_overrides_defaults():
     net = fnn.MLP(sizes=(3, 4, 2), activation="relu", output="softmax", initializer="xavier_normal")
-    assert [l.init for l in net.layers] == ["glorot_normal", "glorot_normal"]
+    assert [l.init_name for l in net.layers] == ["glorot_normal", "glorot_normal"]
 
 
 @pytest.mark.parametrize("bad", ["uniform", "He", "orthogonal"])
@@ -203,7 +203,7 @@ def small():
 def test_input_width_mismatch_names_layer_and_shapes(small, mode, shape):
     net, params = small
     x = jnp.ones(shape)
-    pattern = rf"layer 1 \(dense 3 -> 5\) expects inputs of width 3, got x of shape \({shape[0]}, {shape[1]}\)"
+    pattern = rf"x: shape \({shape[0]}, {shape[1]}\); expected a batch of shape \(batch, 3\)"
     with pytest.raises(ValueError, match=pattern):
         fnn.loss_and_grad(net, "cross_entropy", params, x, jnp.zeros(shape[0], jnp.int32), mode=mode)
     with pytest.raises(ValueError, match=pattern):
@@ -212,7 +212,7 @@ def test_input_width_mismatch_names_layer_and_shapes(small, mode, shape):
 
 def test_input_rank_mismatch(small):
     net, params = small
-    with pytest.raises(ValueError, match=r"x: shape \(2, 3, 1\); expected a 2-d batch \(batch, 3\)"):
+    with pytest.raises(ValueError, match=r"x: shape \(2, 3, 1\); expected a batch of shape \(batch, 3\)"):
         net.apply(params, jnp.ones((2, 3, 1)))
 
 
@@ -270,9 +270,9 @@ def test_bad_description(kwargs, match):
 def test_bad_params_name_layer_and_shapes(small):
     net, params = small
     broken = (params[0], {"w": jnp.ones((4, 2)), "b": params[1]["b"]})
-    with pytest.raises(ValueError, match=r"params\[1\]\['w'\]: shape \(4, 2\); expected \(5, 2\) for layer 2"):
+    with pytest.raises(ValueError, match=r"params\[1\]\['w'\]: shape \(4, 2\); expected \(5, 2\) for layers\[1\] \(Dense\)"):
         fnn.loss_and_grad(net, "cross_entropy", broken, jnp.ones((2, 3)), jnp.zeros(2, jnp.int32))
-    with pytest.raises(ValueError, match=r"params: 1 layers; expected a tuple of 2 dicts"):
+    with pytest.raises(ValueError, match=r"params: 1 layers; expected a tuple of 2 entries"):
         fnn.loss_and_grad(net, "cross_entropy", params[:1], jnp.ones((2, 3)), jnp.zeros(2, jnp.int32))
 
 
@@ -308,18 +308,20 @@ def test_dropout_in_the_network():
     p = 0.3
     net = fnn.MLP(sizes=(8, 300, 300, 300, 2), activation="relu", output="softmax", drop_rate=p)
     # positive weights keep every activation positive, so a == 0 only where the mask dropped it
-    params = tuple({"w": jnp.full((m, n), 0.01, jnp.float32), "b": jnp.zeros((n,), jnp.float32)}
-                   for m, n in zip(net.sizes[:-1], net.sizes[1:]))
+    params = net.params_from_dense(
+        {"w": jnp.full((m, n), 0.01, jnp.float32), "b": jnp.zeros((n,), jnp.float32)}
+        for m, n in zip(net.sizes[:-1], net.sizes[1:]))
     x = jnp.ones((64, 8))
     _, caches = jit(lambda prm, k: net.forward(prm, x, key=k))(params, jax.random.key(5))
-    assert caches[0].mask is None
-    masks = [np.asarray(c.mask) for c in caches[1:]]
+    # layers: Dense, Dropout, Dense, Dropout, Dense, Dropout, Dense; a Dropout's cache is its mask
+    assert [type(layer).__name__ for layer in net.layers[:2]] == ["Dense", "Dropout"]
+    masks = [np.asarray(caches[i]) for i in (1, 3, 5)]
     for m in masks:
         assert m.shape == (64, 300)
         assert abs(np.mean(m == 0) - p) < 5 * math.sqrt(p * (1 - p) / m.size)
         np.testing.assert_allclose(m[m != 0], np.float32(1) / np.float32(0.7), rtol=1e-6)
     assert not np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
-    np.testing.assert_array_equal(np.asarray(caches[1].x), np.asarray(caches[0].a) * masks[0])
+    np.testing.assert_array_equal(np.asarray(caches[2].x), np.asarray(caches[0].a) * masks[0])
 
 
 @pytest.fixture(scope="module")
@@ -339,8 +341,8 @@ def test_same_dropout_key_same_mask_in_both_modes(x64, dropout_net):
     manual = jit_loss_and_grad(net, "cross_entropy", params, x, y, mode="manual", key=key)
     auto = jit_loss_and_grad(net, "cross_entropy", params, x, y, mode="autodiff", key=key)
     chex.assert_trees_all_close(manual, auto, rtol=1e-12, atol=1e-300)
-    for l in (1, 2):
-        dropped = np.asarray(caches[l].mask)[0] == 0
+    for l in (2, 4):  # the dense layers after a Dropout (whose cache, caches[l - 1], is its mask)
+        dropped = np.asarray(caches[l - 1])[0] == 0
         assert dropped.any() and (~dropped).any()
         for grads in (manual[1], auto[1]):
             w_grad = np.asarray(grads[l]["w"])
@@ -358,15 +360,16 @@ def test_same_dropout_key_same_mask_in_both_modes(x64, dropout_net):
 def test_evaluation_applies_no_dropout(x64, dropout_net, mode):
     net, params, x, y = dropout_net
     no_dropout = net.replace(drop_rate=0.0)
+    plain = no_dropout.params_from_dense(net.dense_params(params))
     _, caches = net.forward(params, x)                        # key=None: evaluation
-    assert all(c.mask is None for c in caches)
-    chex.assert_trees_all_equal(net.apply(params, x), no_dropout.apply(params, x))
+    assert caches[1] is None and caches[3] is None            # the Dropout layers drew no mask
+    chex.assert_trees_all_equal(net.apply(params, x), no_dropout.apply(plain, x))
     chex.assert_trees_all_equal(
-        jit_loss_and_grad(net, "cross_entropy", params, x, y, mode=mode),
-        jit_loss_and_grad(no_dropout, "cross_entropy", params, x, y, mode=mode))
+        net.dense_params(jit_loss_and_grad(net, "cross_entropy", params, x, y, mode=mode)[1]),
+        jit_loss_and_grad(no_dropout, "cross_entropy", plain, x, y, mode=mode)[1])
     # a key with drop_rate 0 (the description's, or an override) is also no dropout
     key = jax.random.key(0)
-    chex.assert_trees_all_close(no_dropout.apply(params, x, key=key), net.apply(params, x),
+    chex.assert_trees_all_close(no_dropout.apply(plain, x, key=key), net.apply(params, x),
                                 rtol=0, atol=0)
     chex.assert_trees_all_close(net.apply(params, x, key=key, drop_rate=0.0), net.apply(params, x),
                                 rtol=0, atol=0)

@@ -225,16 +225,18 @@ def test_sequential_of_dense_equals_mlp(x64):
 
 def test_mlp_network_protocol():
     net = fnn.MLP(sizes=(3, 4, 2), output="softmax", drop_rate=0.5)
-    assert net.input_shape == (3,) and net.output_shape == (2,) and net.init_state() == ()
+    assert isinstance(net, Sequential) and isinstance(net, fnn.Network)
+    assert net.input_shape == (3,) and net.output_shape == (2,) and net.init_state() == ({},) * 3
     params = np_params(net)
     x = np.ones((2, 3), np.float32)
-    y, caches, state = net.forward_state(params, (), x, key=jax.random.key(0))
-    assert state == () and caches[1].mask is not None
-    chex.assert_trees_all_equal(y, net.apply(params, x, key=jax.random.key(0), state=()))
+    y, caches, state = net.forward_state(params, net.init_state(), x, key=jax.random.key(0))
+    assert state == ({},) * 3 and caches[1] is not None        # the Dropout layer's mask
+    chex.assert_trees_all_equal(y, net.apply(params, x, key=jax.random.key(0)))
     chex.assert_trees_all_equal(net.output_logits(caches), caches[-1].z)
-    _, caches, _ = net.forward_state(params, (), x, key=jax.random.key(0), training=False)
-    assert caches[1].mask is None
-    assert net.param_layers() == ((0, "Dense"), (1, "Dense"))
+    _, caches, _ = net.forward_state(params, net.init_state(), x, key=jax.random.key(0),
+                                     training=False)
+    assert caches[1] is None
+    assert net.param_layers() == ((0, "Dense"), (2, "Dense"))
 
 
 # --- state and dropout through the container -------------------------------------------------------

@@ -679,7 +679,7 @@ ERROR_CASES = {
     "epochs_negative": (lambda: _trainer(epochs=-3), r"training\.epochs: -3"),
     "epochs_float": (lambda: _trainer(epochs=2.5), r"training\.epochs: 2\.5"),
     "width_mismatch": (lambda: _trainer(net=MLP(sizes=(4, 4, 3), output="softmax")),
-                       r"train split: x has 3 features; model\.sizes\[0\] is 4"),
+                       r"train split: x has 3 features; the network takes 4 \(its input_shape is \(4,\)\)"),
     "val_width_mismatch": (lambda: _trainer(data=blobs(10) + blobs(5, features=2)),
                            r"validation split: x has 2 features"),
     "target_count": (lambda: _trainer(data=(blobs(10)[0], blobs(9)[1])), r"9 targets for 10 examples"),

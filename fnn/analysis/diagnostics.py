@@ -184,9 +184,9 @@ def step_stats(grads, updates, params) -> dict[str, Array]:
     return out
 
 
-def _health(name, c) -> dict[str, Array]:
-    return {"slope": mean_slope(name, c.z, c.a), "saturated": saturated_fraction(name, c.z, c.a),
-            "dead": dead_fraction(name, c.z, c.a)}
+def _health(name, z, a) -> dict[str, Array]:
+    return {"slope": mean_slope(name, z, a), "saturated": saturated_fraction(name, z, a),
+            "dead": dead_fraction(name, z, a)}
 
 
 def activation_stats(activations: Sequence[str], caches) -> dict[str, Array]:
@@ -201,36 +201,36 @@ def activation_stats(activations: Sequence[str], caches) -> dict[str, Array]:
     """
     out = {}
     for l, (name, c) in enumerate(zip(activations, caches), start=1):
-        for stat, v in _health(name, c).items():
+        for stat, v in _health(name, c.z, c.a).items():
             out[layer_key(stat, l)] = v
     return out
 
 
-def epoch_stats(net, params, x: Array, net_state=()) -> dict[str, Array]:
+def epoch_stats(net, params, x: Array, net_state=None) -> dict[str, Array]:
     """Per-layer statistics at the end of an epoch: weight norms and activation health on ``x``.
 
     Args:
       net: :class:`fnn.MLP` or :class:`fnn.Sequential`.  params: its parameters.
       x: (batch, *net.input_shape) float inputs (e.g. the validation split), evaluated in
         evaluation mode (no dropout; BatchNorm with the running statistics of ``net_state``).
-      net_state: the network's state (``TrainState.net_state``; ``()`` for an MLP).
+      net_state: the network's state (``TrainState.net_state``; None: ``net.init_state()``).
     Returns:
       {"weight_norm/layer<l>", "slope/layer<l>", "saturated/layer<l>", "dead/layer<l>"} for the
       l = 1..K layers with parameters (NaN health for a layer without its own activation).
     """
+    net_state = net.init_state() if net_state is None else net_state
     _, caches, _ = net.forward_state(params, net_state, x, training=False)
-    caches = getattr(caches, "layers", caches)  # Sequential: per-layer caches; MLP: the tuple
+    views = net.layer_views(caches)
     out, health = {}, {}
     for l, (i, _) in enumerate(net.param_layers(), start=1):
         out[layer_key("weight_norm", l)] = weight_norm(params[i])
-        layer, c = net.layers[i], caches[i]
-        name = getattr(layer, "activation", None)
-        if isinstance(name, str) and hasattr(c, "z") and hasattr(c, "a"):
-            stats = _health(name, c)
+        v = views[i]
+        if v.z is not None:
+            stats = _health(v.activation, v.z, v.a)
         else:
             nan = jnp.asarray(jnp.nan, out[layer_key("weight_norm", l)].dtype)
             stats = {"slope": nan, "saturated": nan, "dead": nan}
-        for stat, v in stats.items():
-            health[layer_key(stat, l)] = v
+        for stat, value in stats.items():
+            health[layer_key(stat, l)] = value
     out.update(health)  # the MLP's key order: every weight norm, then each layer's health
     return out

@@ -40,11 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from fnn.nn import activations as acts
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
-from fnn.nn.adapter import check_manual
-from fnn.nn.layers.pooling import MaxPool2D
+from fnn.nn.adapter import as_network
 
 Array = jax.Array
 
@@ -170,24 +168,6 @@ def _leaf_paths(params) -> list[str]:
     return out
 
 
-def _kink_patterns(layers, caches) -> list:
-    """What must not change under a finite-difference step: the sign of Z of every ReLU-family
-    activation, and the argmax of every max-pool window (Residuals searched)."""
-    out = []
-    for layer, c in zip(layers, caches):
-        inner = getattr(layer, "layers", None)
-        if isinstance(inner, tuple):  # a Residual: its inner caches are a tuple
-            out += _kink_patterns(inner, c)
-        elif isinstance(getattr(layer, "activation", None), str) and hasattr(c, "z"):
-            if acts.get(layer.activation).kink:
-                out.append(c.z > 0)
-        elif isinstance(layer, MaxPool2D):
-            # the window maxima's positions: where the layer's own backward routes a δ of ones
-            _, routed = layer.backward({}, c, jnp.ones_like(c.y))
-            out.append(routed > 0)
-    return out
-
-
 def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=None,
               num_coords=24, fd_eps=1e-6, tol_autodiff=1e-8, tol_fd=1e-6, seed=0,
               backward=None) -> GradcheckReport:
@@ -209,7 +189,7 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
       :class:`GradcheckReport`.
     """
     loss = losses_mod.get(loss)
-    check_manual(net)
+    net = as_network(net, params=params, x=x, mode="manual")
     with jax.enable_x64(True):
         net64 = net.replace(dtype="float64")
         p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
@@ -235,7 +215,7 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
             _, caches, _ = net64.forward_state(p, net64.init_state(), xb, key=key,
                                                drop_rate=drop_rate)
             val = obj.objective(net64, loss, p, xb, yb, **kw)[0]
-            return val, _kink_patterns(net64.layers, getattr(caches, "layers", caches))
+            return val, net64.kink_patterns(caches)
 
         @jax.jit
         def compute(flat, coords):

@@ -197,11 +197,8 @@ def cmd_inspect(args) -> int:
     trace = fnn.backprop_trace(net, loss, fb.params, fb.x, fb.y, key=fb.drop_key,
                                drop_rate=fb.drop_rate)
     if args.json:
-        if hasattr(net, "sizes"):  # an MLP
-            network = {"sizes": list(net.sizes), "activations": list(net.activations)}
-        else:
-            network = {"network": net.describe(),
-                       "shapes": [list(s) for s in getattr(net, "shapes", ())]}
+        network = {"network": net.describe(), "shapes": [list(s) for s in trace.sizes],
+                   "activations": list(trace.activations)}
         print(json.dumps({"config": cfg.source, **network, "loss": loss,
                           "loss_value": float(trace.loss), "batch": n,
                           "layers": trace.rows()}, indent=2))

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn.nn import losses as losses_mod
+from fnn.data.dataset import Dataset
 from fnn.nn.adapter import num_outputs
 
 Array = jax.Array
@@ -26,8 +27,8 @@ class DeviceData(NamedTuple):
 
 def as_data(data) -> tuple[np.ndarray, ...]:
     """Accept a :class:`fnn.data` dataset, a DeviceData, or a tuple (x, y[, x_val, y_val])."""
-    if hasattr(data, "x_train"):
-        return data.x_train, data.y_train, getattr(data, "x_val", None), getattr(data, "y_val", None)
+    if isinstance(data, (Dataset, DeviceData)):
+        return data.x_train, data.y_train, data.x_val, data.y_val
     data = tuple(data)
     if len(data) == 2:
         return data[0], data[1], None, None
@@ -57,8 +58,8 @@ def check_data(net, loss, x, y, name: str, batch_size: Optional[int] = None) -> 
     if math.prod(shape[1:]) != math.prod(want):
         if len(want) == 1 and len(shape) == 2:
             raise ValueError(
-                f"{name}: x has {shape[1]} features; model.sizes[0] is {want[0]} (layer 1 expects"
-                f" inputs of width {want[0]})")
+                f"{name}: x has {shape[1]} features; the network takes {want[0]} (its input_shape"
+                f" is {want})")
         raise ValueError(
             f"{name}: x of shape {shape}; the network takes examples of shape {want}"
             f" ({math.prod(want)} values each)")

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 
 from fnn import optim
-from fnn.nn.adapter import init_state
 
 Array = jax.Array
 PyTree = Any
@@ -80,7 +79,7 @@ class TrainState(NamedTuple):
         """The first state of a run.
 
         Args:
-          net: the network (its ``init`` and, if it has one, ``init_state``).
+          net: the :class:`~fnn.nn.protocol.Network` (its ``init`` and ``init_state``).
           optimizer: an :class:`fnn.optim.Optimizer`.
           key: PRNG key; split into the init key and the training key.
           params: initial parameters; ``None`` initializes them from the key.
@@ -91,7 +90,7 @@ class TrainState(NamedTuple):
         init_key, train_key = jax.random.split(key)
         if params is None:
             params = net.init(init_key)
-        net_state = init_state(net)
+        net_state = net.init_state()
         early = None
         if early_stopping is not None:
             dtype = _float_dtype(params)

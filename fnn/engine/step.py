@@ -20,7 +20,7 @@ from fnn.engine import metrics as metrics_mod
 from fnn.engine.state import TrainState
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
-from fnn.nn.adapter import as_network, check_manual, num_outputs, output_name, uses_dropout
+from fnn.nn.adapter import as_network, check_manual, num_outputs
 
 Array = jax.Array
 
@@ -46,7 +46,7 @@ def check_nan_guard(nan_guard) -> str:
 def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
                   l1=0.0, l2=0.0, drop_rate=None, augment: Optional[Callable] = None,
                   multilabel: Optional[bool] = None, diagnostics: bool = False,
-                  nan_guard: str = "halt") -> Callable:
+                  nan_guard: str = "halt", input_shape: Optional[tuple] = None) -> Callable:
     """The pure (un-jitted) train step: ``step(state, batch) -> (state, metrics)``.
 
     Args:
@@ -58,6 +58,8 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
       multilabel: accuracy per unit (default: binary cross-entropy with K > 1).
       diagnostics: also return per-layer "grad_norm/layer<l>" and "update_ratio/layer<l>"
         (:func:`fnn.diagnostics.step_stats`); the state is unaffected.
+      input_shape: one example's shape, for a user network (``init``/``apply`` only) that does
+        not say it; it is wrapped into a :class:`~fnn.nn.protocol.Network` here, once.
       nan_guard: what a non-finite step does (see :data:`NAN_GUARDS`):
 
         * ``"halt"`` (default): the loss and ‖g‖² are checked *before* the update; a step that
@@ -79,14 +81,15 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
     loss = losses_mod.get(loss)
     obj.check_mode(grad)
     check_nan_guard(nan_guard)
+    net = as_network(net, input_shape=input_shape)  # a user network is wrapped here, once
     if grad == "manual":
         check_manual(net)
-    rate = getattr(net, "drop_rate", None) if drop_rate is None else drop_rate
-    dropout = uses_dropout(net, rate)
-    known = hasattr(net, "input_shape")  # a user network is wrapped when its inputs are seen
-    if known:
-        net = as_network(net)
-        losses_mod.check_pairing(loss, output_name(net), num_outputs(net))
+    rate = net.drop_rate if drop_rate is None else drop_rate
+    dropout = net.uses_dropout(rate)
+    k = num_outputs(net)
+    losses_mod.check_pairing(loss, net.output, k)
+    dtype = jnp.dtype(net.dtype)
+    ml = (loss.name == "binary_cross_entropy" and k > 1) if multilabel is None else multilabel
 
     def all_finite(tree) -> Array:
         # One reduction per leaf: a sum is finite only if every entry is (barring overflow).
@@ -94,12 +97,6 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
         x, y = batch
-        nw = net if known else as_network(net, params=state.params, x=x)
-        k = num_outputs(nw)
-        dtype = jnp.dtype(nw.dtype)
-        if not known:
-            losses_mod.check_pairing(loss, output_name(nw), k)
-        ml = (loss.name == "binary_cross_entropy" and k > 1) if multilabel is None else multilabel
         if dropout or augment is not None:  # the key advances only when a step consumes it
             key, k_drop, k_aug = jax.random.split(state.key, 3)
         else:
@@ -107,9 +104,9 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
         x = prepare_inputs(x, dtype=dtype)  # (B, features): augmentation works on flat images
         if augment is not None:
             x = augment(x, key=k_aug)
-        x = prepare_inputs(x, shape=nw.input_shape)
+        x = prepare_inputs(x, shape=net.input_shape)
         y = losses_mod.prepare_targets(loss, y, k, dtype)
-        out = obj.evaluate(nw, loss, state.params, x, y, mode=grad,
+        out = obj.evaluate(net, loss, state.params, x, y, mode=grad,
                            key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate,
                            state=state.net_state)
         # ‖g‖² (the grad_norm metric) is finite only if every gradient entry is, so this one
@@ -176,14 +173,17 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
 
 def make_train_step(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
                     l1=0.0, l2=0.0, drop_rate=None, augment=None, donate: bool = False,
-                    diagnostics: bool = False, nan_guard: str = "halt") -> Callable:
+                    diagnostics: bool = False, nan_guard: str = "halt",
+                    input_shape: Optional[tuple] = None) -> Callable:
     """A jitted ``step(state, batch) -> (state, metrics)`` for a user's own Python loop.
 
     The same function is the body of the scanned run (:class:`Trainer`), so a Python loop over
     it visits exactly the states of the scan.
 
     Args:
-      net: :class:`fnn.MLP`.  loss: loss name.  optimizer: :class:`fnn.optim.Optimizer`.
+      net: a :class:`~fnn.nn.protocol.Network` (:class:`fnn.Sequential`, :class:`fnn.MLP`) or a
+        user network with ``init``/``apply`` (then ``input_shape`` unless it has one).
+      loss: loss name.  optimizer: :class:`fnn.optim.Optimizer`.
       grad: "manual" | "autodiff".  l1, l2: weight penalties.  drop_rate: dropout override.
       augment: optional on-device augmentation ``(x, *, key) -> x``.
       donate: donate the input state's buffers (faster; the old state must not be reused).
@@ -193,5 +193,6 @@ def make_train_step(net, loss, optimizer: optim.Optimizer, *, grad: str = "manua
       jitted ``step(state, (x, y)) -> (state, metrics)``.
     """
     step = train_step_fn(net, loss, optimizer, grad=grad, l1=l1, l2=l2, drop_rate=drop_rate,
-                         augment=augment, diagnostics=diagnostics, nan_guard=nan_guard)
+                         augment=augment, diagnostics=diagnostics, nan_guard=nan_guard,
+                         input_shape=input_shape)
     return jax.jit(step, donate_argnums=(0,) if donate else ())

@@ -54,7 +54,7 @@ from fnn.engine.state import HPARAM_NAMES, HParams, TrainState, select
 from fnn.engine.step import check_nan_guard, train_step_fn
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
-from fnn.nn.adapter import as_network, check_manual, init_state, num_outputs, output_name
+from fnn.nn.adapter import as_network, check_manual, num_outputs
 
 Array = jax.Array
 
@@ -99,18 +99,18 @@ class Trainer:
         self.loss = losses_mod.get(loss)
         self.diagnostics = bool(diagnostics)
         obj.check_mode(grad)
-        if grad == "manual":
-            check_manual(net)
         self.nan_guard = check_nan_guard(nan_guard)
         x, y, xv, yv = as_data(data)
         # A user network (init / apply only) is wrapped once, its input shape from the data.
         net = as_network(net, x=np.empty((0,) + tuple(np.shape(x))[1:]))
+        if grad == "manual":
+            check_manual(net)
         self.net = net
         self.num_outputs = num_outputs(net)
         if self.diagnostics and not net.param_layers():
-            raise ValueError(f"diagnostics: {type(getattr(net, 'wrapped', net)).__name__} has no"
-                             f" layers to report on; expected an fnn.MLP or fnn.Sequential")
-        losses_mod.check_pairing(self.loss, output_name(net), self.num_outputs)
+            raise ValueError(f"diagnostics: {net.describe()} has no layers to report on;"
+                             f" expected an fnn.MLP or fnn.Sequential")
+        losses_mod.check_pairing(self.loss, net.output, self.num_outputs)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"training.epochs: {epochs!r}; expected an integer >= 1")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
@@ -130,7 +130,7 @@ class Trainer:
         self.batches_per_epoch = math.ceil(self.num_train / batch_size)
         self.hparams = HParams() if hparams is None else HParams(*hparams)
         if self.hparams.drop_rate is None:  # the network's own dropout rate (None: per layer)
-            self.hparams = self.hparams._replace(drop_rate=getattr(net, "drop_rate", None))
+            self.hparams = self.hparams._replace(drop_rate=net.drop_rate)
         if traced is None:
             traced = ("learning_rate",) + tuple(
                 n for n in HPARAM_NAMES[1:] if float(getattr(self.hparams, n) or 0.0) != 0.0
@@ -323,7 +323,7 @@ class Trainer:
         """Loss (and accuracy for classification) of ``params`` on (x, y): evaluation mode (no
         dropout; BatchNorm with the running statistics of ``net_state``). Traceable."""
         dtype = jnp.dtype(self.net.dtype)
-        net_state = init_state(self.net) if net_state is None else net_state
+        net_state = self.net.init_state() if net_state is None else net_state
         xf = prepare_inputs(x, dtype=dtype, shape=self.net.input_shape)
         yd = losses_mod.prepare_targets(self.loss, y, self.num_outputs, dtype)
         y_hat, caches, _ = self.net.forward_state(params, net_state, xf, training=False)

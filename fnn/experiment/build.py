@@ -11,6 +11,8 @@ each.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
@@ -105,10 +107,19 @@ def build_net(cfg: Config, dataset):
         sizes=(dataset.num_features, *m.hidden, num_outputs(cfg, dataset)),
         activation=m.activation,
         output=config_mod.resolved_output(cfg),
-        drop_rate=0.0,  # the rate is a (possibly traced) hyperparameter of the run
+        drop_rate=mlp_drop_rate(cfg),
         initializer=m.initializer or None,
         dtype=m.dtype,
     )
+
+
+def mlp_drop_rate(cfg: Config) -> float:
+    """The rate of the MLP's Dropout layers: ``regularization.drop_rate``, or, when a sweep
+    varies it, its first nonzero value (the run's drop_rate hyperparameter then sets every
+    member's rate); 0 (no Dropout layers: the plain tuple of dense dicts) otherwise."""
+    swept = [v for k, values in cfg.sweep if k == "regularization.drop_rate" for v in values]
+    rates = [cfg.regularization.drop_rate, *swept]
+    return next((float(r) for r in rates if r), 0.0)
 
 
 def build_schedule(cfg: Config, learning_rate, steps_per_epoch: int):
@@ -293,8 +304,11 @@ def plan(cfg: Config, grid=None, seeds=None) -> list[Group]:
         skey = tuple((k, m[k]) for k in static_keys)
         groups.setdefault(skey, []).append(i)
     out = []
+    # Every group's config carries the whole grid: what it varies decides its network's layout
+    # (a sweep over the MLP's drop_rate needs its Dropout layers, see mlp_drop_rate).
+    base = cfg if tuple(grid) == tuple(cfg.sweep) else dataclasses.replace(cfg, sweep=tuple(grid))
     for skey, idx in groups.items():
-        gcfg = cfg
+        gcfg = base
         for k, v in skey:
             gcfg = gcfg.replace(k, v)
         title = ", ".join(f"{k}={_fmt(v)}" for k, v in skey) or "all members"

@@ -377,6 +377,33 @@ def _template(template, prefix: str = ""):
             [leaf for _, leaf in t_leaves], treedef)
 
 
+def _index_free(path: str) -> str:
+    return re.sub(r"\[\d+\]", "[]", path)
+
+
+def _renumbered(header: dict, t_paths: list, t_leaves: list, prefix: str = "") -> dict:
+    """The leaf table keyed by the template's paths, for a checkpoint whose containers were
+    numbered without their parameterless layers (an fnn.MLP with dropout before it became a
+    Sequential: ``params[1]`` then is ``params[2]`` now).
+
+    Used only when the exact paths do not match. Leaves are paired in tree order, which a
+    parameterless entry (``{}``) does not change; every pair must have the same path up to its
+    integer indices, and the same shape and dtype. Otherwise the exact table is returned (and
+    the usual "missing leaf" error names the first difference).
+    """
+    table = {e["path"]: e for e in header.get("leaves", [])}
+    entries = [e for e in header.get("leaves", [])
+               if e["path"] == prefix or e["path"].startswith((prefix + "[", prefix + "."))
+               or not prefix]
+    if all(p in table for p in t_paths) or len(entries) != len(t_paths):
+        return table
+    for e, p, leaf in zip(entries, t_paths, t_leaves):
+        if (_index_free(e["path"]) != _index_free(p)
+                or (tuple(e["shape"]), str(e["dtype"])) != _shape_dtype(leaf)):
+            return table
+    return {p: e for e, p in zip(entries, t_paths)}
+
+
 def _check_missing(name: str, table: dict, t_paths: list, t_leaves: list) -> None:
     """Raise naming the first template leaf the checkpoint lacks (its shape, dtype, a hint)."""
     missing = [p for p in t_paths if p not in table]
@@ -407,7 +434,7 @@ def load_subtree(path: PathLike, template, *, prefix: str):
     try:
         with _open(path) as npz:
             header = _read_header(npz, name)
-            table = {e["path"]: e for e in header.get("leaves", [])}
+            table = _renumbered(header, t_paths, t_leaves, prefix)
             _check_missing(name, table, t_paths, t_leaves)
             restored = _restore_leaves(npz, table, name, t_paths, t_leaves)
     except CheckpointError:
@@ -441,7 +468,7 @@ def load(path: PathLike, template) -> tuple[Any, dict, dict]:
     try:
         with _open(path) as npz:
             header = _read_header(npz, name)
-            table = {e["path"]: e for e in header.get("leaves", [])}
+            table = _renumbered(header, t_paths, t_leaves)
             _check_missing(name, table, t_paths, t_leaves)
             known = set(t_paths)
             extra = [p for p in table if p not in known]

@@ -34,12 +34,9 @@ def machine_bytes() -> int:
 
 
 def activations_per_example(net) -> int:
-    """Values each example's forward pass keeps: every layer's output (MLP: its widths)."""
-    shapes = getattr(net, "shapes", None)
-    if shapes is not None:  # Sequential: input shape then each layer's output shape
-        return int(sum(math.prod(s) for s in shapes[1:]))
-    sizes = getattr(net, "sizes", None)
-    return int(sum(sizes[1:])) if sizes is not None else 0
+    """Values each example's forward pass keeps: every layer's output (``net.shapes`` of a
+    :class:`fnn.Sequential`: the input shape, then each layer's output shape)."""
+    return int(sum(math.prod(s) for s in net.shapes[1:]))
 
 
 def estimate(net, *, optimizer: str, batch_size: int, members: int = 1,

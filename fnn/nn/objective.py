@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from fnn.nn import losses as losses_mod
 from fnn.nn import regularizers
-from fnn.nn.adapter import as_network, init_state, num_outputs, output_name
+from fnn.nn.adapter import as_network, num_outputs
 
 Array = jax.Array
 MODES = ("manual", "autodiff")
@@ -79,7 +79,7 @@ def prepare_batch(net, loss, x, y):
     """
     loss = losses_mod.get(loss)
     k = num_outputs(net)
-    losses_mod.check_pairing(loss, output_name(net), k)
+    losses_mod.check_pairing(loss, net.output, k)
     x = x if isinstance(x, jax.Array) else jnp.asarray(x)
     y = y if isinstance(y, jax.Array) else jnp.asarray(y)
     squeezed = x.ndim == len(net.input_shape)
@@ -99,7 +99,7 @@ def prepare_batch(net, loss, x, y):
 def objective(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=None, state=None):
     """The scalar objective for prepared (x, y). Returns (objective, (data loss, ŷ, new state))."""
     loss = losses_mod.get(loss)
-    state = init_state(net) if state is None else state
+    state = net.init_state() if state is None else state
     y_hat, caches, new_state = net.forward_state(params, state, x, key=key, drop_rate=drop_rate)
     data = loss.value(net.output_logits(caches), y_hat, y)
     return data + regularizers.penalty(params, l1=l1, l2=l2), (data, y_hat, new_state)
@@ -119,7 +119,7 @@ def evaluate(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0
       :class:`LossOutput`.
     """
     loss = losses_mod.get(loss)
-    state = init_state(net) if state is None else state
+    state = net.init_state() if state is None else state
     if mode == "manual":
         y_hat, caches, new_state = net.forward_state(params, state, x, key=key,
                                                      drop_rate=drop_rate)

@@ -25,30 +25,18 @@ Layers with an activation (Dense, Conv2D, Activation) also have ``activation`` (
 δ = ∂L/∂Z; ``backward`` is ``backward_from_delta`` of ``act.backward(z, a, grad_out)``. This is
 what lets a fused loss hand δ(L) = (ŷ − y)/N straight to the output layer.
 
-A **network** is what the engine trains. The minimum, for ``grad="autodiff"``, is a user object
-with ``init(key) -> params`` and ``apply(params, x, *, key=None) -> y``. fnn's own containers
-(:class:`fnn.MLP`, :class:`fnn.Sequential`) add, and the engine uses only these:
-
-    dtype: str                        parameter dtype name
-    input_shape, output_shape         one example's shapes
-    output: str                       the output activation's name ("identity" if none)
-    drop_rate: float                  the default dropout rate (what ``HParams.drop_rate=None`` means)
-    init_state() -> state             a pytree (``()`` for a net without state)
-    forward_state(params, state, x, *, key=None, drop_rate=None, training=True)
-        -> (y, caches, new_state)
-    output_logits(caches) -> Z(L)     the output activation's input (ŷ itself for "identity")
-    backward(params, caches, loss, y) -> grads            δ(L) from the loss, then every layer
-    backward_deltas(params, caches, loss, y) -> (grads, deltas)
-    vjp(params, caches, grad_out) -> (grads, grad_x, deltas)
-    apply(params, x, *, key=None, drop_rate=None, state=None) -> y
-        evaluation (no key) uses ``state`` (running statistics; ``init_state()`` when None)
-    check_input(x), check_params(params)                   one-line ValueErrors
-    param_layers() -> tuple of (index, name) of the layers that have parameters
+A **network** is what the engine and the analysis train and inspect: the :class:`Network`
+protocol below, declared once. fnn's container (:class:`fnn.Sequential`, and :class:`fnn.MLP`, a
+Sequential described by its widths) implements it with hand-written backward passes; a user's
+object with only ``init(key)`` and ``apply(params, x, *, key=None)`` is wrapped once into an
+:class:`fnn.nn.adapter.AutodiffNetwork` (a Network whose gradient is ``jax.grad``) where a
+Trainer or a train step is made. engine/ and analysis/ call the members of :class:`Network` and
+nothing else.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
 
 import jax
 
@@ -78,6 +66,91 @@ class UserNetwork(Protocol):
     def apply(self, params: Any, x: Array, *, key=None) -> Array: ...
 
 
-def has_manual_backward(net) -> bool:
-    """Whether ``net`` carries fnn's hand-written backward (``forward_state`` and ``backward``)."""
-    return callable(getattr(net, "forward_state", None)) and callable(getattr(net, "backward", None))
+class LayerView(NamedTuple):
+    """One top-level layer of a forward pass, as the analysis shows it.
+
+    kind: the layer's type name.  activation: its activation's name, "" if it has none.
+    z: Z, the activation's input (None without an activation).  a: the layer's output.
+    mask: a Dropout layer's scaled mask (None otherwise, or when no mask was drawn).
+    output_shape: one example's output shape.
+    """
+
+    kind: str
+    activation: str
+    z: Optional[Array]
+    a: Array
+    mask: Optional[Array]
+    output_shape: tuple
+
+
+@runtime_checkable
+class Network(Protocol):
+    """What the engine (:mod:`fnn.engine`) and the analysis (:mod:`fnn.analysis`) call.
+
+    Shapes are one example's (no batch axis); batches are (batch, *input_shape).
+
+    Attributes:
+      dtype: the parameter dtype's name.  input_shape, output_shape: tuples.
+      output: the output activation's name ("identity" if none).
+      drop_rate: the default dropout rate (what ``HParams.drop_rate=None`` resolves to; None:
+        each Dropout layer its own rate).
+      manual_backward: whether :meth:`backward` is hand-written (False: ``grad="manual"`` is
+        refused; only ``jax.grad`` of :meth:`forward_state` differentiates it).
+    """
+
+    dtype: str
+    input_shape: tuple
+    output_shape: tuple
+    output: str
+    drop_rate: Any
+    manual_backward: bool
+
+    def init(self, key: Array) -> Any:
+        """Parameters (a pytree) drawn from ``key``."""
+
+    def init_state(self) -> Any:
+        """The network's state before training (BatchNorm statistics); leafless if none."""
+
+    def apply(self, params, x: Array, *, key=None, drop_rate=None, state=None) -> Array:
+        """ŷ (batch, *output_shape); with a key: training mode; without: evaluation."""
+
+    def forward_state(self, params, state, x: Array, *, key=None, drop_rate=None,
+                      training: bool = True) -> tuple[Array, Any, Any]:
+        """(ŷ, caches, new state)."""
+
+    def output_logits(self, caches) -> Array:
+        """Z(L), the output activation's input (ŷ itself for "identity")."""
+
+    def backward(self, params, caches, loss, y: Array) -> Any:
+        """Gradients like ``params``: δ(L) from the loss, then every layer's backward."""
+
+    def backward_deltas(self, params, caches, loss, y: Array) -> tuple[Any, tuple]:
+        """(:meth:`backward`'s gradients, every layer's δ)."""
+
+    def vjp(self, params, caches, grad_out: Array) -> tuple[Any, Array, tuple]:
+        """(gradients, ∂L/∂X, deltas) from a cotangent ∂L/∂ŷ."""
+
+    def uses_dropout(self, drop_rate) -> bool:
+        """Whether a training step at ``drop_rate`` draws dropout masks (static)."""
+
+    def param_layers(self) -> tuple:
+        """(index, type name) of every top-level layer with parameters."""
+
+    def layer_views(self, caches) -> tuple:
+        """One :class:`LayerView` per top-level layer of a forward pass."""
+
+    def kink_patterns(self, caches) -> list:
+        """Boolean arrays that a finite-difference step must not change (ReLU signs, max-pool
+        argmaxes)."""
+
+    def check_input(self, x) -> None:
+        """One-line ValueError if ``x`` is not a batch of this network's inputs."""
+
+    def check_params(self, params) -> None:
+        """One-line ValueError naming the layer if ``params`` do not fit."""
+
+    def replace(self, **changes) -> "Network":
+        """A copy with fields changed (``dtype="float64"`` for the float64 checks)."""
+
+    def describe(self) -> str:
+        """A one-line description."""

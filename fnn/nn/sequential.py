@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional, Sequence
+from typing import ClassVar, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,17 +29,40 @@ from fnn.nn.layers import chain
 from fnn.nn.layers.base import shape_str
 from fnn.nn.layers.dropout import Dropout
 from fnn.nn.layers.residual import Residual
+from fnn.nn.protocol import LayerView
 
 Array = jax.Array
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
-class SequentialCache(NamedTuple):
-    """layers: one cache per layer.  y: the output ŷ = X(n)."""
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class SequentialCache:
+    """What a Sequential's forward pass keeps. Indexing, ``len`` and iteration go over
+    ``layers`` (``caches[-1].z`` is Z(L) of a Dense output layer).
+
+    layers: one cache per layer.  y: the output ŷ = X(n).  outputs: every layer's output
+    X(1), ..., X(n) (references to arrays the forward pass computes anyway).
+    """
 
     layers: tuple
     y: Array
+    outputs: tuple = ()
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+
+def _fused(layer) -> bool:
+    """Whether a layer has a fused activation (``backward_from_delta`` from δ = ∂L/∂Z)."""
+    return callable(getattr(layer, "backward_from_delta", None))
 
 
 def _walk(layers, prefix="layers"):
@@ -85,6 +108,8 @@ class Sequential:
         (or the bad argument); softmax anywhere but in the last layer.
     """
 
+    manual_backward: ClassVar[bool] = True  # every layer's backward is hand-written
+
     layers: tuple
     input_shape: tuple = field(kw_only=True)
     dtype: str = field(default="float32", kw_only=True)
@@ -123,7 +148,7 @@ class Sequential:
     def output(self) -> str:
         """The last layer's activation name; "identity" if it has none."""
         top = self.layers[-1]
-        return top.activation if callable(getattr(top, "backward_from_delta", None)) else "identity"
+        return top.activation if _fused(top) else "identity"
 
     @property
     def drop_rate(self):
@@ -162,8 +187,17 @@ class Sequential:
 
     # --- params and state ------------------------------------------------------------------------
     def init(self, key: Array) -> tuple:
-        """Parameters: a tuple, one entry per layer; the key is split once per layer."""
-        return chain.init(self.layers, self.shapes[:-1], key, jnp.dtype(self.dtype))[0]
+        """Parameters: a tuple, one entry per layer; layer i draws from ``param_keys(key)[i]``."""
+        return chain.init(self.layers, self.shapes[:-1], key, jnp.dtype(self.dtype),
+                          keys=self.param_keys(key))[0]
+
+    def param_keys(self, key: Array) -> tuple:
+        """The key each layer's ``init`` draws from: ``split(key, len(layers))``."""
+        return tuple(jax.random.split(key, len(self.layers)))
+
+    def dropout_keys(self, key: Array) -> tuple:
+        """The key each layer's training randomness (dropout) draws from: ``fold_in(key, i)``."""
+        return tuple(jax.random.fold_in(key, i) for i in range(len(self.layers)))
 
     def init_state(self) -> tuple:
         """The initial state: one entry per layer ({} for stateless ones)."""
@@ -232,10 +266,11 @@ class Sequential:
         """
         self.check_input(x)
         x = jnp.asarray(x).astype(self.dtype)
-        key = key if training else None
-        y, caches, new_state = chain.forward(self.layers, params, state, x, key=key,
-                                             training=training, drop_rate=drop_rate)
-        return y, SequentialCache(caches, y), new_state
+        keys = self.dropout_keys(key) if (training and key is not None) else None
+        y, caches, new_state, outs = chain.forward(self.layers, params, state, x, keys=keys,
+                                                   training=training, drop_rate=drop_rate,
+                                                   outputs=True)
+        return y, SequentialCache(caches, y, outs), new_state
 
     def apply(self, params, x, *, key=None, drop_rate=None, state=None) -> Array:
         """ŷ. With a key: training mode (dropout, batch statistics); without: evaluation with
@@ -244,9 +279,24 @@ class Sequential:
         return self.forward_state(params, state, x, key=key, drop_rate=drop_rate,
                                   training=key is not None)[0]
 
+    def layer_views(self, caches: SequentialCache) -> tuple:
+        """One :class:`~fnn.nn.protocol.LayerView` per top-level layer of a forward pass."""
+        views = []
+        for layer, c, a, shape in zip(self.layers, caches.layers, caches.outputs, self.shapes[1:]):
+            fused = _fused(layer)
+            views.append(LayerView(
+                kind=type(layer).__name__, activation=layer.activation if fused else "",
+                z=c.z if fused else None, a=a,
+                mask=c if isinstance(layer, Dropout) else None, output_shape=shape))
+        return tuple(views)
+
+    def kink_patterns(self, caches: SequentialCache) -> list:
+        """The layers' kink patterns (:func:`fnn.nn.layers.chain.kinks`)."""
+        return chain.kinks(self.layers, caches.layers)
+
     def output_logits(self, caches: SequentialCache) -> Array:
         """Z(L), the last activation's input (ŷ itself when the last layer has none)."""
-        if callable(getattr(self.layers[-1], "backward_from_delta", None)):
+        if _fused(self.layers[-1]):
             return caches.layers[-1].z
         return caches.y
 
@@ -260,7 +310,7 @@ class Sequential:
         :func:`fnn.nn.layers.chain.backward`). Returns (grads, deltas)."""
         loss = losses_mod.get(loss)
         top = self.layers[-1]
-        if callable(getattr(top, "backward_from_delta", None)):
+        if _fused(top):
             c = caches.layers[-1]
             delta = loss.output_delta(top.act, c.z, c.a, y)  # δ(L)
             grads, _, deltas = chain.backward(self.layers, params, caches.layers, None,

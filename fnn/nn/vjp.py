@@ -42,6 +42,8 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from fnn.nn.protocol import Network
+
 
 def manual_vjp(net, *, drop_rate: Optional[float] = None) -> Callable:
     """``apply(params, x, *, key=None) -> ŷ`` whose reverse-mode derivative is the manual backward.
@@ -57,10 +59,10 @@ def manual_vjp(net, *, drop_rate: Optional[float] = None) -> Callable:
       ``net.apply(params, x, key=key, state=state)``. The cotangent of x has x's dtype (zero /
       float0 for integer inputs); those of key and state are zero.
     """
-    rate = net.drop_rate if drop_rate is None else drop_rate
-    if not callable(getattr(net, "vjp", None)):
+    if not isinstance(net, Network) or not net.manual_backward:
         raise ValueError(f"network: {type(net).__name__} has no hand-written vjp; manual_vjp needs"
                          f" an fnn.MLP or fnn.Sequential")
+    rate = net.drop_rate if drop_rate is None else drop_rate
 
     def forward(params, state, x, key):
         y_hat, caches, _ = net.forward_state(params, state, x, key=key, drop_rate=rate,

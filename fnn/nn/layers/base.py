@@ -160,6 +160,10 @@ class FusedActivation:
         """From ∂L/∂A: δ = ∂L/∂A ⊙ g'(Z), then ``backward_from_delta``."""
         return self.backward_from_delta(params, cache, self.delta(cache, grad_out))
 
+    def kinks(self, cache) -> list:
+        """The sign pattern Z > 0 of a ReLU-family activation (where g' jumps), else none."""
+        return [cache.z > 0] if self.act.kink else []
+
     def _check_activation(self) -> None:
         acts.get(self.activation)  # unknown name: the registry's one-line error
 

@@ -45,9 +45,12 @@ def shapes(layers: Sequence, input_shape: tuple, prefix: str = "layers") -> tupl
     return tuple(out)
 
 
-def init(layers: Sequence, in_shapes: Sequence[tuple], key: Array, dtype) -> tuple[tuple, tuple]:
-    """(params, state): one entry per layer; the key is split once per layer."""
-    keys = jax.random.split(key, len(layers))
+def init(layers: Sequence, in_shapes: Sequence[tuple], key: Array, dtype, *,
+         keys: Optional[Sequence] = None) -> tuple[tuple, tuple]:
+    """(params, state): one entry per layer; the key is split once per layer (``keys``: one key
+    per layer, given by the container instead)."""
+    if keys is None:
+        keys = jax.random.split(key, len(layers))
     pairs = [layer.init(k, s, dtype) for layer, k, s in zip(layers, keys, in_shapes)]
     return tuple(p for p, _ in pairs), tuple(s for _, s in pairs)
 
@@ -65,14 +68,25 @@ def init_state(layers: Sequence, in_shapes: Sequence[tuple], dtype) -> tuple:
 
 
 def forward(layers: Sequence, params: Sequence, state: Sequence, x: Array, *, key=None,
-            training: bool = False, drop_rate=None) -> tuple[Array, tuple, tuple]:
-    """X(n) from X(0) = x. Returns (X(n), per-layer caches, per-layer new states)."""
-    caches, states = [], []
-    for i, (layer, p, s) in enumerate(zip(layers, params, state)):
-        k = None if key is None else jax.random.fold_in(key, i)
+            training: bool = False, drop_rate=None, keys: Optional[Sequence] = None,
+            outputs: bool = False):
+    """X(n) from X(0) = x; layer i gets the key ``fold_in(key, i)`` (``keys``: one key per layer,
+    given by the container instead; None: no randomness).
+
+    Returns:
+      (X(n), per-layer caches, per-layer new states), and with ``outputs`` also every layer's
+      output (X(1), ..., X(n)).
+    """
+    if keys is None:
+        keys = [None if key is None else jax.random.fold_in(key, i) for i in range(len(layers))]
+    caches, states, outs = [], [], []
+    for layer, p, s, k in zip(layers, params, state, keys):
         x, cache, s = layer.forward(p, s, x, key=k, training=training, drop_rate=drop_rate)
         caches.append(cache)
         states.append(s)
+        outs.append(x)
+    if outputs:
+        return x, tuple(caches), tuple(states), tuple(outs)
     return x, tuple(caches), tuple(states)
 
 
@@ -100,3 +114,14 @@ def backward(layers: Sequence, params: Sequence, caches: Sequence, grad_out: Opt
             grads[i], g = layer.backward(p, c, g)
         deltas[i] = d
     return tuple(grads), g, tuple(deltas)
+
+
+def kinks(layers: Sequence, caches: Sequence) -> list:
+    """Every layer's kink patterns (boolean arrays that a finite-difference step must not flip:
+    ReLU signs, max-pool argmaxes), from the layers that define ``kinks(cache)``."""
+    out = []
+    for layer, c in zip(layers, caches):
+        fn = getattr(layer, "kinks", None)
+        if callable(fn):
+            out += fn(c)
+    return out

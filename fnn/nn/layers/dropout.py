@@ -44,6 +44,13 @@ def dropout_backward(grad_out: Array, mask: Array) -> Array:
     return grad_out * mask
 
 
+def check_rate(rate, name: str = "rate") -> float:
+    """``rate`` as a float if it is a probability in [0, 1); else a one-line ValueError."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"{name}: {rate!r}; expected a probability in [0, 1)")
+    return float(rate)
+
+
 def dropout_active(key, training: bool, rate) -> bool:
     """Masks are drawn only with a key, in training, and for a rate that is traced or > 0."""
     if key is None or not training:
@@ -63,9 +70,7 @@ class Dropout:
     rate: float = 0.5
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        r = self.rate
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r < 1.0:
-            raise ValueError(f"rate: {r!r}; expected a probability in [0, 1)")
+        check_rate(self.rate)
         return tuple(input_shape)
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:

@@ -113,6 +113,10 @@ class MaxPool2D(_Pool2D):
             y = jnp.maximum(y, s)
         return y, MaxPoolCache(x, y), state
 
+    def kinks(self, cache: MaxPoolCache) -> list:
+        """Where each window's maximum is: where a δ of ones is routed by :meth:`backward`."""
+        return [self.backward({}, cache, jnp.ones_like(cache.y))[1] > 0]
+
     def backward(self, params, cache: MaxPoolCache, grad_out: Array) -> tuple[dict, Array]:
         """∂L/∂X: δ routed to each window's first maximum. Returns ({}, (N, H, W, C))."""
         if self.backward_formulation == "scatter":

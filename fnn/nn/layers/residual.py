@@ -54,6 +54,10 @@ class Residual:
                                            training=training, drop_rate=drop_rate)
         return x + fx, caches, states
 
+    def kinks(self, cache) -> list:
+        """The inner layers' kink patterns."""
+        return chain.kinks(self.layers, cache)
+
     def backward(self, params, cache, grad_out):
         """∂L/∂X = ∂L/∂Y + (∂f/∂X)ᵀ ∂L/∂Y. Returns (inner grads tuple, ∂L/∂X)."""
         grads, grad_f, _ = chain.backward(self.layers, params, cache, grad_out)
