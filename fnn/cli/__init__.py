@@ -6,7 +6,7 @@
     fnn inspect CONFIG [--set ...] [--batch N] [--json]
     fnn evaluate RUN_DIR [--split test|val|train] [--json]
     fnn predict RUN_DIR|MODEL.jax INPUT.{csv,npz} [--output FILE] [--member M]
-    fnn export RUN_DIR [--output FILE] [--member M]
+    fnn export RUN_DIR [--output FILE] [--member M] [--format jax|safetensors]
     fnn compare RUN_DIR [RUN_DIR ...] [--metric NAME] [--out FILE]
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or

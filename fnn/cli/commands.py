@@ -250,6 +250,13 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from fnn.experiment import export
 
+    if getattr(args, "format", "jax") == "safetensors":
+        from fnn.experiment import weights
+
+        out = weights.export_weights(args.run_dir, args.output, member=args.member)
+        print(f"weights written to {out} (safetensors; names and layouts in docs/weights.md);"
+              f" load them with safetensors.numpy.load_file({str(out)!r})")
+        return EXIT_OK
     out = export.export_run(args.run_dir, args.output, member=args.member)
     print(f"exported to {out} (metadata: {out}.json); load it with only JAX: "
           f"jax.export.deserialize(open({str(out)!r}, 'rb').read()).call(x)")
