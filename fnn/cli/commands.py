@@ -212,6 +212,21 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_summary(args) -> int:
+    """:meth:`fnn.Sequential.summary` of the config's (or run directory's) network, with its
+    optimizer and batch size; nothing is trained."""
+    from fnn.experiment import model_summary
+
+    cfg, items = model_summary.for_source(args.config, args.overrides)
+    if args.json:
+        rows = [{"group": title, **s.to_dict()} for title, s in items]
+        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    else:
+        print(model_summary.banner(cfg))
+        print(model_summary.text(items))
+    return EXIT_OK
+
+
 def cmd_evaluate(args) -> int:
     from fnn.experiment import report as report_mod
     from fnn.experiment import runner
@@ -273,5 +288,5 @@ def cmd_compare(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
-            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "compare": cmd_compare}

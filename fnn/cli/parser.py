@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--batch", type=int, default=32, metavar="N", help="examples in the batch")
     i.add_argument("--json", action="store_true", help="machine-readable output")
 
+    m = sub.add_parser("summary", help="the network's layers (output shape, parameters, "
+                       "activation bytes, FLOPs) and the run's totals, without training")
+    m.add_argument("config", metavar="CONFIG|RUN_DIR", help="experiment config (TOML) or a "
+                   "run directory")
+    m.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config key (configs only)")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+
     e = sub.add_parser("evaluate", help="metrics of a finished run's model")
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--split", choices=("test", "val", "train"), default=None,

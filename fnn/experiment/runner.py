@@ -227,7 +227,22 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     """
     resolved = resolve(cfg, out=out, overwrite=overwrite, resume=resume, quiet=quiet, grid=grid,
                        seeds=seeds)
-    return report_run(train(build(plan_run(resolved))), echo=echo)
+    built = build(plan_run(resolved))
+    if not resolved.quiet:
+        echo(summary_text(built))
+    return report_run(train(built), echo=echo)
+
+
+def summary_text(b: Built) -> str:
+    """The network summary of every distinct group (:mod:`fnn.experiment.model_summary`), or a
+    note for a network without ``summary()``."""
+    from fnn.experiment import model_summary
+
+    nets = [trainer.net for _, trainer in b.trainers]
+    try:
+        return model_summary.text(model_summary.summaries(b.plan.groups, nets))
+    except UsageError:
+        return f"(no summary: a {type(nets[0]).__name__} network has no summary())"
 
 
 def load_run(run_dir, *, before_models=None):
