@@ -67,6 +67,13 @@ def errors(probs: np.ndarray, x: np.ndarray, y: np.ndarray, image_shape: tuple, 
                   int(np.sum(pred != np.asarray(y))), int(y.shape[0]), split)
 
 
+def _percent(p: float) -> str:
+    """A probability as a percentage that never rounds a mistake up to 100 %."""
+    if p < 0.995:
+        return f"{p:.0%}"
+    return f"{p:.1%}" if p < 0.9995 else ">99.9%"
+
+
 def plot_misclassified(path, e: Errors, class_names: Sequence[str], *,
                        title: Optional[str] = None) -> bool:
     """A grid of the images of ``e``: "true NAME / pred NAME p=0.97" above each.
@@ -98,7 +105,7 @@ def plot_misclassified(path, e: Errors, class_names: Sequence[str], *,
         ax.imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=lo, vmax=hi,
                   interpolation="nearest")
         ax.set_title(f"true {class_names[int(e.true[i])]}\npred {class_names[int(e.pred[i])]}"
-                     f" ({e.confidence[i]:.0%})", fontsize=7.5, color="black", pad=2)
+                     f" ({_percent(e.confidence[i])})", fontsize=7.5, color="black", pad=2)
     fig.supxlabel(f"the {n} most confident of {e.of} wrong predictions on the {e.split} split "
                   f"({e.total} images); (%): the probability given to the predicted class",
                   fontsize=8)
