@@ -4,9 +4,10 @@
     fnn sweep CONFIG --grid optimizer.learning_rate=1e-3,3e-3 [--seeds N] [--set ...] [--out DIR]
     fnn gradcheck CONFIG [--set ...] [--json]
     fnn inspect CONFIG [--set ...] [--batch N] [--json]
+    fnn summary CONFIG|RUN_DIR [--set ...] [--json]
     fnn evaluate RUN_DIR [--split test|val|train] [--json]
     fnn predict RUN_DIR|MODEL.jax INPUT.{csv,npz} [--output FILE] [--member M]
-    fnn export RUN_DIR [--output FILE] [--member M]
+    fnn export RUN_DIR [--output FILE] [--member M] [--format jax|safetensors]
     fnn compare RUN_DIR [RUN_DIR ...] [--metric NAME] [--out FILE]
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
@@ -27,13 +28,13 @@ from pathlib import Path
 
 from fnn.cli.commands import (EXIT_FAIL, EXIT_INTERRUPT, EXIT_OK, EXIT_USAGE, cmd_compare,
                               cmd_evaluate, cmd_export, cmd_gradcheck, cmd_inspect, cmd_predict,
-                              cmd_sweep, cmd_train, parse_grid)
+                              cmd_summary, cmd_sweep, cmd_train, parse_grid)
 from fnn.cli.parser import build_parser
 from fnn.util.allocator import retain_freed_memory
 from fnn.version import __version__
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
-            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "compare": cmd_compare}
 
 
@@ -49,7 +50,9 @@ def _wants_float64(args) -> bool:
     from fnn.experiment import config as config_mod
 
     try:
-        if getattr(args, "config", None):
+        if getattr(args, "config", None) and Path(args.config).is_dir():  # fnn summary RUN_DIR
+            raw = config_mod.read_raw(Path(args.config, "config.toml"))
+        elif getattr(args, "config", None):
             raw = config_mod.apply_overrides(config_mod.read_raw(args.config),
                                              getattr(args, "overrides", []))
         elif getattr(args, "run_dir", None) and Path(args.run_dir, "config.toml").is_file():

@@ -209,6 +209,21 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_summary(args) -> int:
+    """:meth:`fnn.Sequential.summary` of the config's (or run directory's) network, with its
+    optimizer and batch size; nothing is trained."""
+    from fnn.experiment import model_summary
+
+    cfg, items = model_summary.for_source(args.config, args.overrides)
+    if args.json:
+        rows = [{"group": title, **s.to_dict()} for title, s in items]
+        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    else:
+        print(model_summary.banner(cfg))
+        print(model_summary.text(items))
+    return EXIT_OK
+
+
 def cmd_evaluate(args) -> int:
     from fnn.experiment import report as report_mod
     from fnn.experiment import runner
@@ -247,6 +262,13 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from fnn.experiment import export
 
+    if getattr(args, "format", "jax") == "safetensors":
+        from fnn.experiment import weights
+
+        out = weights.export_weights(args.run_dir, args.output, member=args.member)
+        print(f"weights written to {out} (safetensors; names and layouts in docs/weights.md);"
+              f" load them with safetensors.numpy.load_file({str(out)!r})")
+        return EXIT_OK
     out = export.export_run(args.run_dir, args.output, member=args.member)
     print(f"exported to {out} (metadata: {out}.json); load it with only JAX: "
           f"jax.export.deserialize(open({str(out)!r}, 'rb').read()).call(x)")
@@ -263,5 +285,5 @@ def cmd_compare(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
-            "inspect": cmd_inspect, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "export": cmd_export, "compare": cmd_compare}

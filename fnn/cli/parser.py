@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--batch", type=int, default=32, metavar="N", help="examples in the batch")
     i.add_argument("--json", action="store_true", help="machine-readable output")
 
+    m = sub.add_parser("summary", help="the network's layers (output shape, parameters, "
+                       "activation bytes, FLOPs) and the run's totals, without training")
+    m.add_argument("config", metavar="CONFIG|RUN_DIR", help="experiment config (TOML) or a "
+                   "run directory")
+    m.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config key (configs only)")
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+
     e = sub.add_parser("evaluate", help="metrics of a finished run's model")
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--split", choices=("test", "val", "train"), default=None,
@@ -79,11 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _export_compare_parsers(sub) -> None:
     x = sub.add_parser("export", help="serialize a trained model (jax.export, StableHLO) for "
-                       "use without fnn; writes FILE and FILE.json")
+                       "use without fnn; writes FILE and FILE.json; or, with --format "
+                       "safetensors, its weights")
     x.add_argument("run_dir", metavar="RUN_DIR")
     x.add_argument("--output", metavar="FILE", help="default: RUN_DIR/model.jax "
                    "(RUN_DIR/model-<i>.jax for member i of a sweep)")
     x.add_argument("--member", metavar="M", help="sweep member: index or label")
+    x.add_argument("--format", choices=("jax", "safetensors"), default="jax",
+                   help="jax: the whole model as jax.export (default); safetensors: the "
+                   "parameters and BatchNorm state as named tensors (RUN_DIR/model.safetensors;"
+                   " needs the safetensors extra)")
     c = sub.add_parser("compare", help="one metric of several runs and sweep members: a figure "
                        "and a table of final, best and test figures")
     c.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")

@@ -90,8 +90,12 @@ def initial_state(group, trainer):
 
 
 def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
-                interrupt: InterruptFlag, config_text: str):
+                interrupt: InterruptFlag, config_text: str, log=None):
     """Train one group (one compiled program) with its already built ``trainer``.
+
+    ``log``, when given, is called as ``log(resume_epoch=E)`` once the starting epoch E is
+    known and returns a :class:`fnn.experiment.tensorboard_log.EpochLog` (process 0 only),
+    which receives each chunk's metrics before the chunk's checkpoint.
 
     Returns:
       (state, history, seconds) with state and history as host (NumPy) copies.
@@ -112,12 +116,16 @@ def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
             epoch = int(meta["epoch"])
             bar.start_at(epoch)
     total, chunk = gcfg.training.epochs, chunk_size(gcfg)
+    writer = log(resume_epoch=epoch) if log is not None and main else None
     t0 = time.perf_counter()
     try:
         while epoch < total:
             n = min(chunk, total - epoch)
             state, h = trainer.run(state, hp, epochs=n, batched=batched, progress=bar)
-            history = concat(history, parallel.to_host(h))
+            h = parallel.to_host(h)
+            history = concat(history, h)
+            if writer is not None:
+                writer.write(epoch, h, batched=batched)
             epoch += n
             every = gcfg.output.checkpoint_every
             if interrupt.set or (every and epoch % every == 0) or epoch == total:
@@ -132,4 +140,6 @@ def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
                                   f"{ckpt_dir}; continue with --resume")
     finally:
         bar.close()
+        if writer is not None:
+            writer.close()
     return parallel.to_host(state), history, time.perf_counter() - t0

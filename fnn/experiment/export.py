@@ -55,6 +55,13 @@ def output_kind(task: str, output: str, units: int) -> str:
     return "scores"
 
 
+def preprocessing_text(spec) -> str:
+    """What is applied to raw inputs before the network, in words (for the metadata)."""
+    if spec.raw_dtype == "uint8":
+        return "round, clip to [0, 255], x / 255"
+    return "(x - mean) / std" if spec.x_mean is not None else "none"
+
+
 def export_handle(handle, *, platforms=PLATFORMS) -> tuple[bytes, dict]:
     """(serialized Exported, metadata dict) of a :class:`fnn.experiment.handle.RunHandle`."""
     from fnn.version import __version__
@@ -72,8 +79,7 @@ def export_handle(handle, *, platforms=PLATFORMS) -> tuple[bytes, dict]:
         "output_kind": output_kind(handle.task, handle.net.output, out_shape[-1]),
         "output_activation": handle.net.output,
         "task": handle.task, "classes": handle.classes or None,
-        "preprocessing": ("round, clip to [0, 255], x / 255" if handle.spec.raw_dtype == "uint8"
-                          else "(x - mean) / std" if handle.spec.x_mean is not None else "none"),
+        "preprocessing": preprocessing_text(handle.spec),
         "dataset": handle.spec.name, "run_dir": str(handle.run_dir.resolve()),
         "member": handle.member, "member_label": handle.label,
         "platforms": list(exported.platforms), "sha256": hashlib.sha256(data).hexdigest(),

@@ -9,8 +9,11 @@ written). It
   run) ``per_class_accuracy`` ({class name: accuracy}), ``confusion_matrix`` (rows = true
   class, columns = predicted; counts summing to the split's size) and ``confusion_split``:
   the test split where there is one, else validation, else training;
-* with ``output.plots``: ``confusion.png`` (classification); ``decision_boundary.png`` for
-  classification on 2-D inputs (predicted class regions and probability contours over the
+* with ``output.plots``: ``confusion.png`` (classification); ``misclassified.png`` for image
+  classifiers (the most confidently wrong images of the confusion split, from the run's best
+  member; :mod:`fnn.experiment.misclassified`), and the summary's ``misclassified``: that
+  member's label, the split, how many were wrong, and the split indices shown;
+  ``decision_boundary.png`` for classification on 2-D inputs (predicted class regions and probability contours over the
   training points) or regression on 1-D inputs (the fitted curve over the data). Sweeps get
   one panel per group, showing the group's best member by ``early_stopping.monitor``.
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from fnn.experiment import build as exp
 from fnn.experiment import members as members_mod
-from fnn.experiment import model_plots, preprocessing
+from fnn.experiment import misclassified, model_plots, preprocessing
 
 GRID = 200  # decision-region grid points per axis
 
@@ -85,6 +88,9 @@ def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
     entries = summary["members"]
     refs = members_mod.member_refs(groups)
     conf_panels, region_panels, curve_panels = [], [], []
+    # misclassified.png: the run's best member, over every group
+    top = refs[_best(entries, list(range(len(refs))), cfg.early_stopping.monitor)]
+    wrong = None
     for gi, (g, ds, spec) in enumerate(zip(groups, datasets, specs)):
         net, params, state = members_mod.load_group(run_dir, run_cfg, groups, gi, spec)
         fn = jax.jit(members_mod.prediction_fn(net, spec))
@@ -107,6 +113,9 @@ def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
                                         confusion_matrix=counts.tolist(), confusion_split=split)
                 if r.position == best:
                     conf_panels.append(model_plots.ConfusionPanel(title, counts, split))
+                if r is top and spec.image_shape and cfg.output.plots:
+                    wrong = (misclassified.errors(members_mod.class_probabilities(y_hat), x, y,
+                                                  spec.image_shape, split), r.label)
             if spec.num_features == 2 and cfg.output.plots:
                 region_panels.append(_regions(fn, p_best, s_best, ds, title))
         elif cfg.output.plots:
@@ -114,6 +123,10 @@ def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
             xs = np.linspace(xt.min(), xt.max(), 400, dtype=np.float32)
             ys = members_mod.apply_chunked(fn, p_best, s_best, xs[:, None])[:, 0]
             curve_panels.append(model_plots.CurvePanel(title, xt, yt, xs, ys))
+    if wrong is not None:
+        e = wrong[0]
+        summary["misclassified"] = {"member": wrong[1], "split": e.split, "wrong": e.of,
+                                    "examples": e.total, "shown": e.index.tolist()}
     if len(entries) == 1 and classify:
         summary.update({k: entries[0][k] for k in
                         ("per_class_accuracy", "confusion_matrix", "confusion_split")})
@@ -125,6 +138,11 @@ def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
             run_dir / "confusion.png", conf_panels, spec0.class_names,
             title=f"{name}: confusion matrix"):
         written.append(run_dir / "confusion.png")
+    if wrong is not None and misclassified.plot_misclassified(
+            run_dir / "misclassified.png", wrong[0], spec0.class_names,
+            title=f"{name}: most confident mistakes"
+            + (f" (best member: {wrong[1]})" if len(refs) > 1 else "")):
+        written.append(run_dir / "misclassified.png")
     if region_panels and model_plots.plot_decision_regions(
             run_dir / "decision_boundary.png", region_panels, spec0.class_names,
             title=f"{name}: decision regions over the training points"):

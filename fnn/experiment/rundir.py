@@ -26,6 +26,7 @@ class UsageError(ValueError):
 RUN_FILES = frozenset({CONFIG_FILE, "metrics.csv", "summary.json", "checkpoints", "curves.png",
                        "gradients.png", "activations.png", "decision_boundary.png",
                        "confusion.png", "predictions.csv", "model.jax", "model.jax.json",
+                       "model.safetensors", "misclassified.png", "tensorboard",
                        "preprocessing.json", "error.log"})
 
 

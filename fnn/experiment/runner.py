@@ -18,6 +18,7 @@ Each step is a function of the previous step's result (:class:`Resolved`, :class
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
@@ -26,7 +27,7 @@ import numpy as np
 
 from fnn.engine import parallel
 from fnn.experiment import build as exp
-from fnn.experiment import checkpoint, model_report, report
+from fnn.experiment import checkpoint, model_report, report, tensorboard_log
 from fnn.experiment import config as config_mod
 from fnn.experiment.chunks import (InterruptFlag, Interrupted, initial_state, traced_names,
                                    train_group)
@@ -102,6 +103,8 @@ def resolve(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=N
             report.prefetch_matplotlib()
     if resume:
         check_resume_config(run_dir, cfg)
+    if cfg.output.tensorboard:  # a missing extra: one line before anything is built or written
+        tensorboard_log.require()
     return Resolved(cfg, run_dir, parallel.make_mesh(spec.devices), main, quiet or not main,
                     overwrite, resume, grid, seeds)
 
@@ -147,11 +150,16 @@ def train(b: Built) -> Trained:
     t0 = time.perf_counter()
     samples = 0
     groups = b.plan.groups
+    total = sum(len(g.members) for g in groups)
     with InterruptFlag() as interrupt:
         for gi, (g, (data_g, trainer)) in enumerate(zip(groups, b.trainers)):
+            log = None
+            if r.cfg.output.tensorboard:
+                log = functools.partial(tensorboard_log.EpochLog, run_dir, g.labels,
+                                        members=total)
             state, history, _ = train_group(
                 g, trainer, checkpoint_dir(run_dir, gi, len(groups)), resume=r.resume,
-                quiet=r.quiet, interrupt=interrupt, config_text=b.config_text)
+                quiet=r.quiet, interrupt=interrupt, config_text=b.config_text, log=log)
             ms = member_summaries(g.config, g, trainer, state, history, data_g)
             samples += sum(m["epochs_trained"] for m in ms) * data_g.num_train
             start = len(labels)
@@ -219,7 +227,22 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     """
     resolved = resolve(cfg, out=out, overwrite=overwrite, resume=resume, quiet=quiet, grid=grid,
                        seeds=seeds)
-    return report_run(train(build(plan_run(resolved))), echo=echo)
+    built = build(plan_run(resolved))
+    if not resolved.quiet:
+        echo(summary_text(built))
+    return report_run(train(built), echo=echo)
+
+
+def summary_text(b: Built) -> str:
+    """The network summary of every distinct group (:mod:`fnn.experiment.model_summary`), or a
+    note for a network without ``summary()``."""
+    from fnn.experiment import model_summary
+
+    nets = [trainer.net for _, trainer in b.trainers]
+    try:
+        return model_summary.text(model_summary.summaries(b.plan.groups, nets))
+    except UsageError:
+        return f"(no summary: a {type(nets[0]).__name__} network has no summary())"
 
 
 def load_run(run_dir, *, before_models=None):

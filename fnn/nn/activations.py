@@ -41,6 +41,8 @@ class Activation:
       elementwise: whether ``g`` acts on each unit independently.
       kink: whether ``g'`` is discontinuous at ``z = 0`` (ReLU family; matters for finite
         differences).
+      flops: forward FLOPs per element as XLA counts them (a compare and a select for ReLU;
+        exp / tanh are transcendentals, not FLOPs); what :meth:`flops_of` multiplies.
     """
 
     name: str
@@ -48,10 +50,18 @@ class Activation:
     derivative: Optional[Callable[[Array, Array], Array]] = None
     vjp: Optional[Callable[[Array, Array, Array], Array]] = None
     kink: bool = False
+    flops: int = 0
 
     @property
     def elementwise(self) -> bool:
         return self.vjp is None
+
+    def flops_of(self, shape) -> int:
+        """Forward FLOPs of ``g`` on one example of ``shape``: ``flops`` × elements."""
+        n = 1
+        for d in shape:
+            n *= int(d)
+        return self.flops * n
 
     def backward(self, z: Array, a: Array, grad_a: Array) -> Array:
         """``∂L/∂Z`` from ``∂L/∂A``: ``grad_a ⊙ g'(z)`` or the Jacobian-vector product.
@@ -137,11 +147,13 @@ def softmax_vjp(z: Array, a: Array, grad_a: Array) -> Array:
 
 ACTIVATIONS: dict[str, Activation] = {
     "identity": Activation("identity", identity, identity_derivative),
-    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
-    "relu": Activation("relu", relu, relu_derivative, kink=True),
-    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kink=True),
+    "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative, flops=3),
+    "relu": Activation("relu", relu, relu_derivative, kink=True, flops=2),
+    "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kink=True,
+                             flops=3),
     "tanh": Activation("tanh", tanh, tanh_derivative),
-    "softmax": Activation("softmax", softmax, vjp=softmax_vjp),
+    # max, subtract, sum, divide per element (plus one exp, a transcendental)
+    "softmax": Activation("softmax", softmax, vjp=softmax_vjp, flops=4),
 }
 ALIASES = {"linear": "identity", "none": "identity", "logistic": "sigmoid"}
 

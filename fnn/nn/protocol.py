@@ -19,6 +19,12 @@ one example's, without the batch axis; arrays are batch-first, images NHWC.
         Written by hand beside ``forward``: no ``jax.vjp`` / ``jax.grad`` /
         ``jax.linear_transpose`` inside. ``grads`` has the structure of ``params``.
 
+Optional: ``flops(input_shape) -> int``, the forward FLOPs of one example in evaluation, in
+XLA's convention (a multiply-add is 2; exp, tanh, rsqrt are transcendentals, not FLOPs); a
+container layer counts only its own work (a Residual's addition), its inner layers count
+theirs. :mod:`fnn.nn.summary` uses it, and XLA's cost analysis of the layer's forward for a
+layer without it.
+
 Layers with an activation (Dense, Conv2D, Activation) also have ``activation`` (a name), ``act``
 (the :class:`fnn.nn.activations.Activation`), a cache with fields ``z`` (pre-activation) and
 ``a`` (= g(z)), and ``backward_from_delta(params, cache, delta) -> (grads, grad_in)`` from

@@ -15,7 +15,6 @@ running statistics) is a separate tuple of the same layout.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional, Sequence
 
@@ -73,25 +72,7 @@ def _walk(layers, prefix="layers"):
             yield from _walk(layer.layers, f"{prefix}[{i}].layers")
 
 
-def _layer_str(layer) -> str:
-    """``Type(fields that differ from their defaults)``; a Residual shows its inner layers."""
-    if isinstance(layer, Residual):
-        return "Residual[" + " -> ".join(_layer_str(inner) for inner in layer.layers) + "]"
-    if not dataclasses.is_dataclass(layer):
-        return type(layer).__name__
-    args = []
-    for f in dataclasses.fields(layer):
-        if not f.init or not f.repr:
-            continue
-        value = getattr(layer, f.name)
-        if f.name == "strides" and value == getattr(layer, "pool_size", None):
-            continue  # a pool's default stride is its window
-        if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
-            value = value[0]  # a square window / stride as one int
-        if f.default is not dataclasses.MISSING and value == f.default:
-            continue
-        args.append(repr(value) if f.default is dataclasses.MISSING else f"{f.name}={value!r}")
-    return f"{type(layer).__name__}({', '.join(args)})"
+_layer_str = chain.layer_str
 
 
 @dataclass(frozen=True)
@@ -184,6 +165,21 @@ class Sequential:
         parameter count, e.g. ``(16, 16, 1) -> Conv2D(16, activation='relu') -> ... -> (5,)``."""
         parts = [str(self.input_shape)] + [_layer_str(layer) for layer in self.layers]
         return " -> ".join(parts + [str(self.output_shape)]) + f"  ({self.num_params():,} params)"
+
+    def summary(self, *, optimizer=None, batch_size: Optional[int] = None):
+        """A table of the layers (output shape, parameters, activation bytes and forward FLOPs
+        per example) and the totals; ``print(net.summary())`` shows it. See
+        :func:`fnn.nn.summary.summarize`.
+
+        Args:
+          optimizer: an :class:`fnn.optim.Optimizer` whose state bytes are counted, or None.
+          batch_size: the training batch, for the FLOPs of one step; None leaves them out.
+        Returns:
+          a :class:`fnn.nn.summary.NetworkSummary`.
+        """
+        from fnn.nn import summary
+
+        return summary.summarize(self, optimizer=optimizer, batch_size=batch_size)
 
     # --- params and state ------------------------------------------------------------------------
     def init(self, key: Array) -> tuple:

@@ -216,6 +216,9 @@ class OutputConfig:
     keep_checkpoints: int = opt(2, "checkpoints kept", type="int", min=1)
     plots: bool = opt(True, "write curves.png (needs matplotlib)", type="bool")
     progress: bool = opt(True, "show a progress bar", type="bool")
+    tensorboard: bool = opt(False, "write each epoch's metrics to RUN_DIR/tensorboard/ as "
+                            "TensorBoard event files while training (needs tensorboardX: "
+                            "pip install 'fnn[tensorboard]')", type="bool")
     compilation_cache: bool = opt(True, "use JAX's persistent compilation cache "
                                   "(~/.cache/fnn/jax)", type="bool")
 

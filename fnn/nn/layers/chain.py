@@ -12,6 +12,7 @@ the top one may be handed δ directly (a fused loss's (ŷ − y)/N). Dropout key
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence
 
 import jax
@@ -23,6 +24,35 @@ _PROTOCOL = ("output_shape", "init", "forward", "backward")
 
 def describe(i: int, layer, prefix: str = "layers") -> str:
     return f"{prefix}[{i}] ({type(layer).__name__})"
+
+
+def inner_layers(layer) -> Optional[tuple]:
+    """The inner layers of a container layer (a Residual's ``layers``), or None."""
+    inner = getattr(layer, "layers", None)
+    return inner if isinstance(inner, tuple) and inner else None
+
+
+def layer_str(layer) -> str:
+    """``Type(fields that differ from their defaults)``; a container shows its inner layers,
+    ``Residual[Conv2D(8) -> BatchNorm()]``."""
+    inner = inner_layers(layer)
+    if inner is not None:
+        return f"{type(layer).__name__}[" + " -> ".join(layer_str(x) for x in inner) + "]"
+    if not dataclasses.is_dataclass(layer):
+        return type(layer).__name__
+    args = []
+    for f in dataclasses.fields(layer):
+        if not f.init or not f.repr:
+            continue
+        value = getattr(layer, f.name)
+        if f.name == "strides" and value == getattr(layer, "pool_size", None):
+            continue  # a pool's default stride is its window
+        if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:
+            value = value[0]  # a square window / stride as one int
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        args.append(repr(value) if f.default is dataclasses.MISSING else f"{f.name}={value!r}")
+    return f"{type(layer).__name__}({', '.join(args)})"
 
 
 def shapes(layers: Sequence, input_shape: tuple, prefix: str = "layers") -> tuple[tuple, ...]:

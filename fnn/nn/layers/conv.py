@@ -127,6 +127,13 @@ class Conv2D(FusedActivation):
         return {"w": w_col.reshape(kh, kw, c, self.filters),
                 "b": jnp.zeros((self.filters,), dtype)}, {}
 
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example: 2·oh·ow·kh·kw·C·F (multiply-adds of Z) + oh·ow·F (the
+        bias), then g on Z; the same in every formulation."""
+        (kh, kw), c = self.kernel_size, int(input_shape[2])
+        oh, ow, f = self.output_shape(input_shape)
+        return 2 * oh * ow * kh * kw * c * f + oh * ow * f + self.act.flops_of((oh, ow, f))
+
     # --- forward ---------------------------------------------------------------------------------
     def forward(self, params: dict, state: dict, x: Array, *, key=None, training=False,
                 drop_rate=None) -> tuple[Array, ConvCache, dict]:

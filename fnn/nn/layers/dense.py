@@ -89,6 +89,12 @@ class Dense(FusedActivation):
         w = inits.get(self.init_name)(key, (in_features, self.units), dtype)
         return {"w": w, "b": jnp.zeros((self.units,), dtype)}
 
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example: Z = X W + b is 2·in·units (multiply-adds) + units,
+        then g on the units."""
+        n_in = int(input_shape[0])
+        return 2 * n_in * self.units + self.units + self.act.flops_of((self.units,))
+
     def forward(self, params: dict, state: dict, x: Array, *, key=None, training=False,
                 drop_rate=None) -> tuple[Array, DenseCache, dict]:
         """A = g(X W + b). Args: params {"w", "b"}; x (batch, in). Returns (A (batch, units),

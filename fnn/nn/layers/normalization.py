@@ -46,6 +46,13 @@ class AffineCache(NamedTuple):
     inv_std: Array
 
 
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 def _check_eps(eps) -> None:
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
         raise ValueError(f"eps: {eps!r}; expected a positive number")
@@ -113,6 +120,11 @@ class BatchNorm:
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         return _affine_params(input_shape, dtype), self.init_state(input_shape, dtype)
 
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example in evaluation: (X − mean)·(1/σ_r)·γ + β is 4 per
+        element, var + eps 1 per channel (the rsqrt is a transcendental)."""
+        return 4 * _size(input_shape) + int(input_shape[-1])
+
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         """Y = γ ⊙ X̂ + β. Args: x (N, ..., C). Returns (Y, cache, new state)."""
         nd = x.ndim
@@ -153,6 +165,12 @@ class LayerNorm:
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         return _affine_params(input_shape, dtype), {}
+
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example: 8 per element (two means, centering, squaring,
+        scaling by 1/σ, γ, β) and 2 per row (the divisions of the means)."""
+        n = _size(input_shape)
+        return 8 * n + 2 * (n // int(input_shape[-1]))
 
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         """Y = γ ⊙ X̂ + β with per-row statistics. Returns (Y, cache, state)."""

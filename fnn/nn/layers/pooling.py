@@ -40,6 +40,13 @@ MAX_POOL_BACKWARDS = ("index", "mask", "scatter")
 MAX_POOL_BACKWARD = "index"
 
 
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
 def _no_pad():
     return ((0, 0), (0, 0))
 
@@ -104,6 +111,11 @@ class MaxPool2D(_Pool2D):
             raise ValueError(f"backward_formulation: {self.backward_formulation!r}; expected one"
                              f" of: {', '.join(MAX_POOL_BACKWARDS)}")
         return super().output_shape(input_shape)
+
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example: kh·kw − 1 maxima per output."""
+        kh, kw = self.pool_size
+        return _size(self.output_shape(input_shape)) * (kh * kw - 1)
 
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         """Y = max_(i,j) X_(i,j). Args: x (N, H, W, C). Returns (Y (N, oh, ow, C), cache, state)."""
@@ -176,6 +188,11 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """Y = the mean of each valid window. Args: pool_size, strides (default pool_size)."""
 
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example: kh·kw − 1 additions and one division per output."""
+        kh, kw = self.pool_size
+        return _size(self.output_shape(input_shape)) * kh * kw
+
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         """Y = (1/(kh·kw)) Σ X_(i,j). Returns (Y (N, oh, ow, C), cache, state)."""
         slices = self._slices(x)
@@ -203,6 +220,10 @@ class GlobalAvgPool2D:
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         return {}, {}
+
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example: H·W − 1 additions and one division per channel."""
+        return _size(input_shape)
 
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         """Returns (Y (N, C), cache, state)."""

@@ -31,6 +31,10 @@ class Flatten:
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         return {}, {}
 
+    def flops(self, input_shape: tuple) -> int:
+        """A reshape: no FLOPs."""
+        return 0
+
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         return x.reshape(x.shape[0], -1), Static(tuple(x.shape[1:])), state
 
@@ -64,6 +68,10 @@ class Activation(FusedActivation):
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         return {}, {}
+
+    def flops(self, input_shape: tuple) -> int:
+        """Forward FLOPs of one example: g on every element."""
+        return self.act.flops_of(input_shape)
 
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         a = self.act.fn(x)

@@ -48,6 +48,14 @@ class Residual:
     def init_state(self, input_shape, dtype) -> tuple:
         return chain.init_state(self.layers, self._shapes(input_shape)[:-1], dtype)
 
+    def flops(self, input_shape: tuple) -> int:
+        """The block's own forward FLOPs of one example: the addition X + f(X), one per element
+        (the inner layers count their own; a summary adds them)."""
+        n = 1
+        for d in input_shape:
+            n *= int(d)
+        return n
+
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         """Y = X + f(X). Returns (Y, inner caches, inner states)."""
         fx, caches, states = chain.forward(self.layers, params, state, x, key=key,
