@@ -234,15 +234,11 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
 
 
 def summary_text(b: Built) -> str:
-    """The network summary of every distinct group (:mod:`fnn.experiment.model_summary`), or a
-    note for a network without ``summary()``."""
+    """The network summary of every distinct group (:mod:`fnn.experiment.model_summary`)."""
     from fnn.experiment import model_summary
 
     nets = [trainer.net for _, trainer in b.trainers]
-    try:
-        return model_summary.text(model_summary.summaries(b.plan.groups, nets))
-    except UsageError:
-        return f"(no summary: a {type(nets[0]).__name__} network has no summary())"
+    return model_summary.text(model_summary.summaries(b.plan.groups, nets))
 
 
 def load_run(run_dir, *, before_models=None):

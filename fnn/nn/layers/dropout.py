@@ -76,6 +76,10 @@ class Dropout:
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         return {}, {}
 
+    def flops(self, input_shape: tuple) -> int:
+        """0: the forward of evaluation (what the summary counts) is the identity."""
+        return 0
+
     def forward(self, params, state, x, *, key=None, training=False, drop_rate=None):
         """Y = X ⊙ M in training with a key, else Y = X. Returns (Y, mask or None, state)."""
         rate = self.rate if drop_rate is None else drop_rate
