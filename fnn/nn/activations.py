@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from fnn.nn import names
 from fnn.util import registry
 
 Array = jax.Array
@@ -135,15 +136,15 @@ def softmax_vjp(z: Array, a: Array, grad_a: Array) -> Array:
     return a * (grad_a - jnp.sum(grad_a * a, axis=-1, keepdims=True))
 
 
-ACTIVATIONS: dict[str, Activation] = {
+ACTIVATIONS: dict[str, Activation] = registry.table("activation", names.ACTIVATIONS, {
     "identity": Activation("identity", identity, identity_derivative),
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative),
     "relu": Activation("relu", relu, relu_derivative, kink=True),
     "leaky_relu": Activation("leaky_relu", leaky_relu, leaky_relu_derivative, kink=True),
     "tanh": Activation("tanh", tanh, tanh_derivative),
     "softmax": Activation("softmax", softmax, vjp=softmax_vjp),
-}
-ALIASES = {"linear": "identity", "none": "identity", "logistic": "sigmoid"}
+})
+ALIASES = names.ACTIVATION_ALIASES  # the list and the aliases: fnn.nn.names (no JAX)
 
 
 def get(name: str) -> Activation:
