@@ -359,3 +359,21 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
     assert "| n/a |" not in summary.split("Fashion-MNIST CNN")[0].split("tiny MLP")[0]  # large, CNN measured
     for sub in ("bench", "configs"):
         assert json.loads((tmp_path / "g" / sub / "bench.json").read_text())["cases"]
+
+
+@pytest.mark.slow
+def test_startup_case_smoke(tmp_path):
+    """The startup case in smoke mode: --help, train --help and a config error answer without
+    JAX (exit 0, 0, 2); a cold and a warm quickstart print the summary before they end."""
+    results, saved, md, _ = _run(tmp_path, "--quick", "--cases", "startup",
+                                 "--startup-config", str(ROOT / "configs" / "quickstart.toml"))
+    res = saved["cases"]["startup"]["results"]
+    assert [res[c]["exit_status"] for c in ("help", "train-help", "config-error")] == [0, 0, 2]
+    assert not any(res[c]["imports_jax"] for c in ("help", "train-help", "config-error"))
+    for c in ("cold", "warm"):
+        assert res[c]["status"] == "ok", res[c]
+        assert 0 < res[c]["summary_median_s"] <= res[c]["median_s"]
+        assert "decision_boundary.png" in res[c]["pictures"]
+    targets = {t["target"]: t for t in saved["targets"]}
+    assert targets["startup: fnn --help ≤ 0.3 s without importing JAX"]["value"] > 0
+    assert "## Start-up" in md and "summary printed at" in md

@@ -16,7 +16,7 @@ CNN_TORCH_CONTESTANTS = ("torch", "torch-compile")
 ALL_CONTESTANTS = tuple(dict.fromkeys(
     MLP_CONTESTANTS + CNN_FNN_CONTESTANTS + CNN_TORCH_CONTESTANTS
     + ("xla-matmul", "fnn-train", "fnn-sweep", "fnn-fashion-seq", "fnn-fashion-sweep", "fnn-cli",
-       "sklearn", "cold", "warm")))
+       "sklearn", "cold", "warm", "help", "train-help", "config-error", "baseline-cold")))
 PEER_MODULES = {"torch": ("torch",), "torch-fused": ("torch",), "torch-compile": ("torch",),
                 "flax": ("flax", "optax"), "sklearn": ("sklearn",)}
 TARGET_ACCURACY = 0.885
@@ -56,7 +56,8 @@ def settings_from_args(args) -> dict:
         "fashion_cnn": {"config": str(args.fashion_cnn_config),
                         "n_samples": args.n_images or (512 if quick else None),
                         "epochs": args.fashion_cnn_epochs or (2 if quick else None)},
-        "startup": {"config": str(args.startup_config), "repeats": 1 if quick else 3},
+        "startup": {"config": str(args.startup_config), "repeats": 1 if quick else 3,
+                    "baseline": getattr(args, "startup_baseline", None)},
         "worker_timeout_s": args.timeout,
         "in_process": args.in_process,
     }
