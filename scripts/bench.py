@@ -30,6 +30,10 @@ One command runs every case and writes ``DIR/bench.json`` and ``DIR/bench.md``:
 * ``sweep``   a 16-member vmapped sweep of the tiny MLP (``Trainer.sweep``) vs one member
   (``Trainer.train``), wall ratio; and 16 seeds of configs/fashion_mnist.toml's MLP (one epoch)
   as one sweep vs 16 ``Trainer.train`` runs one after another, in member-samples/s.
+* ``memory``  configs/fashion_cnn.toml and configs/fashion_mnist.toml on a few images
+  (``--n-images``, default 2048) for ``--memory-epochs`` (1): XLA's memory figures of every
+  compiled program (arguments, outputs, temporaries, code) against the process's peak RSS, and
+  PyTorch's peak RSS on the same CNN recipe when torch is installed (``benchlib/memory.py``).
 * ``startup`` ``fnn --help``, ``fnn train --help`` and a config error (median wall, whether
   JAX was imported); ``fnn train configs/quickstart.toml`` with a fresh ``$FNN_CACHE_DIR``
   (cold: wall and the moment the summary table is printed) and with JAX's persistent
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=int, default=None,
                    help="data.n_samples for the Fashion-MNIST runs (default: all; --quick: 512 "
                         "for fashion_cnn and the Fashion sweep)")
+    p.add_argument("--memory-epochs", type=int, default=None,
+                   help="memory case: training.epochs of each run (default 1)")
     p.add_argument("--skip", default="", metavar="LIST",
                    help="comma-separated contestants not to run, in every case (e.g. "
                         "sklearn,fnn-hybrid); each is listed as skipped")

@@ -377,3 +377,20 @@ def test_startup_case_smoke(tmp_path):
     targets = {t["target"]: t for t in saved["targets"]}
     assert targets["startup: fnn --help ≤ 0.3 s without importing JAX"]["value"] > 0
     assert "## Start-up" in md and "summary printed at" in md
+
+
+@pytest.mark.slow
+def test_memory_case_smoke(tmp_path):
+    """The memory case in smoke mode: every compiled program's XLA figures and the peak RSS of
+    each config's run (fnn side; PyTorch's is skipped when torch is absent)."""
+    results, saved, md, _ = _run(tmp_path, "--quick", "--only", "fnn", "--cases", "memory")
+    res = saved["cases"]["memory"]["results"]
+    for name in ("fnn-fashion_cnn", "fnn-fashion_mnist"):
+        r = res[name]
+        assert r["status"] == "ok", r
+        assert r["compiled"] >= len(r["programs"]) >= 1
+        assert any(p["program"] == "jit__run_impl" for p in r["programs"])
+        assert all(p["temp_mb"] >= 0 and p["argument_mb"] >= 0 for p in r["programs"])
+        assert r["peak_rss_mb"] >= r["after_import_jax_peak_rss_mb"] > 0
+    assert res["torch-fashion_cnn"]["status"] == "skipped"
+    assert "## Memory" in md and "temporaries MB" in md

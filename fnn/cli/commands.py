@@ -210,6 +210,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from fnn.experiment import memory
     from fnn.experiment import report as report_mod
     from fnn.experiment import runner
 
@@ -225,7 +226,8 @@ def cmd_evaluate(args) -> int:
         batched = len(g.members) > 1
         for j, label in enumerate(g.labels):
             member = runner.member_of(state, j, batched)
-            m = trainer.evaluate(member.params, *arrays, state=member.net_state)
+            m = trainer.evaluate(member.params, *arrays, state=member.net_state,
+                                 chunk=memory.eval_chunk(trainer.net))
             rows.append({"member": label, "split": split, "examples": int(arrays[0].shape[0]),
                          **{k: v for k, v in m.items()}})
     if args.json:

@@ -352,11 +352,13 @@ class Trainer:
             raise ValueError(f"chunk: {chunk!r}; expected an integer >= 1")
         x, y = np.asarray(x), np.asarray(y)
         n = x.shape[0]
-        # Dispatch every chunk first (no host sync in between), then read the means back.
-        outs = [(min(chunk, n - start),
-                 self._evaluate(params, *self.place((x[start:start + chunk],
-                                                      y[start:start + chunk])), state))
-                for start in range(0, n, chunk)]
+        # One chunk at a time: chunks dispatched together run concurrently on XLA:CPU, and
+        # their temporaries coexist (fashion_cnn: +318 MB of peak RSS for 14 chunks).
+        outs = []
+        for start in range(0, n, chunk):
+            out = self._evaluate(params, *self.place((x[start:start + chunk],
+                                                      y[start:start + chunk])), state)
+            outs.append((min(chunk, n - start), jax.block_until_ready(out)))
         # The chunks' means weighted by their rows, summed in float64.
         return {k: sum(rows * float(out[k]) for rows, out in outs) / n for k in outs[0][1]}
 

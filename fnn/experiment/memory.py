@@ -42,6 +42,28 @@ def activations_per_example(net) -> int:
     return int(sum(sizes[1:])) if sizes is not None else 0
 
 
+EVAL_CHUNK_BYTES = 32 << 20  # one evaluation call's layer outputs, at most (about)
+
+
+def eval_chunk(net, *, cap: int = 2048) -> int:
+    """Rows per compiled evaluation or prediction call, so that its temporaries stay small.
+
+    rows = clamp(EVAL_CHUNK_BYTES / (A × b), 1, cap), A the activations per example and b the
+    bytes per value. XLA's temporaries of one call grow with its rows: measured on
+    configs/fashion_cnn.toml, 2,048 rows took 882 MB of temporaries (conv2's im2col patches,
+    14·14·288 values per image), against 88 MB for the whole scanned training step; at this
+    size (~170 rows) they stay below the step's. An MLP keeps ``cap`` (Fashion-MNIST's
+    784-256-128-10: 2,048 rows, as before).
+
+    Args:
+      net: the network (its ``shapes`` or ``sizes``, and ``dtype``).  cap: the most rows.
+    Returns:
+      the rows per call, >= 1.
+    """
+    per_row = activations_per_example(net) * np.dtype(getattr(net, "dtype", np.float32)).itemsize
+    return max(1, min(cap, EVAL_CHUNK_BYTES // max(per_row, 1)))
+
+
 def estimate(net, *, optimizer: str, batch_size: int, members: int = 1,
              early_stopping: bool = False) -> dict:
     """The estimate's parts in bytes: {"params", "training_state", "activations", "total"}."""

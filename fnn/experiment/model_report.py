@@ -27,7 +27,7 @@ import numpy as np
 
 from fnn.experiment import build as exp
 from fnn.experiment import members as members_mod
-from fnn.experiment import model_plots, preprocessing
+from fnn.experiment import memory, model_plots, preprocessing
 
 GRID = 200  # decision-region grid points per axis
 
@@ -125,7 +125,8 @@ def prepare(run_dir, cfg, dataset, summary: dict) -> Pictures:
             names = spec.class_names
             for r in mine:
                 y_hat = members_mod.apply_chunked(fn, members_mod.select(params, r.position, n),
-                                                  members_mod.select(state, r.position, n), x)
+                                                  members_mod.select(state, r.position, n), x,
+                                                  chunk=memory.eval_chunk(net))
                 counts = confusion_counts(y, members_mod.class_ids(y_hat), len(names))
                 entries[r.index].update(per_class_accuracy=per_class_accuracy(counts, names),
                                         confusion_matrix=counts.tolist(), confusion_split=split)

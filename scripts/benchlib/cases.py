@@ -421,6 +421,10 @@ def run_case(name: str, settings: dict, only: str, log, done: dict) -> dict:
         return case_cnn(settings, only, log)
     if name == "fashion_cnn":
         return case_fashion_cnn(settings, only, log)
+    if name == "memory":
+        from benchlib import memory
+
+        return memory.case_memory(settings, only, log)
     if name == "startup":
         from benchlib import startup
 

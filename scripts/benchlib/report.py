@@ -123,6 +123,11 @@ def evaluate_targets(cases: dict) -> list[dict]:
             r.get("median_s") if r.get("status") == "ok" else None,
             lambda v, r=r: v <= 0.3 and not r.get("imports_jax"), "{:.2f} s",
             "imports jax" if r.get("imports_jax") else "")
+    add("memory: fashion_cnn peak RSS ≤ 1.5× PyTorch's (same recipe, few images)",
+        _get(cases, "memory", "cnn_rss_vs_torch"), lambda v: v <= 1.5, "{:.2f}×")
+    r = _get(cases, "memory", "results", "fnn-fashion_mnist") or {}
+    add("memory: Fashion MLP config peak RSS ≤ 700 MB (few images)", r.get("peak_rss_mb"),
+        lambda v: v <= 700, "{:.0f} MB")
     add("startup: quickstart cold ≤ 1.2× the baseline checkout's (--startup-baseline)",
         _get(cases, "startup", "cold_vs_baseline"), lambda v: v <= 1.2, "{:.2f}×")
     return rows
@@ -328,10 +333,37 @@ def render_markdown(results: dict) -> str:
     c = cases.get("fashion_cnn")
     if c:
         out += render_fashion_cnn(c)
+    c = cases.get("memory")
+    if c:
+        out += render_memory(c)
     c = cases.get("startup")
     if c:
         out += render_startup(c)
     return "\n".join(out) + "\n"
+
+
+def render_memory(c: dict, top: int = 4) -> list:
+    cfg = c["config"]
+    out = [f"## Memory: XLA's figures per compiled program against peak RSS "
+           f"({cfg['n_samples']} images, {cfg['epochs']} epoch(s))", ""]
+    for k, r in c["results"].items():
+        if r.get("status") != "ok":
+            out += [f"{k}: {_status_cell(r)}", ""]
+            continue
+        if "programs" not in r:  # a peer: peak RSS only
+            out += [f"{k}: peak RSS **{r['peak_rss_mb']:.0f} MB** (wall {r['wall_s']:.1f} s)", ""]
+            continue
+        out += [f"{k}: peak RSS **{r['peak_rss_mb']:.0f} MB**; after `import jax` "
+                f"{r['after_import_jax_peak_rss_mb']:.0f} MB; {r['compiled']} programs compiled; "
+                f"{r['notes']}", ""]
+        rows = [[p["program"], f"{p['argument_mb']:.1f}", f"{p['output_mb']:.1f}",
+                 f"{p['alias_mb']:.1f}", f"{p['temp_mb']:.1f}", f"{p['code_mb']:.2f}",
+                 f"{p['peak_rss_mb_before_run']:.0f}"] for p in r["programs"][:top]]
+        out += [_table(["program", "arguments MB", "outputs MB", "aliased MB", "temporaries MB",
+                        "code MB", "peak RSS when compiled MB"], rows), ""]
+    if c.get("cnn_rss_vs_torch") is not None:
+        out += [f"fashion_cnn peak RSS ÷ PyTorch's: **{c['cnn_rss_vs_torch']:.2f}×**", ""]
+    return out
 
 
 def render_startup(c: dict) -> list:
