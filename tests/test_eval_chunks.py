@@ -45,3 +45,25 @@ def test_chunked_evaluation_matches_one_call():
         part = trainer.evaluate(params, x, y, chunk=chunk)
         assert part["accuracy"] == pytest.approx(whole["accuracy"], abs=1e-7)  # float32 means
         assert part["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("rows", [5, 7, 40])  # 40 val rows: 8 chunks; 5 chunks + 5; one call
+def test_in_scan_validation_in_chunks_matches_one_call(monkeypatch, rows):
+    from fnn.engine import eval_rows
+
+    net = _cnn(2)
+    rng = np.random.default_rng(1)
+    data = (rng.integers(0, 256, (16, 784), dtype=np.uint8), rng.integers(0, 10, 16).astype(np.int32),
+            rng.integers(0, 256, (40, 784), dtype=np.uint8), rng.integers(0, 10, 40).astype(np.int32))
+
+    def history(chunk_rows):
+        per_row = eval_rows.activations_per_example(net) * 4
+        monkeypatch.setattr(eval_rows, "EVAL_CHUNK_BYTES", chunk_rows * per_row)
+        assert eval_rows.eval_chunk(net, cap=40) == chunk_rows
+        tr = fnn.Trainer(net, "cross_entropy", fnn.optim.sgd(0.1), data, epochs=2, batch_size=8)
+        return tr.train(jax.random.key(0))[1]
+
+    one, chunked = history(40), history(rows)
+    np.testing.assert_array_equal(chunked["train_loss"], one["train_loss"])
+    np.testing.assert_allclose(chunked["val_loss"], one["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose(chunked["val_accuracy"], one["val_accuracy"], atol=1e-6)

@@ -19,6 +19,8 @@ import os
 import jax
 import numpy as np
 
+from fnn.engine.eval_rows import activations_per_example, eval_chunk  # noqa: F401 - re-exported
+
 # Optimizer state per parameter, in parameter-sized slots.
 SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "lion": 1,
          "adam": 2, "adamw": 2, "nadam": 2, "adamax": 2}
@@ -31,37 +33,6 @@ def machine_bytes() -> int:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return 0
-
-
-def activations_per_example(net) -> int:
-    """Values each example's forward pass keeps: every layer's output (MLP: its widths)."""
-    shapes = getattr(net, "shapes", None)
-    if shapes is not None:  # Sequential: input shape then each layer's output shape
-        return int(sum(math.prod(s) for s in shapes[1:]))
-    sizes = getattr(net, "sizes", None)
-    return int(sum(sizes[1:])) if sizes is not None else 0
-
-
-EVAL_CHUNK_BYTES = 32 << 20  # one evaluation call's layer outputs, at most (about)
-
-
-def eval_chunk(net, *, cap: int = 2048) -> int:
-    """Rows per compiled evaluation or prediction call, so that its temporaries stay small.
-
-    rows = clamp(EVAL_CHUNK_BYTES / (A × b), 1, cap), A the activations per example and b the
-    bytes per value. XLA's temporaries of one call grow with its rows: measured on
-    configs/fashion_cnn.toml, 2,048 rows took 882 MB of temporaries (conv2's im2col patches,
-    14·14·288 values per image), against 88 MB for the whole scanned training step; at this
-    size (~170 rows) they stay below the step's. An MLP keeps ``cap`` (Fashion-MNIST's
-    784-256-128-10: 2,048 rows, as before).
-
-    Args:
-      net: the network (its ``shapes`` or ``sizes``, and ``dtype``).  cap: the most rows.
-    Returns:
-      the rows per call, >= 1.
-    """
-    per_row = activations_per_example(net) * np.dtype(getattr(net, "dtype", np.float32)).itemsize
-    return max(1, min(cap, EVAL_CHUNK_BYTES // max(per_row, 1)))
 
 
 def estimate(net, *, optimizer: str, batch_size: int, members: int = 1,
