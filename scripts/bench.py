@@ -30,8 +30,15 @@ One command runs every case and writes ``DIR/bench.json`` and ``DIR/bench.md``:
 * ``sweep``   a 16-member vmapped sweep of the tiny MLP (``Trainer.sweep``) vs one member
   (``Trainer.train``), wall ratio; and 16 seeds of configs/fashion_mnist.toml's MLP (one epoch)
   as one sweep vs 16 ``Trainer.train`` runs one after another, in member-samples/s.
-* ``startup`` wall time of ``fnn train configs/quickstart.toml`` with a fresh ``$FNN_CACHE_DIR``
-  (cold) and again with JAX's persistent compilation cache filled (warm).
+* ``memory``  configs/fashion_cnn.toml and configs/fashion_mnist.toml on a few images
+  (``--n-images``, default 2048) for ``--memory-epochs`` (1): XLA's memory figures of every
+  compiled program (arguments, outputs, temporaries, code) against the process's peak RSS, and
+  PyTorch's peak RSS on the same CNN recipe when torch is installed (``benchlib/memory.py``).
+* ``startup`` ``fnn --help``, ``fnn train --help`` and a config error (median wall, whether
+  JAX was imported); ``fnn train configs/quickstart.toml`` with a fresh ``$FNN_CACHE_DIR``
+  (cold: wall and the moment the summary table is printed) and with JAX's persistent
+  compilation cache filled (warm); with ``--startup-baseline DIR``, DIR's older fnn cold,
+  interleaved (see ``benchlib/startup.py``).
 
 Method. Every contestant runs in its own child process (so each one's peak resident memory,
 ``VmHWM``, is its own and no framework's thread pool competes with another's), pinned with
@@ -90,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sklearn-epochs", type=int, default=20, help="MLPClassifier epochs (default 20)")
     p.add_argument("--fashion-config", default=str(ROOT / "configs" / "fashion_mnist.toml"))
     p.add_argument("--startup-config", default=str(ROOT / "configs" / "quickstart.toml"))
+    p.add_argument("--startup-baseline", default=None, metavar="DIR",
+                   help="startup case: also run DIR's fnn (a checkout of an older commit, e.g. "
+                        "git worktree add /tmp/old 5f7e31a) on its quickstart, cold, interleaved")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per child process")
     p.add_argument("--fashion-members", type=int, default=None,
                    help="members of the Fashion-MNIST MLP sweep in the sweep case (default 16)")
@@ -101,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-images", type=int, default=None,
                    help="data.n_samples for the Fashion-MNIST runs (default: all; --quick: 512 "
                         "for fashion_cnn and the Fashion sweep)")
+    p.add_argument("--memory-epochs", type=int, default=None,
+                   help="memory case: training.epochs of each run (default 1)")
     p.add_argument("--skip", default="", metavar="LIST",
                    help="comma-separated contestants not to run, in every case (e.g. "
                         "sklearn,fnn-hybrid); each is listed as skipped")

@@ -359,3 +359,38 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
     assert "| n/a |" not in summary.split("Fashion-MNIST CNN")[0].split("tiny MLP")[0]  # large, CNN measured
     for sub in ("bench", "configs"):
         assert json.loads((tmp_path / "g" / sub / "bench.json").read_text())["cases"]
+
+
+@pytest.mark.slow
+def test_startup_case_smoke(tmp_path):
+    """The startup case in smoke mode: --help, train --help and a config error answer without
+    JAX (exit 0, 0, 2); a cold and a warm quickstart print the summary before they end."""
+    results, saved, md, _ = _run(tmp_path, "--quick", "--cases", "startup",
+                                 "--startup-config", str(ROOT / "configs" / "quickstart.toml"))
+    res = saved["cases"]["startup"]["results"]
+    assert [res[c]["exit_status"] for c in ("help", "train-help", "config-error")] == [0, 0, 2]
+    assert not any(res[c]["imports_jax"] for c in ("help", "train-help", "config-error"))
+    for c in ("cold", "warm"):
+        assert res[c]["status"] == "ok", res[c]
+        assert 0 < res[c]["summary_median_s"] <= res[c]["median_s"]
+        assert "decision_boundary.png" in res[c]["pictures"]
+    targets = {t["target"]: t for t in saved["targets"]}
+    assert targets["startup: fnn --help ≤ 0.3 s without importing JAX"]["value"] > 0
+    assert "## Start-up" in md and "summary printed at" in md
+
+
+@pytest.mark.slow
+def test_memory_case_smoke(tmp_path):
+    """The memory case in smoke mode: every compiled program's XLA figures and the peak RSS of
+    each config's run (fnn side; PyTorch's is skipped when torch is absent)."""
+    results, saved, md, _ = _run(tmp_path, "--quick", "--only", "fnn", "--cases", "memory")
+    res = saved["cases"]["memory"]["results"]
+    for name in ("fnn-fashion_cnn", "fnn-fashion_mnist"):
+        r = res[name]
+        assert r["status"] == "ok", r
+        assert r["compiled"] >= len(r["programs"]) >= 1
+        assert any(p["program"] == "jit__run_impl" for p in r["programs"])
+        assert all(p["temp_mb"] >= 0 and p["argument_mb"] >= 0 for p in r["programs"])
+        assert r["peak_rss_mb"] >= r["after_import_jax_peak_rss_mb"] > 0
+    assert res["torch-fashion_cnn"]["status"] == "skipped"
+    assert "## Memory" in md and "temporaries MB" in md

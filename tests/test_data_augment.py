@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fnn.data import Augment, augment, prepare_inputs
-from fnn.data.augment import hflip, rotate, translate
+from fnn.data.augmentation import hflip, rotate, translate
 
 SHAPE = (28, 28)
 

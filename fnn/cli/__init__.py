@@ -140,13 +140,8 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
-    from fnn.experiment import runner
-
     try:
         return COMMANDS[args.command](args)
-    except runner.Interrupted as err:
-        print(f"fnn: {err}", file=sys.stderr)
-        return EXIT_INTERRUPT
     except KeyboardInterrupt:
         print("fnn: aborted", file=sys.stderr)
         return EXIT_INTERRUPT
@@ -157,6 +152,11 @@ def _dispatch(args) -> int:
         print(f"fnn: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback in a file
+        from fnn.experiment.chunks import Interrupted  # here, not above: it imports JAX
+
+        if isinstance(err, Interrupted):  # Ctrl-C honoured after saving a checkpoint
+            print(f"fnn: {err}", file=sys.stderr)
+            return EXIT_INTERRUPT
         if os.environ.get("FNN_DEBUG"):
             raise
         if "RESOURCE_EXHAUSTED" in str(err):  # past the memory estimate (a raised limit)

@@ -49,9 +49,10 @@ def _load_config(args):
 
 
 def cmd_train(args) -> int:
+    cfg = _load_config(args)  # a bad config is reported before JAX is imported
+
     from fnn.experiment import runner
 
-    cfg = _load_config(args)
     _setup_jax(cfg)
     summary = runner.run(cfg, out=args.out, overwrite=args.overwrite, resume=args.resume,
                          quiet=args.quiet)
@@ -127,7 +128,6 @@ def _split_values(text: str) -> list[str]:
 
 def cmd_sweep(args) -> int:
     from fnn.experiment import config as config_mod
-    from fnn.experiment import runner
 
     cfg = _load_config(args)
     if args.seeds is not None and not 1 <= args.seeds <= min(
@@ -145,6 +145,8 @@ def cmd_sweep(args) -> int:
     if args.seeds is not None:
         cfg = cfg.replace("training.seeds",
                           tuple(range(cfg.training.seed, cfg.training.seed + args.seeds)))
+    from fnn.experiment import runner
+
     _setup_jax(cfg)
     summary = runner.run(cfg, out=args.out, overwrite=args.overwrite, resume=args.resume,
                          quiet=args.quiet)
@@ -152,16 +154,14 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
-    import jax
-    import numpy as np
-
-    import fnn
     from fnn.experiment import config as config_mod
-    from fnn.experiment import build as exp
 
     cfg = _load_config(args)
     if args.batch < 1:
         raise config_mod.ConfigError([f"--batch: {args.batch}; expected an integer >= 1"])
+    import fnn
+    from fnn.experiment import build as exp
+
     fb = exp.first_batch(cfg, args.batch)
     net, n = fb.net, fb.x.shape[0]
     report = fnn.gradcheck(net, fb.loss, fb.params, fb.x, fb.y, key=fb.drop_key, l1=fb.l1,
@@ -178,17 +178,14 @@ def cmd_gradcheck(args) -> int:
 def cmd_inspect(args) -> int:
     """One forward + backward pass of the configured network on the first --batch training
     examples, at its initial parameters (training.seed): :func:`fnn.backprop_trace`'s table."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    import fnn
     from fnn.experiment import config as config_mod
-    from fnn.experiment import build as exp
 
     cfg = _load_config(args)
     if args.batch < 1:
         raise config_mod.ConfigError([f"--batch: {args.batch}; expected an integer >= 1"])
+    import fnn
+    from fnn.experiment import build as exp
+
     if cfg.sweep:
         print("fnn inspect: the [sweep] table is ignored; this is the config's base network "
               "(pick a member with --set KEY=VALUE)", file=sys.stderr)
@@ -225,6 +222,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from fnn.experiment import memory
     from fnn.experiment import report as report_mod
     from fnn.experiment import runner
 
@@ -240,7 +238,8 @@ def cmd_evaluate(args) -> int:
         batched = len(g.members) > 1
         for j, label in enumerate(g.labels):
             member = runner.member_of(state, j, batched)
-            m = trainer.evaluate(member.params, *arrays, state=member.net_state)
+            m = trainer.evaluate(member.params, *arrays, state=member.net_state,
+                                 chunk=memory.eval_chunk(trainer.net))
             rows.append({"member": label, "split": split, "examples": int(arrays[0].shape[0]),
                          **{k: v for k, v in m.items()}})
     if args.json:

@@ -29,13 +29,16 @@ Validation and test splits are drawn from the training data with a fixed ``seed`
 :mod:`fnn.data.splits`); ``standardize=True`` is fitted on the training split only. Unknown names
 or options, and bad values, raise :class:`DataError` (a ``ValueError``) with a one-line message.
 See :mod:`fnn.data.synthetic`, :mod:`fnn.data.images`, :mod:`fnn.data.tabular` for each source.
+
+The on-device part, :func:`prepare_inputs`, :class:`Augment` and :func:`augment`
+(:mod:`fnn.data.augmentation`, JAX), is imported on first use: the host-side loaders, the
+dataset names and their options load without JAX (the config checks read them).
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from fnn.data.augment import Augment, augment, prepare_inputs
 from fnn.data.dataset import Dataset
 from fnn.data.idx import IDXError, read_idx, write_idx
 from fnn.data.images import DownloadError, load_image_files
@@ -71,6 +74,19 @@ __all__ = [
     "valid_options",
     "write_idx",
 ]
+
+_ON_DEVICE = ("Augment", "augment", "prepare_inputs")  # from fnn.data.augmentation, on first use
+
+
+def __getattr__(name):
+    """``Augment``, ``augment``, ``prepare_inputs`` from :mod:`fnn.data.augmentation` (JAX)."""
+    if name in _ON_DEVICE:
+        from fnn.data import augmentation
+
+        globals().update({n: getattr(augmentation, n) for n in _ON_DEVICE})
+        return globals()[name]
+    raise AttributeError(f"module 'fnn.data' has no attribute {name!r}")
+
 
 IMAGE_NAMES = ("fashion_mnist", "mnist")
 FILE_NAMES = ("csv", "npz")

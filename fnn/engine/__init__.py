@@ -18,12 +18,17 @@ layer touches no engine code. It imports the math (``fnn.nn``), ``fnn.optim``, `
 ``fnn.analysis``, never the experiment layer or the CLI. ``fnn.train`` is this package.
 """
 
-from fnn.engine.device_data import DeviceData, as_data, check_data
-from fnn.engine.early_stopping import EarlyStopping
-from fnn.engine.state import HPARAM_NAMES, EarlyStopState, HParams, TrainState
-from fnn.engine.step import NAN_GUARDS, check_nan_guard, make_train_step, train_step_fn
-from fnn.engine.summary import members_summary, summarize
-from fnn.engine.trainer import OptimizerLike, Trainer
+from fnn.util.lazy import exports
+
+# Imported on first use (fnn.util.lazy): ``import fnn.engine`` loads no JAX.
+__getattr__, __dir__ = exports(__name__, {
+    "fnn.engine.device_data": ("DeviceData", "as_data", "check_data"),
+    "fnn.engine.early_stopping": ("EarlyStopping",),
+    "fnn.engine.state": ("HPARAM_NAMES", "EarlyStopState", "HParams", "TrainState"),
+    "fnn.engine.step": ("NAN_GUARDS", "check_nan_guard", "make_train_step", "train_step_fn"),
+    "fnn.engine.summary": ("members_summary", "summarize"),
+    "fnn.engine.trainer": ("OptimizerLike", "Trainer"),
+})
 
 __all__ = [
     "HParams", "HPARAM_NAMES", "EarlyStopState", "TrainState", "EarlyStopping", "NAN_GUARDS",

@@ -7,14 +7,17 @@ The policy is a static description (:class:`EarlyStopping`); its carry is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
+if TYPE_CHECKING:
+    import jax
 
-from fnn.engine.state import EarlyStopState, select
+    from fnn.engine.state import EarlyStopState
 
-Array = jax.Array
+    Array = jax.Array
+
+# The policy and its checks import no JAX (the config checks use them before JAX is loaded);
+# the two methods that run inside the compiled loop import it when called.
 PyTree = Any
 
 
@@ -74,6 +77,10 @@ class EarlyStopping:
         Returns:
           (new EarlyStopState, params to continue with).
         """
+        import jax.numpy as jnp
+
+        from fnn.engine.state import EarlyStopState, select
+
         delta = jnp.asarray(self.min_delta, es.best.dtype)
         value = value.astype(es.best.dtype)
         improved = (value < es.best - delta) if self.mode == "min" else (value > es.best + delta)
@@ -97,4 +104,6 @@ class EarlyStopping:
         the best epoch's when this epoch stopped the run and ``restore_best`` is set."""
         if not self.restore_best:
             return net_state
+        from fnn.engine.state import select
+
         return select(new.stopped & ~old.stopped, new.best_net_state, net_state)

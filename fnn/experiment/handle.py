@@ -20,6 +20,7 @@ from typing import Union
 import jax
 import numpy as np
 
+from fnn.experiment import memory
 from fnn.experiment import members as members_mod
 
 
@@ -120,7 +121,8 @@ class RunHandle:
         x = members_mod.check_inputs(x, self.input_shape)
         if self._fn is None:
             self._fn = jax.jit(members_mod.prediction_fn(self.net, self.spec))
-        return members_mod.apply_chunked(self._fn, self.params, self.net_state, x)
+        return members_mod.apply_chunked(self._fn, self.params, self.net_state, x,
+                                         chunk=memory.eval_chunk(self.net))
 
     def predict_classes(self, x) -> np.ndarray:
         """Predicted class ids (n,) (classification only)."""
@@ -145,7 +147,8 @@ class RunHandle:
         if arrays is None:
             raise ValueError(f"split: {split!r}; dataset {dataset.name!r} has no {split} split")
         _, trainer, _ = loaded[self._ref.group_index]
-        out = trainer.evaluate(self.params, *arrays, state=self.net_state)
+        out = trainer.evaluate(self.params, *arrays, state=self.net_state,
+                               chunk=memory.eval_chunk(trainer.net))
         return {**out, "examples": int(arrays[0].shape[0])}
 
     def __repr__(self) -> str:

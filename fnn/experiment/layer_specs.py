@@ -22,13 +22,11 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
-from fnn.nn import activations as acts
-from fnn.nn import initializers as inits
-from fnn.nn import layers as L
-from fnn.nn.layers.conv import PADDINGS
+from fnn.nn import names
 
-ACTIVATION_NAMES = (*acts.ACTIVATIONS, *acts.ALIASES)
-INITIALIZER_NAMES = (*inits.INITIALIZERS, *inits.ALIASES)
+# The checks read only fnn.nn.names (no JAX); the layer classes are imported by build_layer.
+ACTIVATION_NAMES = (*names.ACTIVATIONS, *names.ACTIVATION_ALIASES)
+INITIALIZER_NAMES = (*names.INITIALIZERS, *names.INITIALIZER_ALIASES)
 MAX_UNITS = 1 << 20  # filters / units beyond this are a typo, not a network
 MAX_WINDOW = 1 << 12
 MAX_DEPTH = 8        # residual blocks nested deeper than this are refused
@@ -82,28 +80,28 @@ def _choice(options, *, optional=False):
     return check
 
 
-# type -> (class, {field: (checker, required)})
-SPECS: dict[str, tuple[type, dict[str, tuple[Callable, bool]]]] = {
-    "dense": (L.Dense, {"units": (_int(1, MAX_UNITS), True),
+# type -> (class name in fnn.layers, {field: (checker, required)})
+SPECS: dict[str, tuple[str, dict[str, tuple[Callable, bool]]]] = {
+    "dense": ("Dense", {"units": (_int(1, MAX_UNITS), True),
                         "activation": (_choice(ACTIVATION_NAMES), False),
                         "initializer": (_choice(INITIALIZER_NAMES, optional=True), False)}),
-    "conv2d": (L.Conv2D, {"filters": (_int(1, MAX_UNITS), True),
+    "conv2d": ("Conv2D", {"filters": (_int(1, MAX_UNITS), True),
                           "kernel_size": (_window, False), "strides": (_window, False),
-                          "padding": (_choice(PADDINGS), False),
+                          "padding": (_choice(names.PADDINGS), False),
                           "activation": (_choice(ACTIVATION_NAMES), False),
                           "initializer": (_choice(INITIALIZER_NAMES, optional=True), False)}),
-    "max_pool2d": (L.MaxPool2D, {"pool_size": (_window, False),
+    "max_pool2d": ("MaxPool2D", {"pool_size": (_window, False),
                                  "strides": (_optional_window, False)}),
-    "avg_pool2d": (L.AvgPool2D, {"pool_size": (_window, False),
+    "avg_pool2d": ("AvgPool2D", {"pool_size": (_window, False),
                                  "strides": (_optional_window, False)}),
-    "global_avg_pool2d": (L.GlobalAvgPool2D, {}),
-    "flatten": (L.Flatten, {}),
-    "dropout": (L.Dropout, {"rate": (_float(0.0, 1.0, hi_open=True), True)}),
-    "batch_norm": (L.BatchNorm, {"momentum": (_float(0.0, 1.0, hi_open=True), False),
+    "global_avg_pool2d": ("GlobalAvgPool2D", {}),
+    "flatten": ("Flatten", {}),
+    "dropout": ("Dropout", {"rate": (_float(0.0, 1.0, hi_open=True), True)}),
+    "batch_norm": ("BatchNorm", {"momentum": (_float(0.0, 1.0, hi_open=True), False),
                                  "eps": (_float(0.0, 1.0, lo_open=True), False)}),
-    "layer_norm": (L.LayerNorm, {"eps": (_float(0.0, 1.0, lo_open=True), False)}),
-    "activation": (L.Activation, {"name": (_choice(ACTIVATION_NAMES), True)}),
-    "residual": (L.Residual, {"layers": (None, True)}),
+    "layer_norm": ("LayerNorm", {"eps": (_float(0.0, 1.0, lo_open=True), False)}),
+    "activation": ("Activation", {"name": (_choice(ACTIVATION_NAMES), True)}),
+    "residual": ("Residual", {"layers": (None, True)}),
 }
 TYPES = tuple(SPECS)
 
@@ -173,7 +171,9 @@ def check(value: Any, key: str = "model.layers", depth: int = 0) -> tuple[Any, l
 
 def build_layer(spec: dict):
     """One fnn.layers object from a normalized table (see :func:`check`)."""
-    cls = SPECS[spec["type"]][0]
+    from fnn.nn import layers as L
+
+    cls = getattr(L, SPECS[spec["type"]][0])
     kw = {k: v for k, v in spec.items() if k != "type"}
     if spec["type"] == "residual":
         return cls(tuple(build_layer(s) for s in kw["layers"]))

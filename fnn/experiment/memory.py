@@ -19,6 +19,8 @@ import os
 import jax
 import numpy as np
 
+from fnn.engine.eval_rows import eval_chunk  # noqa: F401 - re-exported
+
 # Optimizer state per parameter, in parameter-sized slots.
 SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "lion": 1,
          "adam": 2, "adamw": 2, "nadam": 2, "adamax": 2}

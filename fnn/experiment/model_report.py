@@ -1,7 +1,8 @@
 """What the finished run's trained models show, written into the run directory at the end of a run.
 
-:func:`write_all` is the runner's single hook at its report step (before ``summary.json`` is
-written). It
+:func:`write_all` is :func:`prepare` then :meth:`Pictures.draw`. The runner calls the two
+apart: :func:`prepare` at its report step (before ``summary.json`` is written), the pictures
+after the summary table is printed, so that drawing them does not delay it. :func:`prepare`
 
 * writes ``preprocessing.json`` (:mod:`fnn.experiment.preprocessing`), so the run predicts and
   exports without its data;
@@ -29,7 +30,7 @@ import numpy as np
 
 from fnn.experiment import build as exp
 from fnn.experiment import members as members_mod
-from fnn.experiment import misclassified, model_plots, preprocessing
+from fnn.experiment import memory, misclassified, model_plots, preprocessing
 
 GRID = 200  # decision-region grid points per axis
 
@@ -65,13 +66,36 @@ def _best(entries: list[dict], positions: list[int], monitor: str) -> int:
     return int(np.argmax(values) if monitor.endswith("accuracy") else np.argmin(values))
 
 
+class Pictures:
+    """The model pictures of a finished run, computed (panels) but not yet drawn."""
+
+    def __init__(self, draws=()):
+        self._draws = list(draws)
+
+    def draw(self) -> list[Path]:
+        """Draw every picture (matplotlib); returns the PNGs written (none without matplotlib)."""
+        return [path for path, fn in self._draws if fn()]
+
+
 def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
-    """Write the files above; update ``summary`` in place. Returns the PNGs written.
+    """:func:`prepare` and draw: write the files above; update ``summary`` in place.
+
+    Returns:
+      the PNGs written.
+    """
+    return prepare(run_dir, cfg, dataset, summary).draw()
+
+
+def prepare(run_dir, cfg, dataset, summary: dict) -> Pictures:
+    """Write ``preprocessing.json``, add the per-class figures to ``summary`` (in place) and
+    compute the pictures' panels; nothing is drawn.
 
     Args:
       run_dir: the run directory (config.toml and final checkpoints written).
       cfg: the run's config (``output.plots``, ``early_stopping.monitor``).
       dataset: the base config's dataset, as trained on.  summary: the run's summary dict.
+    Returns:
+      the :class:`Pictures` to draw (none with ``output.plots = false``).
     """
     run_dir = Path(run_dir)
     run_cfg = members_mod.read_config(run_dir)  # with the sweep grid, as load_run sees it
@@ -84,7 +108,7 @@ def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
     classify = spec0.task == "classification"
     curve = spec0.task == "regression" and spec0.num_features == 1 and spec0.num_outputs == 1
     if not classify and not curve:
-        return []
+        return Pictures()
     entries = summary["members"]
     refs = members_mod.member_refs(groups)
     conf_panels, region_panels, curve_panels = [], [], []
@@ -107,7 +131,8 @@ def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
             names = spec.class_names
             for r in mine:
                 y_hat = members_mod.apply_chunked(fn, members_mod.select(params, r.position, n),
-                                                  members_mod.select(state, r.position, n), x)
+                                                  members_mod.select(state, r.position, n), x,
+                                                  chunk=memory.eval_chunk(net))
                 counts = confusion_counts(y, members_mod.class_ids(y_hat), len(names))
                 entries[r.index].update(per_class_accuracy=per_class_accuracy(counts, names),
                                         confusion_matrix=counts.tolist(), confusion_split=split)
@@ -131,27 +156,27 @@ def write_all(run_dir, cfg, dataset, summary: dict) -> list[Path]:
         summary.update({k: entries[0][k] for k in
                         ("per_class_accuracy", "confusion_matrix", "confusion_split")})
     if not cfg.output.plots:
-        return []
+        return Pictures()
     name = Path(cfg.source).stem if cfg.source else run_dir.name
-    written = []
-    if conf_panels and model_plots.plot_confusion(
+    draws = []
+    if conf_panels:
+        draws.append((run_dir / "confusion.png", lambda: model_plots.plot_confusion(
             run_dir / "confusion.png", conf_panels, spec0.class_names,
-            title=f"{name}: confusion matrix"):
-        written.append(run_dir / "confusion.png")
-    if wrong is not None and misclassified.plot_misclassified(
+            title=f"{name}: confusion matrix")))
+    if wrong is not None:
+        draws.append((run_dir / "misclassified.png", lambda: misclassified.plot_misclassified(
             run_dir / "misclassified.png", wrong[0], spec0.class_names,
             title=f"{name}: most confident mistakes"
-            + (f" (best member: {wrong[1]})" if len(refs) > 1 else "")):
-        written.append(run_dir / "misclassified.png")
-    if region_panels and model_plots.plot_decision_regions(
+            + (f" (best member: {wrong[1]})" if len(refs) > 1 else ""))))
+    if region_panels:
+        draws.append((run_dir / "decision_boundary.png", lambda: model_plots.plot_decision_regions(
             run_dir / "decision_boundary.png", region_panels, spec0.class_names,
-            title=f"{name}: decision regions over the training points"):
-        written.append(run_dir / "decision_boundary.png")
-    if curve_panels and model_plots.plot_fitted_curve(
+            title=f"{name}: decision regions over the training points")))
+    if curve_panels:
+        draws.append((run_dir / "decision_boundary.png", lambda: model_plots.plot_fitted_curve(
             run_dir / "decision_boundary.png", curve_panels,
-            title=f"{name}: fitted curve over the training data"):
-        written.append(run_dir / "decision_boundary.png")
-    return written
+            title=f"{name}: fitted curve over the training data")))
+    return Pictures(draws)
 
 
 def _regions(fn, params, state, ds, title) -> model_plots.RegionPanel:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn.data.augment import prepare_inputs
+from fnn.data.augmentation import prepare_inputs
 from fnn.util import fileio
 
 FILE = "preprocessing.json"

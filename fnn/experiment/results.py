@@ -9,7 +9,7 @@ import numpy as np
 
 from fnn.version import __version__
 from fnn.engine import summarize
-from fnn.experiment import report
+from fnn.experiment import memory, report
 
 
 def member_of(tree, i: int, batched: bool):
@@ -47,7 +47,8 @@ def member_summaries(cfg, group, trainer, state, history, dataset) -> list[dict]
         s.setdefault("stop_epoch", None)
         s.update({f"best_{k}": v for k, v in best.items()})
         if dataset.x_test is not None:
-            test = trainer.evaluate(st.params, dataset.x_test, dataset.y_test, state=st.net_state)
+            test = trainer.evaluate(st.params, dataset.x_test, dataset.y_test, state=st.net_state,
+                                    chunk=memory.eval_chunk(trainer.net))
             s.update({f"test_{k}": v for k, v in test.items()})
         out.append(s)
     return out

@@ -192,8 +192,13 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
     history = stack_histories(t.histories) if sweep else t.histories[0]
     labels = t.labels if sweep else None
     report.write_metrics_csv(run_dir / "metrics.csv", history, member_labels=labels)
-    model_report.write_all(run_dir, cfg, dataset, summary)  # per-class accuracy, model pictures
+    pictures = model_report.prepare(run_dir, cfg, dataset, summary)  # per-class accuracy
     report.write_summary(run_dir / "summary.json", summary)
+    if not r.quiet:  # the table first: the pictures (about a second of matplotlib) come after
+        echo(results_table(cfg, t.members))
+        echo(f"run directory: {run_dir}  ({t.wall:.1f} s, {summary['samples_per_s']:.3g} "
+             "samples/s incl. compilation)")
+    pictures.draw()
     if cfg.output.plots:
         kw = dict(member_labels=labels, groups=t.plot_groups if sweep else None,
                   title=Path(cfg.source).stem if cfg.source else None)
@@ -206,10 +211,6 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
 
             diagnostic_plots.plot_gradients(run_dir / "gradients.png", history, **kw)
             diagnostic_plots.plot_activations(run_dir / "activations.png", history, **kw)
-    if not r.quiet:
-        echo(results_table(cfg, t.members))
-        echo(f"run directory: {run_dir}  ({t.wall:.1f} s, {summary['samples_per_s']:.3g} "
-             "samples/s incl. compilation)")
     return summary
 
 

@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from fnn.nn import names
 from fnn.util import registry
 
 Array = jax.Array
@@ -145,7 +146,7 @@ def softmax_vjp(z: Array, a: Array, grad_a: Array) -> Array:
     return a * (grad_a - jnp.sum(grad_a * a, axis=-1, keepdims=True))
 
 
-ACTIVATIONS: dict[str, Activation] = {
+ACTIVATIONS: dict[str, Activation] = registry.table("activation", names.ACTIVATIONS, {
     "identity": Activation("identity", identity, identity_derivative),
     "sigmoid": Activation("sigmoid", sigmoid, sigmoid_derivative, flops=3),
     "relu": Activation("relu", relu, relu_derivative, kink=True, flops=2),
@@ -154,8 +155,8 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", tanh, tanh_derivative),
     # max, subtract, sum, divide per element (plus one exp, a transcendental)
     "softmax": Activation("softmax", softmax, vjp=softmax_vjp, flops=4),
-}
-ALIASES = {"linear": "identity", "none": "identity", "logistic": "sigmoid"}
+})
+ALIASES = names.ACTIVATION_ALIASES  # the list and the aliases: fnn.nn.names (no JAX)
 
 
 def get(name: str) -> Activation:

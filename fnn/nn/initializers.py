@@ -21,6 +21,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from fnn.nn import names
 from fnn.util import registry
 
 Array = jax.Array
@@ -76,16 +77,15 @@ def zeros(key, shape, dtype=jnp.float32) -> Array:
     return jnp.zeros(shape, dtype)
 
 
-INITIALIZERS: dict[str, Initializer] = {
+INITIALIZERS: dict[str, Initializer] = registry.table("initializer", names.INITIALIZERS, {
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,
     "he_uniform": he_uniform,
     "he_normal": he_normal,
     "lecun_normal": lecun_normal,
     "zeros": zeros,
-}
-ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal",
-           "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal"}
+})
+ALIASES = names.INITIALIZER_ALIASES  # the list and the aliases: fnn.nn.names (no JAX)
 
 
 def get(name: str) -> Initializer:

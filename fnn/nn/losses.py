@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn.nn import activations as acts
+from fnn.nn import names
 from fnn.util import registry
 
 Array = jax.Array
@@ -129,23 +130,19 @@ def softmax_ce_delta(z: Array, a: Array, y: Array) -> Array:
     return (a - y) / _batch(a)
 
 
-LOSSES: dict[str, Loss] = {
-    "mse": Loss("mse", mse_value, grad_a=mse_grad_a),
-    "binary_cross_entropy": Loss(
-        "binary_cross_entropy", bce_value, fused_delta=sigmoid_bce_delta, output="sigmoid",
-        classification=True,
-    ),
-    "cross_entropy": Loss(
-        "cross_entropy", ce_value, fused_delta=softmax_ce_delta, output="softmax",
-        classification=True,
-    ),
-}
-ALIASES = {
-    "mean_squared_error": "mse",
-    "bce": "binary_cross_entropy",
-    "ce": "cross_entropy",
-    "categorical_cross_entropy": "cross_entropy",
-}
+def _loss(name: str, value, **grads) -> Loss:
+    """A registered loss; its output pairing and task come from :data:`fnn.nn.names.LOSSES`."""
+    facts = names.LOSSES[name]
+    return Loss(name, value, output=facts.output, classification=facts.classification, **grads)
+
+
+LOSSES: dict[str, Loss] = registry.table("loss", names.LOSSES, {
+    "mse": _loss("mse", mse_value, grad_a=mse_grad_a),
+    "binary_cross_entropy": _loss("binary_cross_entropy", bce_value,
+                                  fused_delta=sigmoid_bce_delta),
+    "cross_entropy": _loss("cross_entropy", ce_value, fused_delta=softmax_ce_delta),
+})
+ALIASES = names.LOSS_ALIASES  # the list, the facts and the aliases: fnn.nn.names (no JAX)
 
 
 def get(name) -> Loss:

@@ -39,51 +39,22 @@ Example, AdamW with clipping and biases excluded from decay::
     opt = chain(clip_by_global_norm(1.0),
                 adamw(1e-3, weight_decay=1e-2, mask=weights_only_mask))
 """
-from fnn.optim.aliases import (
-    OPTIMIZERS,
-    adagrad,
-    adam,
-    adamax,
-    adamw,
-    get,
-    lion,
-    nadam,
-    rmsprop,
-    sgd,
-)
-from fnn.optim.base import (
-    EmptyState,
-    GradientTransformation,
-    Optimizer,
-    apply_updates,
-    chain,
-    global_norm,
-    identity,
-)
-from fnn.optim.inject import InjectHyperparamsState, inject_hyperparams
-from fnn.optim.transforms import (
-    AdagradState,
-    AdamaxState,
-    AdamState,
-    CenteredRmsState,
-    LionState,
-    RmsState,
-    ScaleByScheduleState,
-    TraceState,
-    add_decayed_weights,
-    clip,
-    clip_by_global_norm,
-    scale,
-    scale_by_adam,
-    scale_by_adamax,
-    scale_by_learning_rate,
-    scale_by_lion,
-    scale_by_rms,
-    scale_by_rss,
-    scale_by_schedule,
-    trace,
-    weights_only_mask,
-)
+from fnn.util.lazy import exports
+
+# Imported on first use (fnn.util.lazy): ``import fnn.optim`` loads no JAX.
+__getattr__, __dir__ = exports(__name__, {
+    "fnn.optim.aliases": ("OPTIMIZERS", "adagrad", "adam", "adamax", "adamw", "get", "lion",
+                          "nadam", "rmsprop", "sgd"),
+    "fnn.optim.base": ("EmptyState", "GradientTransformation", "Optimizer", "apply_updates",
+                       "chain", "global_norm", "identity"),
+    "fnn.optim.inject": ("InjectHyperparamsState", "inject_hyperparams"),
+    "fnn.optim.transforms": ("AdagradState", "AdamaxState", "AdamState", "CenteredRmsState",
+                             "LionState", "RmsState", "ScaleByScheduleState", "TraceState",
+                             "add_decayed_weights", "clip", "clip_by_global_norm", "scale",
+                             "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate",
+                             "scale_by_lion", "scale_by_rms", "scale_by_rss",
+                             "scale_by_schedule", "trace", "weights_only_mask"),
+})
 
 __all__ = [
     # core

@@ -11,6 +11,7 @@ import functools
 import inspect
 from typing import Any, Callable
 
+from fnn.optim import names
 from fnn.optim import transforms as T
 from fnn.optim.base import (
     Optimizer,
@@ -262,6 +263,18 @@ OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
 }
 """Optimizer constructors by name. ``"momentum"`` is :func:`sgd` with ``momentum=0.9`` and
 ``"nesterov"`` additionally ``nesterov=True`` (both overridable)."""
+
+
+def _check_names() -> None:
+    """The registry against :data:`fnn.optim.names.OPTIMIZERS` (read by the config without JAX)."""
+    listed = {name: names.OPTIMIZERS.get(name) for name in OPTIMIZERS}
+    actual = {name: tuple(inspect.signature(f).parameters) for name, f in OPTIMIZERS.items()}
+    if listed != actual or set(names.OPTIMIZERS) != set(OPTIMIZERS):
+        raise RuntimeError(f"optimizer registry {actual} differs from fnn.optim.names.OPTIMIZERS"
+                           f" {names.OPTIMIZERS}; change both")
+
+
+_check_names()
 
 
 def get(name: str, **kwargs: Any) -> Optimizer:

@@ -4,7 +4,7 @@
 (the CNN training step, every contestant from the same weights), ``sweep`` (a vmapped sweep vs
 one member, and the Fashion-MNIST MLP's sweep vs runs one after another), ``fashion`` (time to
 accuracy), ``fashion_cnn`` (configs/fashion_cnn.toml through the CLI vs PyTorch), ``startup``
-(cold vs warm compilation cache). Each ``case_*`` returns ``{"config": ..., "results":
+(:mod:`benchlib.startup`: --help and config errors, a cold and a warm quickstart). Each ``case_*`` returns ``{"config": ..., "results":
 {contestant: ...}}``.
 """
 
@@ -407,55 +407,6 @@ def case_fashion_cnn(settings: dict, only: str, log) -> dict:
     return out
 
 
-def case_startup(settings: dict, only: str, log) -> dict:
-    st = settings["startup"]
-    why = selected("cold", only, settings)
-    if why:
-        return {"results": {"cold": skip(why), "warm": skip(why)}}
-    cold, warm, fails = [], [], []
-
-    def once(cache: str) -> Optional[float]:
-        with tempfile.TemporaryDirectory(prefix="fnn-bench-run-") as out:
-            cmd = [sys.executable, "-m", "fnn", "train", st["config"], "--out", out + "/run",
-                   "--overwrite", "--quiet"]
-            t0 = time.perf_counter()
-            p = subprocess.run(cmd, cwd=str(ROOT), env=child_env({"FNN_CACHE_DIR": cache}),
-                               capture_output=True, text=True, timeout=settings["worker_timeout_s"])
-            dt = time.perf_counter() - t0
-        if p.returncode != 0:
-            fails.append((p.stderr.strip().splitlines() or ["?"])[-1][:300])
-            return None
-        return dt
-
-    load_before = os.getloadavg()[0]
-    log("  startup: cold/warm fnn train ...")
-    for _ in range(st["repeats"]):
-        with tempfile.TemporaryDirectory(prefix="fnn-bench-cache-") as cache:
-            t = once(cache)
-            if t is not None:
-                cold.append(t)
-                for _ in range(st["repeats"] if len(cold) == 1 else 0):
-                    t = once(cache)
-                    if t is not None:
-                        warm.append(t)
-            entries = sum(1 for _ in Path(cache, "jax").glob("*")) if Path(cache, "jax").is_dir() else 0
-    load = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-
-    def res(times, label):
-        if not times:
-            return {"status": "failed", "reason": fails[0] if fails else "no run"}
-        return {"status": "ok", "times_s": times, "median_s": statistics.median(times),
-                "load_avg_1m": load, "notes": label}
-
-    out = {"config": st, "results": {
-        "cold": res(cold, "fresh FNN_CACHE_DIR each run (python -m fnn train ... --quiet)"),
-        "warm": res(warm, f"same FNN_CACHE_DIR as a finished cold run ({entries} cache entries)")}}
-    if cold and warm:
-        out["speedup"] = statistics.median(cold) / statistics.median(warm)
-        log(f"    cold {statistics.median(cold):.2f} s, warm {statistics.median(warm):.2f} s")
-    return out
-
-
 def run_case(name: str, settings: dict, only: str, log, done: dict) -> dict:
     """Case ``name``; ``done`` holds the cases run before it (util reads large's results)."""
     if name in ("large", "tiny"):
@@ -470,6 +421,12 @@ def run_case(name: str, settings: dict, only: str, log, done: dict) -> dict:
         return case_cnn(settings, only, log)
     if name == "fashion_cnn":
         return case_fashion_cnn(settings, only, log)
+    if name == "memory":
+        from benchlib import memory
+
+        return memory.case_memory(settings, only, log)
     if name == "startup":
-        return case_startup(settings, only, log)
+        from benchlib import startup
+
+        return startup.case_startup(settings, only, log)
     raise ValueError(f"unknown case {name!r}")

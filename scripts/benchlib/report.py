@@ -37,6 +37,10 @@ CONTESTANT_TITLES = {
     "fnn-scan (interleaved)": "fnn scanned run, interleaved with the GEMM reference",
     "cold": "cold (fresh FNN_CACHE_DIR)",
     "warm": "warm (persistent cache filled)",
+    "baseline-cold": "baseline checkout, cold",
+    "help": "fnn --help",
+    "train-help": "fnn train --help",
+    "config-error": "fnn train BAD.toml (exit 2)",
 }
 
 
@@ -113,6 +117,19 @@ def evaluate_targets(cases: dict) -> list[dict]:
         lambda v: v >= -0.005, "{:+.4f}", "fnn − PyTorch")
     add("startup: warm ≥ 2× faster than cold", _get(cases, "startup", "speedup"),
         lambda v: v >= 2, "{:.2f}×")
+    for c in ("help", "train-help", "config-error"):
+        r = _get(cases, "startup", "results", c) or {}
+        add(f"startup: {CONTESTANT_TITLES[c]} ≤ 0.3 s without importing JAX",
+            r.get("median_s") if r.get("status") == "ok" else None,
+            lambda v, r=r: v <= 0.3 and not r.get("imports_jax"), "{:.2f} s",
+            "imports jax" if r.get("imports_jax") else "")
+    add("memory: fashion_cnn peak RSS ≤ 1.5× PyTorch's (same recipe, few images)",
+        _get(cases, "memory", "cnn_rss_vs_torch"), lambda v: v <= 1.5, "{:.2f}×")
+    r = _get(cases, "memory", "results", "fnn-fashion_mnist") or {}
+    add("memory: Fashion MLP config peak RSS ≤ 700 MB (few images)", r.get("peak_rss_mb"),
+        lambda v: v <= 700, "{:.0f} MB")
+    add("startup: quickstart cold ≤ 1.2× the baseline checkout's (--startup-baseline)",
+        _get(cases, "startup", "cold_vs_baseline"), lambda v: v <= 1.2, "{:.2f}×")
     return rows
 
 
@@ -316,19 +333,57 @@ def render_markdown(results: dict) -> str:
     c = cases.get("fashion_cnn")
     if c:
         out += render_fashion_cnn(c)
+    c = cases.get("memory")
+    if c:
+        out += render_memory(c)
     c = cases.get("startup")
     if c:
-        out += ["## Start-up: `fnn train configs/quickstart.toml`", ""]
-        rows = []
-        for k, r in c["results"].items():
-            if r.get("status") == "ok":
-                rows.append([CONTESTANT_TITLES.get(k, k), f"{r['median_s']:.2f}",
-                             ", ".join(f"{t:.2f}" for t in r["times_s"]), r["notes"]])
-            else:
-                rows.append([CONTESTANT_TITLES.get(k, k), "—", "—", _status_cell(r)])
-        out += [_table(["run", "wall s (median)", "runs", "how"], rows), "",
-                f"Cold ÷ warm: **{_fmt(c.get('speedup'), '{:.2f}×')}**", ""]
+        out += render_startup(c)
     return "\n".join(out) + "\n"
+
+
+def render_memory(c: dict, top: int = 4) -> list:
+    cfg = c["config"]
+    out = [f"## Memory: XLA's figures per compiled program against peak RSS "
+           f"({cfg['n_samples']} images, {cfg['epochs']} epoch(s))", ""]
+    for k, r in c["results"].items():
+        if r.get("status") != "ok":
+            out += [f"{k}: {_status_cell(r)}", ""]
+            continue
+        if "programs" not in r:  # a peer: peak RSS only
+            out += [f"{k}: peak RSS **{r['peak_rss_mb']:.0f} MB** (wall {r['wall_s']:.1f} s)", ""]
+            continue
+        out += [f"{k}: peak RSS **{r['peak_rss_mb']:.0f} MB**; after `import jax` "
+                f"{r['after_import_jax_peak_rss_mb']:.0f} MB; {r['compiled']} programs compiled; "
+                f"{r['notes']}", ""]
+        rows = [[p["program"], f"{p['argument_mb']:.1f}", f"{p['output_mb']:.1f}",
+                 f"{p['alias_mb']:.1f}", f"{p['temp_mb']:.1f}", f"{p['code_mb']:.2f}",
+                 f"{p['peak_rss_mb_before_run']:.0f}"] for p in r["programs"][:top]]
+        out += [_table(["program", "arguments MB", "outputs MB", "aliased MB", "temporaries MB",
+                        "code MB", "peak RSS when compiled MB"], rows), ""]
+    if c.get("cnn_rss_vs_torch") is not None:
+        out += [f"fashion_cnn peak RSS ÷ PyTorch's: **{c['cnn_rss_vs_torch']:.2f}×**", ""]
+    return out
+
+
+def render_startup(c: dict) -> list:
+    out = ["## Start-up: the command line, and `fnn train configs/quickstart.toml`", ""]
+    rows = []
+    for k, r in c["results"].items():
+        title = CONTESTANT_TITLES.get(k, k)
+        if r.get("status") != "ok":
+            rows.append([title, "—", "—", "—", _status_cell(r)])
+            continue
+        extra = (f"exit {r['exit_status']}, {'imports' if r['imports_jax'] else 'no'} jax"
+                 if "imports_jax" in r else
+                 f"summary printed at {_fmt(r.get('summary_median_s'), '{:.2f}')} s; "
+                 f"{', '.join(r.get('pictures', [])) or 'no pictures'}")
+        rows.append([title, f"{r['median_s']:.2f}", ", ".join(f"{t:.2f}" for t in r["times_s"]),
+                     extra, r["notes"]])
+    out += [_table(["run", "wall s (median)", "runs", "what", "how"], rows), "",
+            f"Cold ÷ warm: **{_fmt(c.get('speedup'), '{:.2f}×')}**; cold ÷ baseline cold: "
+            f"**{_fmt(c.get('cold_vs_baseline'), '{:.2f}×')}**", ""]
+    return out
 
 
 def render_cnn(c: dict) -> list:

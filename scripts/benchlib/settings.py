@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: scripts/benchlib/ -> .
 SCRIPTS = Path(__file__).resolve().parents[1]  # scripts/, the parent of this package
-CASES = ("large", "tiny", "util", "cnn", "fashion", "fashion_cnn", "sweep", "startup")
+CASES = ("large", "tiny", "util", "cnn", "fashion", "fashion_cnn", "sweep", "memory", "startup")
 MLP_CONTESTANTS = ("fnn-scan", "fnn-scan-autodiff", "fnn-loop", "torch", "torch-fused",
                    "torch-compile", "flax")
 # The CNN case: fnn's contestants run interleaved in one process, PyTorch's in another.
@@ -16,7 +16,8 @@ CNN_TORCH_CONTESTANTS = ("torch", "torch-compile")
 ALL_CONTESTANTS = tuple(dict.fromkeys(
     MLP_CONTESTANTS + CNN_FNN_CONTESTANTS + CNN_TORCH_CONTESTANTS
     + ("xla-matmul", "fnn-train", "fnn-sweep", "fnn-fashion-seq", "fnn-fashion-sweep", "fnn-cli",
-       "sklearn", "cold", "warm")))
+       "sklearn", "cold", "warm", "help", "train-help", "config-error", "baseline-cold",
+       "fnn-memory")))
 PEER_MODULES = {"torch": ("torch",), "torch-fused": ("torch",), "torch-compile": ("torch",),
                 "flax": ("flax", "optax"), "sklearn": ("sklearn",)}
 TARGET_ACCURACY = 0.885
@@ -56,7 +57,12 @@ def settings_from_args(args) -> dict:
         "fashion_cnn": {"config": str(args.fashion_cnn_config),
                         "n_samples": args.n_images or (512 if quick else None),
                         "epochs": args.fashion_cnn_epochs or (2 if quick else None)},
-        "startup": {"config": str(args.startup_config), "repeats": 1 if quick else 3},
+        "startup": {"config": str(args.startup_config), "repeats": 1 if quick else 3,
+                    "baseline": getattr(args, "startup_baseline", None)},
+        # a few images and one epoch: where the bytes go, not the full run's figures
+        "memory": {"configs": [str(args.fashion_cnn_config), str(args.fashion_config)],
+                   "n_samples": args.n_images or (256 if quick else 2048),
+                   "epochs": getattr(args, "memory_epochs", None) or 1},
         "worker_timeout_s": args.timeout,
         "in_process": args.in_process,
     }

@@ -44,7 +44,13 @@ WORKERS = {"mlp": mlp, "util": fnn_side.util, "sweep": fnn_side.sweep,
            "fashion-fnn": fnn_side.fashion, "fashion-torch": peers.fashion_torch,
            "fashion-sklearn": peers.fashion_sklearn, "cnn-fnn": cnn.cnn_fnn,
            "cnn-torch": cnn.cnn_torch, "fashion-cnn-torch": cnn.fashion_cnn_torch,
-           "fashion-sweep": fnn_side.fashion_sweep}
+           "fashion-sweep": fnn_side.fashion_sweep, "fnn-memory": lambda spec: _memory(spec)}
+
+
+def _memory(spec: dict) -> dict:
+    from benchlib import memory  # imports benchlib.cases, which imports this module
+
+    return memory.fnn_memory(spec)
 
 
 def worker_entry(spec_json: str) -> int:

@@ -16,7 +16,7 @@ import os
 from typing import NamedTuple, Optional
 
 from fnn.data.synthetic import SYNTHETIC
-from fnn.nn import activations, losses
+from fnn.nn import names
 from fnn.experiment.config.schema import Config
 
 IMAGE_FACTS = {"fashion_mnist": (10, 60000), "mnist": (10, 60000)}
@@ -67,7 +67,7 @@ def data_facts(cfg: Config) -> DataFacts:
 def resolved_loss(cfg: Config) -> str:
     """The loss name, defaulting by task: cross_entropy (classification) or mse (regression)."""
     if cfg.loss.name:
-        return losses.get(cfg.loss.name).name
+        return names.loss(cfg.loss.name)
     if cfg.data.name in ("sine", "polynomial"):
         return "mse"
     if cfg.data.name in ("csv", "npz") and data_facts(cfg).task == "regression":
@@ -78,7 +78,7 @@ def resolved_loss(cfg: Config) -> str:
 def resolved_output(cfg: Config) -> str:
     """The output activation, defaulting from the loss."""
     if cfg.model.output:
-        return activations.canonical_name(cfg.model.output)
+        return names.activation(cfg.model.output)
     return {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}.get(
         resolved_loss(cfg), "identity")
 

@@ -19,18 +19,16 @@ from typing import Any, Optional
 
 from fnn import data as _data
 from fnn.data.tabular import MAX_CLASSES
-from fnn.nn import activations as _activations
-from fnn.nn import initializers as _initializers
-from fnn.nn import losses as _losses
-from fnn.optim import aliases as _optimizers
+from fnn.nn import names as _names
+from fnn.optim import names as _optimizers
 
 REQUIRED = object()
 
 DATASETS = tuple(_data.NAMES)
-ACTIVATIONS = (*_activations.ACTIVATIONS, *_activations.ALIASES)
-LOSSES = (*_losses.LOSSES, *_losses.ALIASES)
+ACTIVATIONS = (*_names.ACTIVATIONS, *_names.ACTIVATION_ALIASES)
+LOSSES = (*_names.LOSSES, *_names.LOSS_ALIASES)
 OPTIMIZERS = tuple(_optimizers.OPTIMIZERS)
-INITIALIZERS = (*_initializers.INITIALIZERS, *_initializers.ALIASES)
+INITIALIZERS = (*_names.INITIALIZERS, *_names.INITIALIZER_ALIASES)
 SCHEDULES = ("constant", "step", "exponential", "linear", "cosine", "warmup_cosine", "one_cycle")
 
 INT32_MAX = 2**31 - 1   # default upper bound of every integer key

@@ -13,13 +13,12 @@ a TOML file can produce.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 
-from fnn import optim
+from fnn.optim import names as optim_names
 from fnn.data.synthetic import SYNTHETIC
 from fnn.engine.early_stopping import EarlyStopping
-from fnn.nn import losses
+from fnn.nn import names as nn_names
 from fnn.experiment.config.errors import ConfigError, describe, suggest
 from fnn.experiment.config.resolve import data_facts, resolved_loss, resolved_output
 from fnn.experiment.config.schema import (
@@ -127,7 +126,7 @@ def cross_check(cfg: Config) -> list[str]:
     """Checks that involve several keys (pairings, lengths, file paths)."""
     errors = []
     loss, output = resolved_loss(cfg), resolved_output(cfg)
-    lo = losses.get(loss)
+    lo = nn_names.LOSSES[loss]  # resolved_loss: a registry name
     if lo.output is not None and output != lo.output:
         errors.append(f"model.output: {output!r} cannot be used with loss.name {loss!r}; "
                       f"{loss} requires output = {lo.output!r}")
@@ -146,7 +145,7 @@ def cross_check(cfg: Config) -> list[str]:
     if cfg.data.name in ("fashion_mnist", "mnist") and cfg.data.path and not os.path.isdir(
             cfg.data.path):
         errors.append(f"data.path: {cfg.data.path!r} is not a directory of IDX files")
-    accepted = inspect.signature(optim.OPTIMIZERS[cfg.optimizer.name]).parameters
+    accepted = optim_names.OPTIMIZERS[cfg.optimizer.name]
     for name in ("momentum", "b1", "b2", "eps", "decay", "centered"):
         if getattr(cfg.optimizer, name) is not None and name not in accepted:
             errors.append(f"optimizer.{name}: not an argument of optimizer {cfg.optimizer.name!r};"

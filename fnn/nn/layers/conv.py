@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnn.nn import initializers as inits
+from fnn.nn import names
 from fnn.nn.layers.base import (FusedActivation, bcast_last, canonical_activation, col2im,
                                 expect_rank, pad_input, pair, patch_slices, positive_int,
                                 shape_str, window_out_and_pad)
@@ -38,7 +39,7 @@ from fnn.nn.layers.base import (FusedActivation, bcast_last, canonical_activatio
 Array = jax.Array
 
 FORMULATIONS = ("auto", "im2col", "xla", "hybrid")
-PADDINGS = ("same", "valid")
+PADDINGS = names.PADDINGS
 
 
 def resolve_formulation(formulation: str = "auto") -> str:
