@@ -119,6 +119,7 @@ def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
             state, h = trainer.run(state, hp, epochs=n, batched=batched, progress=bar)
             history = concat(history, parallel.to_host(h))
             epoch += n
+            bar.sync(history, start=epoch - np.shape(history["trained"])[-1])
             every = gcfg.output.checkpoint_every
             if interrupt.set or (every and epoch % every == 0) or epoch == total:
                 host_state = parallel.to_host(state)  # a collective on multi-process runs
