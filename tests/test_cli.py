@@ -620,7 +620,7 @@ BAD_INPUTS = [
     ("ragged-row", ("in.csv", "x0,x1\n1,2\n3\n"), "row 3 has 1 cells; expected 2"),
     ("too-many-columns", ("in.csv", "a,b,c\n1,2,3\n"), "the model expects (examples, 2)"),
     ("npz-without-x", ("in.npz", {"y": np.zeros(3)}), "no array 'x' (found: y)"),
-    ("npz-wrong-width", ("in.npz", {"x": np.zeros((3, 5), np.float32)}), "features of shape (3, 5)"),
+    ("npz-wrong-width", ("in.npz", {"x": np.zeros((3, 5), np.float32)}), "inputs of shape (3, 5)"),
     ("npz-non-finite", ("in.npz", {"x": np.array([[0, 1], [np.nan, 2]], np.float32)}),
      "non-finite value at row 1, column 0"),
     ("npz-not-a-zip", ("in.npz", b"garbage"), "INPUT in.npz: not a readable .npz file (not a zip"),

@@ -185,20 +185,10 @@ def prediction_fn(net, spec) -> Callable:
 
 
 def check_inputs(x, shape: tuple, what: str = "x") -> np.ndarray:
-    """``x`` as a (batch, *shape) array; (batch, prod(shape)) is reshaped. One-line ValueError."""
-    x = np.asarray(x)
-    width = int(np.prod(shape))
-    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == width and tuple(x.shape[1:]) != shape:
-        x = x.reshape((x.shape[0], *shape))
-    if x.ndim == 1 and len(shape) == 1 and x.shape[0] == width:
-        raise ValueError(f"{what}: shape {x.shape}; expected a batch (examples, {width}) — "
-                         "for one example use x[None]")
-    if tuple(x.shape[1:]) != tuple(shape) or x.ndim < 2:
-        raise ValueError(f"{what}: inputs of shape {x.shape}; the model expects "
-                         f"(examples, {', '.join(map(str, shape))})")
-    if x.dtype.kind not in "fiub":
-        raise ValueError(f"{what}: dtype {x.dtype}; expected real numbers")
-    return x
+    """``x`` as a (batch, *shape) array: :func:`fnn.data.validate.conform_inputs` (one rule)."""
+    from fnn.data.validate import conform_inputs
+
+    return conform_inputs(x, shape, what)
 
 
 def apply_chunked(fn, params, net_state, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
