@@ -84,11 +84,11 @@ def test_default_output_and_sweep_member(tmp_path):
     rc, _, err = run_cli("export", run)
     assert rc == 2 and "sweep of 6 members" in err and "\n" not in err.strip()
     assert not list(run.glob("model*"))
-    rc, out, err = run_cli("export", run, "--member", "name=adam seed=1")
+    rc, out, err = run_cli("export", run, "--member", "optimizer.name=adam training.seed=1")
     assert rc == 0, err
     assert (run / "model-5.jax").is_file() and (run / "model-5.jax.json").is_file()
     meta = json.loads((run / "model-5.jax.json").read_text())
-    assert meta["member"] == 5 and meta["member_label"] == "name=adam seed=1"
+    assert meta["member"] == 5 and meta["member_label"] == "optimizer.name=adam training.seed=1"
 
 
 def _one_line_exit_2(rc, err):

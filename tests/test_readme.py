@@ -45,3 +45,17 @@ def test_python_examples_run(index, monkeypatch):
     # README examples are user code: default dtype/rank promotion, as a user has it.
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
         exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
+
+
+def test_the_quoted_sequential_error_is_the_real_one():
+    """Issue 23: the README quoted a Sequential shape error that differed from the real text."""
+    import fnn
+    from fnn.nn import layers as L
+
+    stack = [L.Conv2D(32, 3, padding="same"), L.MaxPool2D(2), L.Conv2D(64, 3, padding="same"),
+             L.MaxPool2D(2), L.Dense(10)]
+    with pytest.raises(ValueError) as err:
+        fnn.Sequential(stack, input_shape=(28, 28, 1))
+    message = str(err.value)
+    assert message.startswith("layers[4] (Dense): got input shape (7, 7, 64)")
+    assert f"`{message}`" in " ".join(README.split()), message

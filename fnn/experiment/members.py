@@ -3,7 +3,7 @@
 A run is one member, or a sweep of members trained in groups (one compiled program each, see
 :func:`fnn.experiment.build.plan`). Members are numbered in the order of ``summary.json`` and
 ``metrics.csv``: group by group, each group's members in order; each has a label
-("learning_rate=0.001 seed=0", or "0" for a single run).
+("optimizer.learning_rate=0.001 training.seed=0", or "0" for a single run).
 
 This module reads only what training wrote: ``config.toml``, ``preprocessing.json`` (else the
 dataset is loaded once to derive it, for runs written before that file existed) and the newest
@@ -184,11 +184,11 @@ def prediction_fn(net, spec) -> Callable:
     return f
 
 
-def check_inputs(x, shape: tuple, what: str = "x") -> np.ndarray:
+def check_inputs(x, shape: tuple, what: str = "x", *, image_shape=None) -> np.ndarray:
     """``x`` as a (batch, *shape) array: :func:`fnn.data.validate.conform_inputs` (one rule)."""
     from fnn.data.validate import conform_inputs
 
-    return conform_inputs(x, shape, what)
+    return conform_inputs(x, shape, what, image_shape=image_shape)
 
 
 def apply_chunked(fn, params, net_state, x: np.ndarray, chunk: int = 4096) -> np.ndarray:

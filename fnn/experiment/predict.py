@@ -12,14 +12,15 @@ import numpy as np
 from fnn.experiment import report
 
 
-def read_inputs(path, *, num_features: int = 0, shape: tuple = (),
-                drop_column: str = "") -> np.ndarray:
+def read_inputs(path, *, num_features: int = 0, shape: tuple = (), drop_column: str = "",
+                image_shape=None) -> np.ndarray:
     """Features from a .csv (header row, numeric columns) or .npz (array ``x``).
 
     Args:
       path: the file.  shape: one example's shape as the model takes it, e.g. (16, 16, 1);
         or num_features: the width of a flat model (shape ``(num_features,)``).
       drop_column: a column to ignore if present (the training target of a csv run).
+      image_shape: (H, W) of the images a flat model was trained on, or None.
     Returns:
       (examples, *shape) array: ``x`` may be (N, *shape), (N, H, W) for a one-channel image
       model, or flat (N, prod(shape)) (:func:`fnn.data.validate.conform_inputs`).
@@ -82,7 +83,7 @@ def read_inputs(path, *, num_features: int = 0, shape: tuple = (),
                                      "is not a number") from None
     else:
         raise ValueError(f"INPUT: {p.name!r}; expected a .csv or .npz file")
-    x = conform_inputs(x, shape, f"INPUT {p.name}")
+    x = conform_inputs(x, shape, f"INPUT {p.name}", image_shape=image_shape)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0]
         raise ValueError(f"INPUT {p.name}: non-finite value at row {bad[0]}, column {bad[1]}")
@@ -112,7 +113,8 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
 
         h = handle_mod.load_run(src, member=member)
         drop = h.config.data.target if h.config.data.name == "csv" else ""
-        x = read_inputs(input_path, shape=tuple(h.input_shape), drop_column=drop)
+        x = read_inputs(input_path, shape=tuple(h.input_shape), drop_column=drop,
+                        image_shape=h.spec.image_shape)
         y_hat = h.predict(x)
         task, classes = h.task, h.classes
     elif src.is_file():
