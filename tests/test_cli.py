@@ -744,3 +744,16 @@ def test_warm_run_compiles_nothing(tmp_path):
     assert second.returncode == 0, second.stderr
     assert {p.name for p in (cache / "jax").iterdir()} == entries
     assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+
+
+def test_the_train_table_shows_the_last_and_the_best_epoch(runs):
+    """Issue 23: the single-run table showed only final_val_loss (the last epoch's) while the
+    saved model is the best epoch's. Both are shown, each under its own name."""
+    run_dir, rc, out, err = runs.train("quickstart")
+    assert rc == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("member"))
+    cols = header.split()
+    assert "final_val_loss" in cols and "best_val_loss" in cols and "best_epoch" in cols, header
+    summary = read_summary(run_dir)["members"][0]
+    row = out.splitlines()[out.splitlines().index(header) + 2].split()
+    assert row[cols.index("best_val_loss")] == f"{summary['best_val_loss']:.4g}"
