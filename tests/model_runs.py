@@ -27,6 +27,7 @@ RUNS = {
     # three groups (optimizer.name is static) of two seeds each (one vmapped program per group)
     "optimizers": ("optimizers", []),
     "regression_sine": ("regression_sine", []),
+    "shapes_cnn": ("shapes_cnn", []),  # an image model: input_shape (16, 16, 1)
     "fashion_mnist": ("fashion_mnist", [f"data.path={FASHION_DIR}", "model.hidden=[64]"]),
 }
 

@@ -38,7 +38,9 @@ def main():
                   hparams=HParams(learning_rate=1e-2, l2=1e-3, drop_rate=0.1))
         make = lambda hp: optim.adam(hp.learning_rate)  # noqa: E731
         one = Trainer(net, "cross_entropy", make, data, **kw)
-        four = Trainer(net, "cross_entropy", make, data, mesh=mesh, **kw)
+        reports = []
+        four = Trainer(net, "cross_entropy", make, data, mesh=mesh,
+                       progress=lambda e, m: reports.append(int(e)), **kw)
         s1, h1 = one.train(jax.random.key(0))
         s4, h4 = four.train(jax.random.key(0))
         result[f"data_parallel_{grad}"] = worst_rel(s1.params, s4.params)
@@ -49,6 +51,8 @@ def main():
         b, _ = four.sweep(keys, hp)
         result[f"sweep_{grad}"] = worst_rel(a.params, b.params)
         result[f"sweep_sharding_{grad}"] = str(b.params[0]["w"].sharding.spec)
+        jax.effects_barrier()
+        result[f"reports_{grad}"] = reports
     print(json.dumps(result))
 
 

@@ -621,7 +621,7 @@ BAD_INPUTS = [
     ("ragged-row", ("in.csv", "x0,x1\n1,2\n3\n"), "row 3 has 1 cells; expected 2"),
     ("too-many-columns", ("in.csv", "a,b,c\n1,2,3\n"), "the model expects (examples, 2)"),
     ("npz-without-x", ("in.npz", {"y": np.zeros(3)}), "no array 'x' (found: y)"),
-    ("npz-wrong-width", ("in.npz", {"x": np.zeros((3, 5), np.float32)}), "features of shape (3, 5)"),
+    ("npz-wrong-width", ("in.npz", {"x": np.zeros((3, 5), np.float32)}), "inputs of shape (3, 5)"),
     ("npz-non-finite", ("in.npz", {"x": np.array([[0, 1], [np.nan, 2]], np.float32)}),
      "non-finite value at row 1, column 0"),
     ("npz-not-a-zip", ("in.npz", b"garbage"), "INPUT in.npz: not a readable .npz file (not a zip"),
@@ -745,3 +745,16 @@ def test_warm_run_compiles_nothing(tmp_path):
     assert second.returncode == 0, second.stderr
     assert {p.name for p in (cache / "jax").iterdir()} == entries
     assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+
+
+def test_the_train_table_shows_the_last_and_the_best_epoch(runs):
+    """Issue 23: the single-run table showed only final_val_loss (the last epoch's) while the
+    saved model is the best epoch's. Both are shown, each under its own name."""
+    run_dir, rc, out, err = runs.train("quickstart")
+    assert rc == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("member"))
+    cols = header.split()
+    assert "final_val_loss" in cols and "best_val_loss" in cols and "best_epoch" in cols, header
+    summary = read_summary(run_dir)["members"][0]
+    row = out.splitlines()[out.splitlines().index(header) + 2].split()
+    assert row[cols.index("best_val_loss")] == f"{summary['best_val_loss']:.4g}"

@@ -194,3 +194,18 @@ def test_bad_inputs():
     assert Augment(hflip=True, translate=2, image_shape=SHAPE)(u8, key=jax.random.key(0)).dtype == jnp.uint8
     # A list image_shape is normalized to a tuple (hashable).
     assert Augment(hflip=True, image_shape=[28, 28]).image_shape == (28, 28)
+
+
+def test_prepare_inputs_follows_a_float64_network(x64):
+    """Issue 23: prepare_inputs returned float32 for a float64 network (x64 on)."""
+    import fnn
+    from fnn.nn import layers as L
+
+    net = fnn.Sequential([L.Conv2D(2, 3, activation="relu"), L.Flatten(),
+                          L.Dense(3, activation="softmax")], input_shape=(6, 6, 1),
+                         dtype="float64")
+    u8 = np.random.default_rng(0).integers(0, 256, (4, 36)).astype(np.uint8)
+    x = prepare_inputs(jnp.asarray(u8), shape=net.input_shape)
+    assert x.dtype == jnp.float64 and x.shape == (4, 6, 6, 1)
+    assert net.apply(net.init(jax.random.key(0)), x).dtype == jnp.float64
+    assert prepare_inputs(jnp.asarray(u8), dtype=jnp.float32).dtype == jnp.float32

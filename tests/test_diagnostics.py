@@ -173,13 +173,13 @@ def test_vanishing_gradients_config_through_the_cli(tmp_path, monkeypatch, capsy
     by_member = {}
     for r in rows:
         by_member.setdefault(r["member"], []).append(r)
-    assert set(by_member) == {"activation=sigmoid", "activation=relu"}
+    assert set(by_member) == {"model.activation=sigmoid", "model.activation=relu"}
     assert all(len(v) == 2 for v in by_member.values())
     layer1 = {m: np.array([float(r["grad_norm/layer1"]) for r in v]) for m, v in by_member.items()}
-    ratio = layer1["activation=sigmoid"] / layer1["activation=relu"]
+    ratio = layer1["model.activation=sigmoid"] / layer1["model.activation=relu"]
     assert np.all(ratio < 1e-3), ratio                   # orders of magnitude, every epoch
     # the sigmoid net's gradient shrinks layer by layer towards the input
-    sig = by_member["activation=sigmoid"][0]
+    sig = by_member["model.activation=sigmoid"][0]
     norms = [float(sig[f"grad_norm/layer{l}"]) for l in range(1, 12)]
     assert all(a < b for a, b in zip(norms[:-1], norms[1:])), norms
     assert max(float(sig[f"slope/layer{l}"]) for l in range(1, 11)) <= 0.25

@@ -84,11 +84,11 @@ def test_default_output_and_sweep_member(tmp_path):
     rc, _, err = run_cli("export", run)
     assert rc == 2 and "sweep of 6 members" in err and "\n" not in err.strip()
     assert not list(run.glob("model*"))
-    rc, out, err = run_cli("export", run, "--member", "name=adam seed=1")
+    rc, out, err = run_cli("export", run, "--member", "optimizer.name=adam training.seed=1")
     assert rc == 0, err
     assert (run / "model-5.jax").is_file() and (run / "model-5.jax.json").is_file()
     meta = json.loads((run / "model-5.jax.json").read_text())
-    assert meta["member"] == 5 and meta["member_label"] == "name=adam seed=1"
+    assert meta["member"] == 5 and meta["member_label"] == "optimizer.name=adam training.seed=1"
 
 
 def _one_line_exit_2(rc, err):
@@ -130,3 +130,41 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
         assert message in err, (argv, err)
     assert not out.exists() and not (tmp_path / "e.jax").exists()
     assert not (tmp_path / "e.jax.json").exists()
+
+
+@pytest.mark.slow
+def test_an_image_model_takes_its_own_input_shape_everywhere(tmp_path):
+    """Issue 23: after `fnn export` of shapes_cnn, x of shape (n, 16, 16, 1) was refused ("the
+    model expects (examples, 256)"). (n, 16, 16, 1), (n, 16, 16) and flat (n, 256) are accepted
+    by the exported model, by fnn predict RUN_DIR and by RunHandle.predict, with equal outputs;
+    channels-first (n, 1, 16, 16) of the same size is refused in one line, not reshaped."""
+    run = trained("shapes_cnn")
+    model = tmp_path / "model.jax"
+    rc, _, err = run_cli("export", run, "--output", model)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "model.jax.json").read_text())["input_shape"] == [16, 16, 1]
+    images = np.random.default_rng(0).integers(0, 256, (7, 16, 16, 1)).astype(np.float32)
+    layouts = {"nhwc": images, "nhw": images[..., 0], "flat": images.reshape(7, 256)}
+    handle = fnn.load_run(run)
+    reference = handle.predict(images)
+    assert reference.shape == (7, 5)
+    for name, x in layouts.items():
+        np.savez(tmp_path / f"{name}.npz", x=x)
+        np.testing.assert_allclose(handle.predict(x), reference, atol=1e-6, err_msg=name)
+        for source in (run, model):
+            out = tmp_path / f"{name}-{Path(source).name}.csv"
+            rc, _, err = run_cli("predict", source, tmp_path / f"{name}.npz", "--output", out)
+            assert rc == 0, (name, source, err)
+            np.testing.assert_allclose(_read_probs(out), reference, atol=1e-5, err_msg=name)
+    nchw = np.moveaxis(images, -1, 1)  # (7, 1, 16, 16): 256 values per example too
+    np.savez(tmp_path / "nchw.npz", x=nchw)
+    with pytest.raises(ValueError, match=r"^x: inputs of shape \(7, 1, 16, 16\); the model "
+                       r"expects \(examples, 16, 16, 1\), \(examples, 16, 16\) or flat "
+                       r"\(examples, 256\) \(channels first\?"):
+        handle.predict(nchw)
+    for source in (run, model):
+        out = tmp_path / "nchw.csv"
+        rc, _, err = run_cli("predict", source, tmp_path / "nchw.npz", "--output", out)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, err
+        assert "INPUT nchw.npz: inputs of shape (7, 1, 16, 16); the model expects" in err, err
+        assert not out.exists()

@@ -109,10 +109,18 @@ def test_relu_kinks_are_skipped_not_failed():
     params = net.init(jax.random.key(2))
     x = np.array([[0.0, 0.0], [1.0, 0.5], [0.0, 1.0], [-1.0, 2.0]], np.float32)
     y = np.array([0.0, 1.0, 1.0, 0.0], np.float32)
-    report = fnn.gradcheck(net, "bce", params, x, y)
+    from fnn.analysis import gradcheck as gc
+
+    report = gc.gradcheck(net, "bce", params, x, y)
+    # layer0.b: every coordinate at the kink (the zero row), so it is probed at a moved point
+    assert [l.path for l in report.leaves if l.fd_moved] == ["layer0.b"], str(report)
+    assert report.passed, str(report)
+    with pytest.MonkeyPatch.context() as mp:  # at the first point only: skipped, not failed
+        mp.setattr(gc, "MOVE_TRIES", 0)
+        report = gc.gradcheck(net, "bce", params, x, y)
     assert sum(l.fd_skipped for l in report.leaves) > 0
     assert "at a ReLU kink skipped" in str(report)
-    assert report.passed, str(report)
+    assert all(l.vs_fd.norm_rel <= report.tol_fd for l in report.leaves)
 
 
 @pytest.mark.parametrize("a,b,max_abs,max_rel,norm_rel", [
@@ -128,3 +136,42 @@ def test_error_stats(a, b, max_abs, max_rel, norm_rel):
     np.testing.assert_allclose([stats.max_abs, stats.max_rel, stats.norm_rel],
                                [max_abs, max_rel, norm_rel], rtol=1e-12, atol=1e-300)
     assert ErrorStats.between(np.asarray(b), np.asarray(a)) == stats      # symmetric
+
+
+def _all_kink_case():
+    """Zero inputs and zero first-layer biases: every hidden Z is exactly 0, so every
+    coordinate of layer0.b crosses the ReLU kink (layer0.w cannot move Z: x = 0)."""
+    net = fnn.MLP(sizes=(2, 3, 2), activation="relu", output="softmax")
+    params = net.init(jax.random.key(2))
+    x = np.zeros((4, 2), np.float32)
+    y = np.array([0, 1, 1, 0], np.int32)
+    return net, "cross_entropy", params, x, y
+
+
+def test_a_leaf_with_every_coordinate_at_a_kink_is_checked_at_a_moved_point():
+    """Issue 23: such a leaf read 0.0e+00 in every finite-difference column with 0 coords, and
+    passed. Now its finite differences are taken at a moved probe point, and say so."""
+    report = fnn.gradcheck(*_all_kink_case())
+    b0 = next(l for l in report.leaves if l.path == "layer0.b")
+    assert b0.fd_moved and b0.fd_checked > 0, str(report)
+    assert b0.vs_fd.norm_rel <= report.tol_fd
+    row = next(line for line in str(report).splitlines() if line.startswith("layer0.b"))
+    assert row.endswith("(moved)"), row
+    assert not any(l.fd_moved for l in report.leaves if l.path != "layer0.b")
+    assert report.passed, str(report)
+
+
+def test_a_leaf_that_can_only_be_skipped_is_shown_as_skipped_and_never_passes(monkeypatch):
+    from fnn.analysis import gradcheck as gc
+
+    monkeypatch.setattr(gc, "MOVE_TRIES", 0)  # no moved point: the leaf stays unchecked
+    report = fnn.gradcheck(*_all_kink_case())
+    b0 = next(l for l in report.leaves if l.path == "layer0.b")
+    assert b0.fd_checked == 0 and b0.fd_unchecked
+    text = str(report)
+    row = next(line for line in text.splitlines() if line.startswith("layer0.b"))
+    # the three manual-vs-jax.grad columns, then no numbers for the finite differences
+    assert row.split()[-4:] == ["0.0e+00", "skipped", "(kinks)", "0"], row
+    assert row.count("e+00") == 4, row  # |grad| and the autodiff errors only
+    assert "not checked by finite differences" in text and "layer0.b" in text.splitlines()[-2]
+    assert report.passed is False and text.splitlines()[-1].startswith("FAIL")

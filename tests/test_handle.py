@@ -106,3 +106,30 @@ def test_not_a_run_directory(tmp_path):
         fnn.load_run(tmp_path)
     with pytest.raises(ValueError, match="inputs of shape"):
         fnn.load_run(trained("quickstart")).predict(np.zeros((4, 3), np.float32))
+
+
+def test_early_stopped_histories_as_the_readme_says(tmp_path):
+    """Issue 23 (README): RunHandle.history ends at the stop epoch, a sweep member's at its own;
+    the saved model is the best epoch's. (The engine's history, Trainer.train's, runs to the
+    last epoch with NaN after a stop and ``trained`` False: tests/test_train.py.)"""
+    from cli_helpers import CONFIGS, run_cli
+
+    common = ("--set", "data.n_samples=300", "--set", "training.epochs=40",
+              "--set", "early_stopping.patience=2", "--quiet")
+    rc, _, err = run_cli("train", CONFIGS / "quickstart.toml", "--out", tmp_path / "one", *common)
+    assert rc == 0, err
+    one = fnn.load_run(tmp_path / "one")
+    stop = one.summary["stop_epoch"]
+    assert stop is not None and stop < 40
+    assert one.history["epoch"][-1] == stop and np.isfinite(one.history["val_loss"]).all()
+    assert one.history["val_loss"][one.summary["best_epoch"] - 1] == pytest.approx(
+        one.summary["best_val_loss"], rel=1e-5)
+    rc, _, err = run_cli("train", CONFIGS / "quickstart.toml", "--out", tmp_path / "sweep",
+                         *common, "--set", "training.seeds=[0, 1]")
+    assert rc == 0, err
+    stops = [fnn.load_run(tmp_path / "sweep", member=m).summary["stop_epoch"] for m in (0, 1)]
+    assert stops[0] != stops[1], "the members must stop at different epochs for this test"
+    first = int(np.argmin(stops))
+    h = fnn.load_run(tmp_path / "sweep", member=first).history["val_loss"]
+    # each member's history ends at its own stop epoch (metrics.csv keeps trained epochs only)
+    assert h.shape == (stops[first],) and np.isfinite(h).all()

@@ -58,3 +58,30 @@ def test_the_warning_formatter_is_restored(cache, tmp_path):
     before = warnings.showwarning
     run_cli("train", write_config(tmp_path / "bad.toml", "[data]\nname = 1\n"))
     assert warnings.showwarning is before
+
+
+def test_an_error_raised_inside_jax_is_a_bug_exit_3_not_bad_input(cache, tmp_path, monkeypatch):
+    """Issue 23: JAX's "ordered effects are not supported for more than 1 device" (a
+    ValueError from inside JAX) exited 2, "bad input". Any error JAX or XLA raise is fnn's bug."""
+    import jax
+    import jax.numpy as jnp
+
+    def misuses_jax(args):
+        return jax.jit(lambda x: jnp.linspace(0.0, x, -1))(1.0)  # ValueError inside JAX
+
+    monkeypatch.setitem(cli.COMMANDS, "train", misuses_jax)
+    filtering = jax.config.jax_traceback_filtering
+    rc, out, err = run_cli("train", tmp_path / "any.toml")
+    lines = err.strip().splitlines()
+    assert rc == 3 and len(lines) == 1, err
+    assert lines[0].startswith("fnn: internal error: ValueError: "), lines[0]
+    assert jax.config.jax_traceback_filtering == filtering  # restored after the command
+    # fnn's own bad-input errors, raised while JAX traces, stay exit 2
+    def bad_input_while_tracing(args):
+        def f(x):
+            raise ValueError("layer 0 (Dense): input (3,); expected (2,)")
+        return jax.jit(f)(1.0)
+
+    monkeypatch.setitem(cli.COMMANDS, "train", bad_input_while_tracing)
+    rc, out, err = run_cli("train", tmp_path / "any.toml")
+    assert rc == 2 and err.strip() == "fnn: error: layer 0 (Dense): input (3,); expected (2,)", err

@@ -49,6 +49,8 @@ def test_four_devices_equal_one(dtype, tol_dp, tol_sweep):
         assert r[f"sweep_{grad}"] <= tol_sweep, r
         assert r[f"data_parallel_sharding_{grad}"] == "P()"  # params replicated
         assert r[f"sweep_sharding_{grad}"] == "P('data',)"  # members split over devices
+        # the progress callback runs on 4 devices: once per epoch, not once per device
+        assert sorted(r[f"reports_{grad}"]) == [1, 1, 2, 2, 3, 3], r
 
 
 def _cli(args, devices=None, timeout=600):
@@ -56,8 +58,21 @@ def _cli(args, devices=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-SHRINK = ["--set", "training.epochs=3", "--set", "output.progress=false",
-          "--set", "data.n_samples=400"]
+# The CLI's defaults (progress bar and pictures on): only the run is shortened.
+SHRINK = ["--set", "training.epochs=3", "--set", "data.n_samples=400"]
+
+
+@pytest.mark.parametrize("config,extra", [
+    ("quickstart", []),
+    ("sweep_lr", ["--set", "training.seeds=[0]"]),  # 4 learning rates: one member per device
+])
+def test_four_devices_with_the_progress_bar(tmp_path, config, extra):
+    """Issue 23: the progress bar (an ordered callback) failed on more than one device."""
+    r = _cli(["train", f"configs/{config}.toml", "--out", str(tmp_path / "r"), *SHRINK, *extra,
+              "--set", "parallel.devices=4"], devices=4)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "3/3" in r.stderr  # the bar, at its end
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["device_count"] == 4
 
 
 def _params(run_dir):

@@ -45,3 +45,97 @@ def test_python_examples_run(index, monkeypatch):
     # README examples are user code: default dtype/rank promotion, as a user has it.
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
         exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
+
+
+def test_the_quoted_sequential_error_is_the_real_one():
+    """Issue 23: the README quoted a Sequential shape error that differed from the real text."""
+    import fnn
+    from fnn.nn import layers as L
+
+    stack = [L.Conv2D(32, 3, padding="same"), L.MaxPool2D(2), L.Conv2D(64, 3, padding="same"),
+             L.MaxPool2D(2), L.Dense(10)]
+    with pytest.raises(ValueError) as err:
+        fnn.Sequential(stack, input_shape=(28, 28, 1))
+    message = str(err.value)
+    assert message.startswith("layers[4] (Dense): got input shape (7, 7, 64)")
+    assert f"`{message}`" in " ".join(README.split()), message
+
+
+# --- every bash block runs too --------------------------------------------------------------
+# Each `fnn ...` command of the README's bash blocks runs in a scratch directory (configs/
+# copied in) as `python -m fnn ...`, shortened by appending the --set overrides of
+# tests/cli_helpers.py's SHRINK for its config (the same shrinking every end-to-end test uses).
+NOT_RUN = {
+    # block text starts with -> why the test cannot run it
+    "# on host A (process 0)": "two hosts side by side; the same two-process run is "
+                               "tests/test_parallel.py::test_two_processes_with_gloo_equal_one_process",
+}
+SET_UP = ("pip install",)  # the set-up commands: run verbatim by .ci/run (test above)
+
+
+def _commands(block: str) -> list[str]:
+    """The block's commands: continuation lines joined, comments dropped."""
+    text = block.replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        for part in line.split("&&"):
+            part = part.strip()
+            if part and not part.startswith(SET_UP) and "pytest" not in part:
+                out.append(part)
+    return out
+
+
+def _bash_cases():
+    cases = []
+    for block in _blocks("bash"):
+        if any(block.startswith(k) for k in NOT_RUN):
+            continue
+        cases += _commands(block)
+    return cases
+
+
+def test_every_bash_block_is_run_or_listed_with_a_reason():
+    for block in _blocks("bash"):
+        if any(block.startswith(k) for k in NOT_RUN):
+            continue
+        assert _commands(block) or all(c.strip().startswith(SET_UP) or "pytest" in c
+                                       for c in block.split("&&")), block
+    assert any("device_count=4" in c for c in _bash_cases())  # the multi-device command runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", _bash_cases())
+def test_bash_blocks_run(command, tmp_path):
+    import os
+    import shlex
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from cli_helpers import SHRINK
+    from model_runs import FASHION_DIR
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    words = shlex.split(command)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FNN_COMPILATION_CACHE="0")
+    env.pop("XLA_FLAGS", None)
+    while "=" in words[0] and not words[0].startswith("-"):  # VAR=value prefixes
+        key, _, value = words.pop(0).partition("=")
+        env[key] = value
+    assert words[0] == "fnn", command
+    config = next(Path(w).stem for w in words if w.endswith(".toml"))
+    extra = [a for item in SHRINK.get(config, ["training.epochs=2"]) for a in ("--set", item)]
+    if config.startswith("fashion"):
+        if not (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+            pytest.skip(f"Fashion-MNIST files not in {FASHION_DIR}")
+        extra += ["--set", f"data.path={FASHION_DIR}", "--set", "data.n_samples=512"]
+    if "parallel.devices=4" in command and "XLA_FLAGS" not in command:
+        # "one device per GPU": a CPU runner has one device, so four are forced
+        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    if "--out" not in words:
+        extra += ["--out", str(tmp_path / "run")]
+    proc = subprocess.run([sys.executable, "-m", "fnn", *words[1:], *extra], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]

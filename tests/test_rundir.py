@@ -103,7 +103,7 @@ def test_sweep_over_epochs_pads_the_shorter_history(tmp_path):
     counts = {}
     for r in rows:
         counts[r["member"]] = counts.get(r["member"], 0) + 1
-    assert counts == {"epochs=1": 1, "epochs=3": 3}
+    assert counts == {"training.epochs=1": 1, "training.epochs=3": 3}
     summary = json.loads((out / "summary.json").read_text())
     assert [m["epochs_trained"] for m in summary["members"]] == [1, 3]
 

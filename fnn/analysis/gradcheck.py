@@ -12,6 +12,11 @@ Central differences: ∂L/∂θ_i ≈ (L(θ + εe_i) − L(θ − εe_i)) / 2ε.
 perturbation moves any ReLU-family pre-activation across its kink (the sign pattern of Z at θ ± ε
 differs from that at θ) or changes which entry of a max-pool window is its maximum: there the
 function is not differentiable and the difference quotient measures a jump, not a derivative.
+A leaf whose every sampled coordinate is skipped (a first-layer conv bias at 0 where input
+patches are all zero: Z = b = 0 exactly) is probed again at a moved point θ + Δ (Δ small and
+random, :data:`MOVE_SCALE` of each leaf's scale, up to :data:`MOVE_TRIES` times); its report
+says so. A leaf that still has no checked coordinate is shown as "skipped (kinks)" and fails
+the check: an unchecked gradient is never reported as a match.
 Dropout masks are fixed by the given key.
 
 Any fnn network works: :class:`fnn.MLP` and :class:`fnn.Sequential` (every leaf, a Residual's
@@ -21,7 +26,8 @@ the batch statistics (the gradient ``loss_and_grad`` returns), and the finite di
 perturb it through the batch mean and variance too.
 
 The check passes when every leaf's norm-relative error is within ``tol_autodiff`` (manual vs
-jax.grad) and ``tol_fd`` (manual vs finite differences). A leaf whose gradients all have norms
+jax.grad) and ``tol_fd`` (manual vs finite differences), and every non-empty leaf had at least
+one finite-difference coordinate checked. A leaf whose gradients all have norms
 below :data:`ZERO_FLOOR` times the largest leaf's (zero up to rounding: a conv bias right before
 a BatchNorm, which removes it) has relative errors 0.
 
@@ -48,6 +54,9 @@ Array = jax.Array
 
 #: Relative to the largest leaf's gradient norm: below it a leaf's gradient counts as zero.
 ZERO_FLOOR = 1e-9
+#: A moved probe point: θ + Δ with Δ ~ MOVE_SCALE · max(rms(leaf), 1e-2) · N(0, 1) per leaf.
+MOVE_SCALE = 1e-2
+MOVE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,12 @@ class LeafReport:
     vs_fd: ErrorStats
     fd_checked: int
     fd_skipped: int
+    fd_moved: bool = False  # the finite differences were taken at a moved probe point
+
+    @property
+    def fd_unchecked(self) -> bool:
+        """Every finite-difference coordinate was skipped: the leaf was not checked."""
+        return self.fd_checked == 0 and int(np.prod(self.shape)) > 0
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,7 @@ class GradcheckReport:
     def __post_init__(self):
         ok = all(
             l.vs_autodiff.norm_rel <= self.tol_autodiff and l.vs_fd.norm_rel <= self.tol_fd
-            for l in self.leaves
+            and not l.fd_unchecked for l in self.leaves
         )
         object.__setattr__(self, "passed", bool(ok))
 
@@ -136,11 +151,21 @@ class GradcheckReport:
         lines = [head, sub, "-" * len(sub)]
         for l in self.leaves:
             a, f = l.vs_autodiff, l.vs_fd
+            fd = (f"{'skipped (kinks)':>29}" if l.fd_unchecked else
+                  f"{f.max_abs:>9.1e} {f.max_rel:>9.1e} {f.norm_rel:>9.1e}")
             lines.append(
                 f"{l.path:<{pw}}{str(l.shape):<{sw}}{l.grad_norm:>10.3e}  {a.max_abs:>9.1e} "
-                f"{a.max_rel:>9.1e} {a.norm_rel:>9.1e}  {f.max_abs:>9.1e} {f.max_rel:>9.1e} "
-                f"{f.norm_rel:>9.1e} {l.fd_checked:>6}"
+                f"{a.max_rel:>9.1e} {a.norm_rel:>9.1e}  {fd} {l.fd_checked:>6}"
+                + (" (moved)" if l.fd_moved else "")
             )
+        moved = [l.path for l in self.leaves if l.fd_moved]
+        if moved:
+            lines.append(f"(moved): every coordinate of {', '.join(moved)} crossed a kink at the "
+                         "probe point; its finite differences were taken at a moved point")
+        unchecked = [l.path for l in self.leaves if l.fd_unchecked]
+        if unchecked:
+            lines.append(f"not checked by finite differences (every coordinate at a kink, also "
+                         f"at moved points): {', '.join(unchecked)}")
         skipped = sum(l.fd_skipped for l in self.leaves)
         verdict = "PASS" if self.passed else "FAIL"
         lines.append(
@@ -246,23 +271,43 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
         fd_all, ok_all = np.asarray(fd_all), np.asarray(ok_all)
         manual_leaves = jax.tree.leaves(g_manual)
         auto_leaves = jax.tree.leaves(g_auto)
+        # Per leaf: (manual gradient, finite differences, ok mask, moved?) at the point used.
+        probes = []
+        pos = 0
+        for li, idx in enumerate(samples):
+            probes.append((np.asarray(manual_leaves[li]).ravel(), fd_all[pos:pos + len(idx)],
+                           ok_all[pos:pos + len(idx)], False))
+            pos += len(idx)
+        for _ in range(MOVE_TRIES):  # leaves with every coordinate at a kink: move the point
+            stuck = [li for li, (_, _, ok, _) in enumerate(probes) if ok.size and not ok.any()]
+            if not stuck:
+                break
+            move = ravel_pytree([
+                MOVE_SCALE * max(float(np.sqrt(np.mean(np.square(np.asarray(l))))) if l.size
+                                 else 0.0, 1e-2) * rng.standard_normal(l.shape) for l in leaves])[0]
+            _, gm, _, fd_m, ok_m = compute(flat0 + move, jnp.asarray(coords))
+            gm_leaves, fd_m, ok_m = jax.tree.leaves(gm), np.asarray(fd_m), np.asarray(ok_m)
+            for li in stuck:
+                lo = int(sum(len(i) for i in samples[:li]))
+                hi = lo + len(samples[li])
+                if ok_m[lo:hi].any():
+                    probes[li] = (np.asarray(gm_leaves[li]).ravel(), fd_m[lo:hi], ok_m[lo:hi], True)
         # A leaf whose gradient is zero up to rounding (all norms below ZERO_FLOOR times the
         # largest leaf's) has nothing to compare: its relative errors count as 0.
         floor = ZERO_FLOOR * max([float(np.linalg.norm(np.asarray(g))) for g in auto_leaves]
                                  + [0.0])
-        reports, pos = [], 0
+        reports = []
         for li, (path, leaf) in enumerate(zip(_leaf_paths(p64), leaves)):
             idx = samples[li]
-            fd, ok = fd_all[pos:pos + len(idx)], ok_all[pos:pos + len(idx)]
-            pos += len(idx)
-            man = np.asarray(manual_leaves[li]).ravel()
+            man, fd, ok, moved = probes[li]
             reports.append(LeafReport(
                 path=path,
                 shape=tuple(leaf.shape),
-                grad_norm=float(np.linalg.norm(man)),
+                grad_norm=float(np.linalg.norm(np.asarray(manual_leaves[li]))),
                 vs_autodiff=ErrorStats.between(manual_leaves[li], auto_leaves[li], floor),
                 vs_fd=ErrorStats.between(man[idx][ok], fd[ok], floor),
                 fd_checked=int(ok.sum()),
                 fd_skipped=int((~ok).sum()),
+                fd_moved=moved,
             ))
         return GradcheckReport(tuple(reports), float(value), tol_autodiff, tol_fd, fd_eps)

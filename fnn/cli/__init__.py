@@ -12,8 +12,8 @@
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
 update; gradcheck out of tolerance); 2 bad input (config, data, arguments) with a one-line
-message and no traceback; 3 internal error (one line; the traceback in a log file
-under $FNN_CACHE_DIR/crash, default ~/.cache/fnn/crash); 130 on Ctrl-C after saving a checkpoint.
+message and no traceback; 3 internal error, including any error JAX or XLA raise (one line;
+the traceback in a log file under $FNN_CACHE_DIR/crash, default ~/.cache/fnn/crash); 130 on Ctrl-C after saving a checkpoint.
 
 The parser is in :mod:`fnn.cli.parser`, the commands in :mod:`fnn.cli.commands`; this module
 is the entry point: exit statuses, one-line errors, crash logs, and the dispatch.
@@ -139,7 +139,51 @@ def main(argv=None) -> int:
                 jax.config.update("jax_enable_x64", x64)
 
 
+def raised_inside_jax(err: BaseException) -> bool:
+    """Whether ``err`` was raised by JAX's or XLA's own code (fnn's misuse of them: a bug).
+
+    fnn checks bad input before anything is compiled, so a ValueError that JAX raises (say,
+    "ordered effects are not supported for more than 1 device") is fnn's bug, not the user's.
+    Read from the innermost frame of the traceback, which :func:`_dispatch` keeps unfiltered.
+    """
+    tb, last = err.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None or "jax" not in sys.modules:
+        return False
+    import jax
+
+    roots = [Path(jax.__file__).resolve().parent]
+    if "jaxlib" in sys.modules and getattr(sys.modules["jaxlib"], "__file__", None):
+        roots.append(Path(sys.modules["jaxlib"].__file__).resolve().parent)
+    where = Path(last.tb_frame.f_code.co_filename).resolve()
+    return any(where.is_relative_to(root) for root in roots)
+
+
 def _dispatch(args) -> int:
+    # JAX's internal frames stay in tracebacks: they tell its errors from fnn's (exit 3, not 2).
+    # Without importing JAX (a config error must not wait for it): the environment variable is
+    # what JAX reads when it is first imported; a JAX already imported is set directly.
+    jax = sys.modules.get("jax")
+    saved_env = os.environ.get("JAX_TRACEBACK_FILTERING")
+    saved = jax.config.jax_traceback_filtering if jax is not None else None
+    if jax is not None:
+        jax.config.update("jax_traceback_filtering", "off")
+    else:
+        os.environ["JAX_TRACEBACK_FILTERING"] = "off"
+    try:
+        return _run_command(args)
+    finally:
+        if saved_env is None:
+            os.environ.pop("JAX_TRACEBACK_FILTERING", None)
+        else:
+            os.environ["JAX_TRACEBACK_FILTERING"] = saved_env
+        if "jax" in sys.modules:
+            sys.modules["jax"].config.update("jax_traceback_filtering",
+                                             saved if saved is not None else (saved_env or "auto"))
+
+
+def _run_command(args) -> int:
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -148,6 +192,8 @@ def _dispatch(args) -> int:
     except (ValueError, OSError) as err:  # ConfigError, DataError, CheckpointError, UsageError
         if os.environ.get("FNN_DEBUG"):
             raise
+        if raised_inside_jax(err):
+            return _internal_error(err)
         msg = str(err).strip() or type(err).__name__
         print(f"fnn: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

@@ -34,14 +34,16 @@ import jax.numpy as jnp
 def prepare_inputs(x: jax.Array, *, dtype=None, shape=None) -> jax.Array:
     """Turn a batch of stored inputs into network inputs (call it inside the train/eval step).
 
-    Integer inputs (uint8 images) are scaled to ``[0, 1]``: ``x / 255``. Float inputs are returned
-    unchanged (cast to ``dtype`` when given). The example axes are then flattened, or, with
+    Integer inputs (uint8 images) are scaled to ``[0, 1]``: ``x / 255``, in ``dtype`` or else
+    JAX's default float (float32; float64 with ``jax_enable_x64``, as a float64 network needs).
+    Float inputs are returned unchanged (cast to ``dtype`` when given). The example axes are then flattened, or, with
     ``shape``, laid out as one example of the network's input shape (row-major: an (N, H, W)
     image batch becomes (N, H, W, 1) for a network whose input_shape is (H, W, 1)).
 
     Args:
       x: ``(batch, features)``, ``(batch, H, W)`` or ``(batch, H, W, C)``; uint8 or float.
-      dtype: float dtype of the result; default float32 for integer inputs, unchanged for floats.
+      dtype: float dtype of the result (pass ``net.dtype``); default JAX's default float for
+        integer inputs, unchanged for floats.
       shape: one example's shape as the network takes it (``net.input_shape``), or None.
 
     Returns:
@@ -55,7 +57,7 @@ def prepare_inputs(x: jax.Array, *, dtype=None, shape=None) -> jax.Array:
     elif x.ndim > 2:  # (batch, H, W) images -> (batch, H*W)
         x = x.reshape(x.shape[0], -1)
     if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
-        dt = jnp.float32 if dtype is None else dtype
+        dt = jnp.result_type(float) if dtype is None else dtype
         return x.astype(dt) * jnp.asarray(1.0 / 255.0, dtype=dt)
     return x if dtype is None else x.astype(dtype)
 

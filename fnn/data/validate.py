@@ -245,3 +245,54 @@ def check_options(where: str, given: dict[str, Any], valid: dict[str, Any]) -> d
             f"{', '.join(sorted(valid))}"
         )
     return {**valid, **given}
+
+
+def conform_inputs(x: Any, shape: tuple, what: str = "x", *,
+                   image_shape: tuple | None = None) -> np.ndarray:
+    """New inputs for a model of input shape ``shape``, laid out as ``(examples, *shape)``.
+
+    The one rule for inputs entering a trained model (``RunHandle.predict``, ``fnn predict`` on a
+    run directory or an exported model). Accepted: ``(N, *shape)``; ``(N, H, W)`` for a
+    one-channel image model of shape ``(H, W, 1)``; flat ``(N, prod(shape))`` rows in the
+    stored row-major (H, W, C) order; and for a flat model of images (an MLP on Fashion-MNIST),
+    ``(N, H, W)`` images (of ``image_shape`` when it is known). Any other layout is refused,
+    also one of matching total size: ``(N, 1, 16, 16)`` (channels first) is not silently read
+    as ``(N, 16, 16, 1)``.
+
+    Args:
+      x: array-like inputs.  shape: one example's shape, e.g. ``(16, 16, 1)`` or ``(2,)``.
+      what: the name the message gives the inputs (``x``, ``INPUT x.npz``).
+      image_shape: (H, W) of the images a flat model was trained on, or None.
+    Returns:
+      ``(N, *shape)`` NumPy array (x's dtype).
+    Raises:
+      DataError: another layout, no batch axis, or a non-real dtype (one line).
+    """
+    x = np.asarray(x)
+    shape = tuple(int(d) for d in shape)
+    width = int(np.prod(shape))
+    accepted = [f"(examples, {', '.join(map(str, shape))})"]
+    if len(shape) == 3 and shape[2] == 1:
+        accepted.append(f"(examples, {shape[0]}, {shape[1]})")
+    if len(shape) > 1:
+        accepted.append(f"flat (examples, {width})")
+    expected = " or ".join([", ".join(accepted[:-1]), accepted[-1]] if len(accepted) > 2
+                           else accepted)
+    if x.dtype.kind not in "fiub":
+        raise DataError(f"{what}: dtype {x.dtype}; expected real numbers")
+    if x.ndim == 1 and x.shape[0] == width:
+        raise DataError(f"{what}: shape {x.shape}; expected a batch {accepted[0]} — for one "
+                        "example use x[None]")
+    if x.ndim >= 2 and tuple(x.shape[1:]) == shape:
+        return x
+    if x.ndim == 2 and x.shape[1] == width:
+        return x.reshape((x.shape[0], *shape))
+    if len(shape) == 3 and shape[2] == 1 and tuple(x.shape[1:]) == shape[:2]:
+        return x[..., None]
+    if len(shape) == 1 and x.ndim == 3 and x.shape[1] * x.shape[2] == width and (
+            image_shape is None or tuple(x.shape[1:]) == tuple(image_shape)):
+        return x.reshape(x.shape[0], width)
+    hint = ""
+    if len(shape) == 3 and x.ndim == 4 and tuple(x.shape[1:]) == (shape[2], *shape[:2]):
+        hint = " (channels first? fnn images are channels last: (examples, H, W, C))"
+    raise DataError(f"{what}: inputs of shape {x.shape}; the model expects {expected}{hint}")

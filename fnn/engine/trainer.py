@@ -401,11 +401,21 @@ class Trainer:
                 epoch = state.epoch[0] if batched else state.epoch
                 summary = {k: (jnp.nanmean(v) if batched else v) for k, v in hist.items()
                            if k != "trained"}
+                # Only epochs that trained are reported (a stopped run's skipped epochs carry
+                # NaN metrics), and the last trained epoch always is (the stop epoch).
+                trained = jnp.any(hist["trained"])
+                active = ~state.halted
+                if state.early is not None:
+                    active = active & ~state.early.stopped
+                last = trained & ~jnp.any(active)
 
                 def report(_):
-                    jax.debug.callback(self._report, epoch, summary, ordered=True)
+                    # Unordered: ordered effects cannot run on more than one device. Under a
+                    # mesh the callback runs once, on the mesh's first device (process 0).
+                    jax.debug.callback(self._report, epoch, summary, ordered=False)
 
-                jax.lax.cond((epoch % self.progress_every == 0) | (epoch == self.epochs),
+                jax.lax.cond(trained & ((epoch % self.progress_every == 0)
+                                        | (epoch == self.epochs) | last),
                              report, lambda _: None, None)
             return state, hist
 

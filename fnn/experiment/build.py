@@ -290,6 +290,15 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def member_label(member: dict, grid, *, seeds_vary: bool) -> str:
+    """A member's one name everywhere (summary, tables, legends, ``--member``): its swept values
+    by their full config keys, e.g. ``optimizer.name=adam training.seed=1``."""
+    parts = [f"{k}={_fmt(member[k])}" for k, _ in grid]
+    if seeds_vary or not parts:
+        parts.append(f"training.seed={member['training.seed']}")
+    return " ".join(parts)
+
+
 def plan(cfg: Config, grid=None, seeds=None) -> list[Group]:
     """Split the sweep (grid × seeds) into groups of one compiled program each.
 
@@ -314,12 +323,8 @@ def plan(cfg: Config, grid=None, seeds=None) -> list[Group]:
         title = ", ".join(f"{k}={_fmt(v)}" for k, v in skey) or "all members"
         traced = tuple(config_mod.TRACED_KEYS[k] for k in traced_keys)
         hp = {config_mod.TRACED_KEYS[k]: [members[i][k] for i in idx] for k in traced_keys}
-        labels = []
-        for i in idx:
-            parts = [f"{k.split('.')[-1]}={_fmt(members[i][k])}" for k, _ in grid]
-            if len(set(m["training.seed"] for m in members)) > 1 or not parts:
-                parts.append(f"seed={members[i]['training.seed']}")
-            labels.append(" ".join(parts))
+        labels = [member_label(members[i], grid, seeds_vary=len(
+            set(m["training.seed"] for m in members)) > 1) for i in idx]
         out.append(Group(gcfg, title, idx, labels, [members[i]["training.seed"] for i in idx],
                          hp, traced))
     return out
@@ -371,7 +376,8 @@ def first_batch(cfg: Config, n: int) -> FirstBatch:
     dataset = load_dataset(cfg)
     net = build_net(cfg, dataset)
     n = min(n, dataset.num_train)
-    x = prepare_inputs(jnp.asarray(np.asarray(dataset.x_train[:n])), shape=net.input_shape)
+    x = prepare_inputs(jnp.asarray(np.asarray(dataset.x_train[:n])), shape=net.input_shape,
+                       dtype=jnp.dtype(net.dtype))
     y = np.asarray(dataset.y_train[:n])
     init_key, drop_key = jax.random.split(jax.random.key(cfg.training.seed))
     r = cfg.regularization

@@ -127,6 +127,7 @@ def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
             if writer is not None:
                 writer.write(epoch, h, batched=batched)
             epoch += n
+            bar.sync(history, start=epoch - np.shape(history["trained"])[-1])
             every = gcfg.output.checkpoint_every
             if interrupt.set or (every and epoch % every == 0) or epoch == total:
                 host_state = parallel.to_host(state)  # a collective on multi-process runs

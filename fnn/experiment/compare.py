@@ -20,7 +20,9 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from fnn.experiment import report
+from fnn.experiment.config.errors import suggest
 from fnn.experiment.members import RunDirError
+from fnn.experiment.progress import short_name
 
 DEFAULT_OUT = "compare.png"
 
@@ -72,9 +74,12 @@ def collect(run_dirs: Sequence, metric: Optional[str] = None) -> tuple[str, list
             else "train_loss"
     series = []
     for name, (p, rows, info) in zip(_names(paths), runs):
+        columns = [k for k in (rows[0] if rows else {}) if k not in ("member", "epoch")]
+        if metric not in columns:  # the progress bar's short names: val_acc = val_accuracy
+            metric = next((c for c in columns if short_name(c) == metric), metric)
         if not rows or metric not in rows[0]:
-            have = ", ".join(k for k in (rows[0] if rows else {}) if k not in ("member", "epoch"))
-            raise RunDirError(f"--metric {metric}: not in {p / 'metrics.csv'} (has: {have})")
+            raise RunDirError(f"--metric {metric}: not in {p / 'metrics.csv'}"
+                              f"{suggest(metric, columns)} (has: {', '.join(columns)})")
         entries = info.get("members") or [info]
         by_member: dict = {}
         for r in rows:
@@ -136,9 +141,11 @@ def plot(path, metric: str, series: Sequence[Series]) -> bool:
     finite = np.concatenate([s.values[np.isfinite(s.values)] for s in series])
     if metric.endswith("loss") and finite.size and np.all(finite > 0) and \
             finite.max() / finite.min() > 5:
-        ax.set_yscale("log")
+        ax.set_yscale("log")  # labels kept apart (minor ticks unlabelled: 0.09 next to 0.1)
+        ax.yaxis.set_major_locator(ticker.FixedLocator(report.log_ticks(finite.min(),
+                                                                        finite.max())))
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-        ax.yaxis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_ylabel(metric.replace("_", " ") + (" (log scale)" if ax.get_yscale() == "log" else ""))

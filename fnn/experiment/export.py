@@ -145,5 +145,9 @@ def load(path) -> tuple["jax.export.Exported", dict]:
 
 
 def call(exported, meta: dict, x: np.ndarray) -> np.ndarray:
-    """``exported.call(x)`` on float32 (n, *input_shape) inputs, as NumPy."""
+    """``exported.call(x)`` as NumPy, on inputs (n, *input_shape), (n, H, W) or flat (n, F)
+    (:func:`fnn.data.validate.conform_inputs`), cast to float32."""
+    from fnn.data.validate import conform_inputs
+
+    x = conform_inputs(x, tuple(meta["input_shape"]))
     return np.asarray(exported.call(jnp.asarray(x, jnp.float32)))

@@ -118,7 +118,7 @@ class RunHandle:
         Raises:
           ValueError: inputs of the wrong shape (one line).
         """
-        x = members_mod.check_inputs(x, self.input_shape)
+        x = members_mod.check_inputs(x, self.input_shape, image_shape=self.spec.image_shape)
         if self._fn is None:
             self._fn = jax.jit(members_mod.prediction_fn(self.net, self.spec))
         return members_mod.apply_chunked(self._fn, self.params, self.net_state, x,

@@ -3,7 +3,7 @@
 A run is one member, or a sweep of members trained in groups (one compiled program each, see
 :func:`fnn.experiment.build.plan`). Members are numbered in the order of ``summary.json`` and
 ``metrics.csv``: group by group, each group's members in order; each has a label
-("learning_rate=0.001 seed=0", or "0" for a single run).
+("optimizer.learning_rate=0.001 training.seed=0", or "0" for a single run).
 
 This module reads only what training wrote: ``config.toml``, ``preprocessing.json`` (else the
 dataset is loaded once to derive it, for runs written before that file existed) and the newest
@@ -184,21 +184,11 @@ def prediction_fn(net, spec) -> Callable:
     return f
 
 
-def check_inputs(x, shape: tuple, what: str = "x") -> np.ndarray:
-    """``x`` as a (batch, *shape) array; (batch, prod(shape)) is reshaped. One-line ValueError."""
-    x = np.asarray(x)
-    width = int(np.prod(shape))
-    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == width and tuple(x.shape[1:]) != shape:
-        x = x.reshape((x.shape[0], *shape))
-    if x.ndim == 1 and len(shape) == 1 and x.shape[0] == width:
-        raise ValueError(f"{what}: shape {x.shape}; expected a batch (examples, {width}) — "
-                         "for one example use x[None]")
-    if tuple(x.shape[1:]) != tuple(shape) or x.ndim < 2:
-        raise ValueError(f"{what}: inputs of shape {x.shape}; the model expects "
-                         f"(examples, {', '.join(map(str, shape))})")
-    if x.dtype.kind not in "fiub":
-        raise ValueError(f"{what}: dtype {x.dtype}; expected real numbers")
-    return x
+def check_inputs(x, shape: tuple, what: str = "x", *, image_shape=None) -> np.ndarray:
+    """``x`` as a (batch, *shape) array: :func:`fnn.data.validate.conform_inputs` (one rule)."""
+    from fnn.data.validate import conform_inputs
+
+    return conform_inputs(x, shape, what, image_shape=image_shape)
 
 
 def apply_chunked(fn, params, net_state, x: np.ndarray, chunk: int = 4096) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from fnn.experiment.report import atomic_write_bytes
+from fnn.experiment.report import atomic_write_bytes, wrap_title
 
 MAX_POINTS = 3000  # training points drawn per panel (a random subset beyond this)
 
@@ -106,8 +106,9 @@ def plot_confusion(path, panels: Sequence[ConfusionPanel], class_names: Sequence
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class (per-class accuracy)")
         acc = np.trace(counts) / max(1, counts.sum())
-        ax.set_title(f"{p.title + ': ' if p.title else ''}{p.split} split, {counts.sum()} "
-                     f"examples, accuracy {acc:.1%}", fontsize=9)
+        what = f"{p.split} split, {counts.sum()} examples, accuracy {acc:.1%}"
+        ax.set_title(wrap_title(f"{p.title}\n{what}" if p.title else what, side + 1.2, 9),
+                     fontsize=9)
         bar = fig.colorbar(im, ax=ax, shrink=0.8)
         bar.set_label("examples (count)")
     return _save(fig, path)
@@ -148,13 +149,15 @@ def plot_decision_regions(path, panels: Sequence[RegionPanel], class_names: Sequ
         ax.set_ylim(p.gy[0], p.gy[-1])
         ax.set_xlabel(feature_names[0])
         ax.set_ylabel(feature_names[1])
-        ax.set_title(p.title or "predicted class regions", fontsize=10)
+        ax.set_title(wrap_title(p.title or "predicted class regions", 5.2, 10), fontsize=10)
         handles = [Line2D([], [], marker="o", linestyle="", color=colors[c], label=f"{n} (train)")
                    for c, n in enumerate(class_names)]
         handles += [Patch(color=colors[c], alpha=0.25, label=f"predicted {n}")
                     for c, n in enumerate(class_names)]
         handles.append(Line2D([], [], color="0.25", linewidth=0.8, label=f"{what} contours"))
-        ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.85)
+        # below the axes: inside, it would cover the contour labels and the points
+        ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+                  ncol=min(3, len(handles)), framealpha=0.85)
     return _save(fig, path)
 
 
@@ -170,7 +173,7 @@ def plot_fitted_curve(path, panels: Sequence[CurvePanel], *, title: Optional[str
         ax.plot(p.xs, p.ys, color="C3", linewidth=2.2, label="fitted curve")
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
-        ax.set_title(p.title or "fitted curve", fontsize=10)
+        ax.set_title(wrap_title(p.title or "fitted curve", 5.2, 10), fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     return _save(fig, path)

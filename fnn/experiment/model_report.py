@@ -121,9 +121,9 @@ def prepare(run_dir, cfg, dataset, summary: dict) -> Pictures:
         n = len(g.members)
         mine = [r for r in refs if r.group_index == gi]
         best = _best(entries, [r.index for r in mine], cfg.early_stopping.monitor)
-        title = (g.title if len(groups) > 1 else "") + \
-            (f" (best of {n}: {mine[best].label})" if n > 1 else "")
-        title = title.strip()
+        # the best member's label names the group's values too (one spelling: full keys)
+        title = f"best of {n}: {mine[best].label}" if n > 1 else \
+            (g.title if len(groups) > 1 else "")
         p_best = members_mod.select(params, best, n)
         s_best = members_mod.select(state, best, n)
         if classify:

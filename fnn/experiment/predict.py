@@ -12,17 +12,24 @@ import numpy as np
 from fnn.experiment import report
 
 
-def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray:
+def read_inputs(path, *, num_features: int = 0, shape: tuple = (), drop_column: str = "",
+                image_shape=None) -> np.ndarray:
     """Features from a .csv (header row, numeric columns) or .npz (array ``x``).
 
     Args:
-      path: the file.  num_features: the width the model expects.
+      path: the file.  shape: one example's shape as the model takes it, e.g. (16, 16, 1);
+        or num_features: the width of a flat model (shape ``(num_features,)``).
       drop_column: a column to ignore if present (the training target of a csv run).
+      image_shape: (H, W) of the images a flat model was trained on, or None.
     Returns:
-      (examples, num_features) array.
+      (examples, *shape) array: ``x`` may be (N, *shape), (N, H, W) for a one-channel image
+      model, or flat (N, prod(shape)) (:func:`fnn.data.validate.conform_inputs`).
     Raises:
-      ValueError: unknown extension, missing array, non-numeric cell, wrong width.
+      ValueError: unknown extension, missing array, non-numeric cell, another layout.
     """
+    from fnn.data.validate import conform_inputs
+
+    shape = tuple(shape) or (int(num_features),)
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"INPUT: {str(p)!r} does not exist")
@@ -76,13 +83,9 @@ def read_inputs(path, *, num_features: int, drop_column: str = "") -> np.ndarray
                                      "is not a number") from None
     else:
         raise ValueError(f"INPUT: {p.name!r}; expected a .csv or .npz file")
-    if x.ndim == 3 and x.shape[1] * x.shape[2] == num_features:
-        x = x.reshape(x.shape[0], -1)
-    if x.ndim != 2 or x.shape[1] != num_features:
-        raise ValueError(f"INPUT {p.name}: features of shape {x.shape}; the model expects "
-                         f"(examples, {num_features})")
+    x = conform_inputs(x, shape, f"INPUT {p.name}", image_shape=image_shape)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
-        bad = np.argwhere(~np.isfinite(x))[0]
+        bad = np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0]
         raise ValueError(f"INPUT {p.name}: non-finite value at row {bad[0]}, column {bad[1]}")
     return x
 
@@ -109,9 +112,9 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
         from fnn.experiment import handle as handle_mod
 
         h = handle_mod.load_run(src, member=member)
-        width = int(np.prod(h.input_shape))
         drop = h.config.data.target if h.config.data.name == "csv" else ""
-        x = read_inputs(input_path, num_features=width, drop_column=drop)
+        x = read_inputs(input_path, shape=tuple(h.input_shape), drop_column=drop,
+                        image_shape=h.spec.image_shape)
         y_hat = h.predict(x)
         task, classes = h.task, h.classes
     elif src.is_file():
@@ -119,8 +122,8 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
 
         exported, meta = export.load(src)
         shape = tuple(meta["input_shape"])
-        x = read_inputs(input_path, num_features=int(np.prod(shape)))
-        y_hat = export.call(exported, meta, x.astype(np.float32).reshape((-1, *shape)))
+        x = read_inputs(input_path, shape=shape)
+        y_hat = export.call(exported, meta, x)
         task, classes = meta["task"], meta.get("classes") or []
     else:
         raise ValueError(f"{str(src)!r} is neither a run directory nor an exported model "

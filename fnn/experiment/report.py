@@ -328,15 +328,56 @@ def plot_curves(path: PathLike, history: dict, *, member_labels: Optional[Sequen
     return True
 
 
+def wrap_title(text: str, inches: float, fontsize: float) -> str:
+    """``text`` broken at spaces into lines that fit ``inches`` of width at ``fontsize``
+    points (about 0.6 em a character), so a panel's title never runs into its neighbour's."""
+    import textwrap
+
+    width = max(12, int(inches * 72.0 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                     for line in str(text).split("\n"))
+
+
 def _log_locator(ticker, lo: float, hi: float):
-    """Readable major ticks for a log axis over [lo, hi]: 1-2-5 per decade, or 1..9 when the
-    range is under a decade, or plain evenly spaced values when even those give < 3 ticks."""
-    for subs in ((1.0, 2.0, 5.0), tuple(float(i) for i in range(1, 10))):
-        loc = ticker.LogLocator(base=10.0, subs=subs, numticks=30)
-        ticks = [t for t in loc.tick_values(lo, hi) if lo <= t <= hi]
-        if len(ticks) >= 3:
-            return loc
-    return ticker.MaxNLocator(nbins=5)
+    """A fixed locator of :func:`log_ticks` over [lo, hi]."""
+    return ticker.FixedLocator(log_ticks(lo, hi))
+
+
+def log_ticks(lo: float, hi: float, *, max_ticks: int = 7) -> list[float]:
+    """Readable major ticks for a log axis over [lo, hi] (0 < lo <= hi).
+
+    Candidates are m·10^k, taken by preference (1, then 2 and 5, then 3, then 4, 6, 7, 8, 9);
+    one is kept only if it is at least 1/max_ticks of the axis (in log10) from every tick kept
+    already, so no two labels collide (0.09 next to 0.1, say). When fewer than three survive (a
+    range of well under a decade), evenly spaced round values are used, thinned the same way.
+
+    Returns:
+      the sorted tick values.
+    """
+    lo, hi = float(lo), float(hi)
+    if not (0 < lo <= hi) or not np.isfinite(hi):
+        return []
+    if hi / lo < 1.0 + 1e-9:
+        return [lo]
+    span = float(np.log10(hi) - np.log10(lo))
+    gap = span / max_ticks
+
+    def thin(candidates):
+        kept = []
+        for v in candidates:
+            if lo <= v <= hi and all(abs(np.log10(v) - np.log10(k)) >= gap for k in kept):
+                kept.append(v)
+        return sorted(kept)
+
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    order = (1, 2, 5, 3, 4, 6, 7, 8, 9)
+    ticks = thin([float(f"{m}e{d}") for m in order for d in decades])
+    if len(ticks) >= 3:
+        return ticks
+    from matplotlib import ticker
+
+    even = [float(f"{v:.6g}") for v in ticker.MaxNLocator(nbins=5).tick_values(lo, hi)]
+    return thin(sorted(set(ticks) | set(even), key=lambda v: (v not in ticks, v)))
 
 
 def _colors(n: int) -> list:

@@ -92,14 +92,18 @@ def stack_histories(histories: list[dict]) -> dict:
 
 
 def results_table(cfg, members: list[dict]) -> str:
-    """The final summary table, sorted by the monitored metric for sweeps."""
+    """The final summary table, sorted by the monitored metric for sweeps.
+
+    ``final_*`` columns are the last trained epoch's; ``best_<monitor>`` (and ``best_epoch``)
+    the best epoch's, whose parameters the checkpoint holds when ``restore_best`` is on.
+    """
     monitor = cfg.early_stopping.monitor
     key = f"best_{monitor}"
     rows = list(members)
     if len(rows) > 1 and all(key in m for m in rows):
         rows.sort(key=lambda m: (-m[key] if monitor.endswith("accuracy") else m[key]))
     cols = [c for c in SUMMARY_COLUMNS if any(c in m for m in rows)]
-    if len(rows) > 1 and key in rows[0]:
+    if key in rows[0]:  # the saved model is the best epoch's: show it beside the last epoch's
         cols.insert(1, key)
     if any(m.get("stopped_early") for m in rows):
         cols.append("stop_epoch")

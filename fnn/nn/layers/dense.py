@@ -77,7 +77,7 @@ class Dense(FusedActivation):
         positive_int(self.units, "units")
         self._check_activation()
         self.init_name
-        expect_rank(input_shape, 1, "a 1-d input (features,); add Flatten() after a 4-d output")
+        expect_rank(input_shape, 1, "a 1-d input (features,); add Flatten() before it")
         return (self.units,)
 
     def init(self, key: Array, input_shape: tuple, dtype) -> tuple[dict, dict]:
