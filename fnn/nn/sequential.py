@@ -189,6 +189,9 @@ class Sequential:
         if len(shape) != len(self.input_shape) + 1 or shape[1:] != self.input_shape:
             want = ", ".join(str(d) for d in self.input_shape)
             raise ValueError(f"x: shape {shape}; expected a batch of shape (batch, {want})")
+        check = getattr(self.layers[0], "check_input", None)
+        if callable(check):  # a first layer that takes integer ids checks them itself
+            check(x)
         if not isinstance(x, jax.core.Tracer):
             arr = np.asarray(x)
             if arr.dtype.kind == "f":
@@ -231,11 +234,19 @@ class Sequential:
           (ŷ (batch, *output_shape), caches, new state).
         """
         self.check_input(x)
-        x = jnp.asarray(x).astype(self.dtype)
+        x = jnp.asarray(x)
+        if not self._keeps_integers(x):
+            x = x.astype(self.dtype)
         key = key if training else None
         y, caches, new_state = chain.forward(self.layers, params, state, x, key=key,
                                              training=training, drop_rate=drop_rate)
         return y, SequentialCache(caches, y), new_state
+
+    def _keeps_integers(self, x) -> bool:
+        """Integer inputs stay integer when the first layer declares ``integer_inputs`` (token
+        ids for an Embedding); every other input is cast to the network's dtype."""
+        return (jnp.issubdtype(x.dtype, jnp.integer)
+                and bool(getattr(self.layers[0], "integer_inputs", False)))
 
     def apply(self, params, x, *, key=None, drop_rate=None, state=None) -> Array:
         """ŷ. With a key: training mode (dropout, batch statistics); without: evaluation with

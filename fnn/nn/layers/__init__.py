@@ -7,11 +7,13 @@
     Dropout (inverted; dropout_mask / dropout_forward / dropout_backward)   dropout.py
     BatchNorm, LayerNorm                                                normalization.py
     Residual(layers): Y = X + f(X)                                      residual.py
+    Embedding(vocab_size, features), PositionalEmbedding(max_len)       embedding.py
     chain: shapes / init / forward / backward over a list of layers     chain.py
 """
 
 from fnn.nn.layers.conv import Conv2D, ConvCache, resolve_formulation
 from fnn.nn.layers.dense import Dense, DenseCache
+from fnn.nn.layers.embedding import Embedding, PositionalEmbedding
 from fnn.nn.layers.dropout import Dropout, dropout_backward, dropout_forward, dropout_mask
 from fnn.nn.layers.normalization import BatchNorm, LayerNorm
 from fnn.nn.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -22,4 +24,5 @@ __all__ = [
     "Dense", "DenseCache", "Conv2D", "ConvCache", "resolve_formulation", "MaxPool2D",
     "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Activation", "Dropout", "dropout_mask",
     "dropout_forward", "dropout_backward", "BatchNorm", "LayerNorm", "Residual",
+    "Embedding", "PositionalEmbedding",
 ]
