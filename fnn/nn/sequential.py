@@ -43,11 +43,13 @@ class SequentialCache(NamedTuple):
 
 
 def _walk(layers, prefix="layers"):
-    """(description, layer, is_top_level_last) for every layer, Residual inner layers included."""
+    """(description, layer, is_top_level_last) for every layer, the inner layers of composite
+    ones (Residual, TransformerBlock, Repeat: a ``layers`` tuple) included."""
     for i, layer in enumerate(layers):
         yield chain.describe(i, layer, prefix), layer, i == len(layers) - 1 and prefix == "layers"
-        if isinstance(layer, Residual):
-            yield from _walk(layer.layers, f"{prefix}[{i}].layers")
+        inner = getattr(layer, "layers", None)
+        if isinstance(inner, tuple):
+            yield from _walk(inner, f"{prefix}[{i}].layers")
 
 
 def _layer_str(layer) -> str:
