@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fnn.nn import activations as acts
 
-ELEMENTWISE = ("identity", "sigmoid", "relu", "leaky_relu", "tanh")
+ELEMENTWISE = ("identity", "sigmoid", "relu", "leaky_relu", "tanh", "gelu")
 # A grid through 0 (exactly: the kink of the ReLU family, where both conventions take g'(0) from
 # the z <= 0 side), tiny values on either side of it, and saturated tails.
 GRID = np.concatenate([np.linspace(-6.0, 6.0, 121), [0.0, -1e-300, 1e-300, -1e-8, 1e-8, -40.0,
@@ -73,7 +73,7 @@ def test_derivative_matches_jax_grad_drawn(name, values):
 
 @pytest.mark.parametrize("name,expected_kink", [
     ("identity", False), ("sigmoid", False), ("relu", True), ("leaky_relu", True),
-    ("tanh", False), ("softmax", False),
+    ("tanh", False), ("softmax", False), ("gelu", False),
 ])
 def test_kink_flags(name, expected_kink):
     assert acts.get(name).kink is expected_kink
@@ -149,6 +149,8 @@ def test_saturating_activations_hit_their_limits(x64, name):
     ("relu", lambda z: np.maximum(z, 0.0)),
     ("leaky_relu", lambda z: np.where(z > 0, z, acts.LEAKY_RELU_SLOPE * z)),
     ("tanh", np.tanh),
+    # ½z(1 + tanh u) = z / (1 + e^{−2u}): the same function without 1 + tanh u's cancellation
+    ("gelu", lambda z: z / (1 + np.exp(-2 * np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))),
 ])
 def test_forward_matches_numpy(x64, name, reference):
     z = np.linspace(-5.0, 5.0, 41)

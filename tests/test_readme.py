@@ -52,12 +52,11 @@ def test_the_quoted_sequential_error_is_the_real_one():
     import fnn
     from fnn.nn import layers as L
 
-    stack = [L.Conv2D(32, 3, padding="same"), L.MaxPool2D(2), L.Conv2D(64, 3, padding="same"),
-             L.MaxPool2D(2), L.Dense(10)]
+    stack = [L.Conv2D(2, 3, padding="same"), L.MaxPool2D(3)]
     with pytest.raises(ValueError) as err:
-        fnn.Sequential(stack, input_shape=(28, 28, 1))
+        fnn.Sequential(stack, input_shape=(2, 2, 1))
     message = str(err.value)
-    assert message.startswith("layers[4] (Dense): got input shape (7, 7, 64)")
+    assert message.startswith("layers[1] (MaxPool2D): got input shape (2, 2, 2)")
     assert f"`{message}`" in " ".join(README.split()), message
 
 

@@ -11,7 +11,8 @@ Jacobian, so its ``backward`` is the Jacobian-vector product and ``derivative`` 
 Every ``backward`` receives both ``z`` and the cached ``a = g(z)`` so it can use whichever is
 cheaper (sigmoid' = a(1 - a) needs no new exponential).
 
-Arrays are batch-first: ``z``, ``a`` and ``grad_a`` all have shape ``(batch, units)``.
+Arrays are batch-first: ``z``, ``a`` and ``grad_a`` all have shape ``(batch, units)`` (or
+``(batch, time, units)``: every activation acts on the last axis).
 """
 
 from __future__ import annotations
@@ -133,6 +134,29 @@ def tanh_derivative(z: Array, a: Array) -> Array:
     return (1 - a) * (1 + a)
 
 
+# --- GELU, GPT-2's tanh approximation: a = ½ z (1 + tanh(u)), u = √(2/π)(z + 0.044715 z³) ---------
+GELU_C = 0.7978845608028654  # √(2/π)
+GELU_K = 0.044715
+
+
+def _gelu_u(z: Array) -> Array:
+    return GELU_C * (z + GELU_K * (z * z * z))
+
+
+def gelu(z: Array) -> Array:
+    # ½ z (1 + tanh u) written as z σ(2u) (1 + tanh u = 2σ(2u)): the same function, with no
+    # cancellation of 1 + tanh u in the negative tail.
+    return z * jax.lax.logistic(2 * _gelu_u(z))
+
+
+def gelu_derivative(z: Array, a: Array) -> Array:
+    # g'(z) = ½(1 + t) + ½ z (1 − t²) √(2/π)(1 + 3·0.044715 z²),  t = tanh u,
+    # evaluated as σ(2u) + 2 z σ(2u) σ(−2u) √(2/π)(1 + 3·0.044715 z²)  (½(1 ± t) = σ(±2u))
+    u2 = 2 * _gelu_u(z)
+    s_pos, s_neg = jax.lax.logistic(u2), jax.lax.logistic(-u2)
+    return s_pos + 2 * z * (s_pos * s_neg) * (GELU_C * (1 + 3 * GELU_K * (z * z)))
+
+
 # --- softmax over the last axis: a_k = e^{z_k} / Σ_j e^{z_j} -------------------------------------
 def softmax(z: Array) -> Array:
     # Shift by the (constant) row max for stability; the result is invariant to the shift.
@@ -155,6 +179,8 @@ ACTIVATIONS: dict[str, Activation] = registry.table("activation", names.ACTIVATI
     "tanh": Activation("tanh", tanh, tanh_derivative),
     # max, subtract, sum, divide per element (plus one exp, a transcendental)
     "softmax": Activation("softmax", softmax, vjp=softmax_vjp, flops=4),
+    # z³ (2), ·0.044715, + z, ·√(2/π)·2, the sigmoid (3), ·z: 9, as XLA counts them
+    "gelu": Activation("gelu", gelu, gelu_derivative, flops=9),
 })
 ALIASES = names.ACTIVATION_ALIASES  # the list and the aliases: fnn.nn.names (no JAX)
 

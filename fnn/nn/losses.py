@@ -1,7 +1,8 @@
 """Losses, each with its hand-written gradient, defined exactly.
 
-Reduction: every loss is a **mean over the batch** of a per-example loss that is **summed over
-output units**. With N the batch size, K the output units, Z = Z(L) the output pre-activation
+Reduction: every loss is a **mean over the positions** of a per-position loss that is **summed
+over output units**. With N the number of positions — the batch size for (batch, K) outputs,
+batch × time for sequence outputs (batch, T, K) —, K the output units, Z = Z(L) the output pre-activation
 (logits) and A = ŷ = g(Z) the output:
 
 * ``mse``:                  L = 1/N Σ_n Σ_k (ŷ_nk − y_nk)²               ∇_A L = 2(ŷ − y)/N
@@ -17,8 +18,12 @@ subtracted; BCE as ``max(z,0) − yz + log(1 + e^{−|z|})``), and their output 
 :func:`check_pairing` enforces. MSE pairs with any output activation through the general
 δ(L) = ∇_A L ⊙ g'(Z) (the activation's own ``backward``, a Jacobian-vector product for softmax).
 
+Sequence cross-entropy is the same ``cross_entropy``: logits (B, T, V) against integer targets
+(B, T), L = −1/(B·T) Σ_{n,t} log softmax(z_nt)[y_nt], δ(L) = (softmax − onehot)/(B·T).
+
 Targets: class targets may be integer labels (batch,) or one-hot / soft targets (batch, K); a
-single-unit output also accepts (batch,). :func:`prepare_targets` turns them into (batch, K).
+single-unit output also accepts (batch,); a sequence output (batch, T, K) takes labels (batch, T)
+or targets (batch, T, K). :func:`prepare_targets` turns them into the output's dense shape.
 """
 
 from __future__ import annotations
@@ -75,7 +80,11 @@ class Loss:
 
 
 def _batch(x: Array) -> int:
-    return x.shape[0]
+    """N: the number of positions, every axis but the last (batch, or batch × time)."""
+    n = 1
+    for d in x.shape[:-1]:
+        n *= d
+    return n
 
 
 # --- mean squared error ------------------------------------------------------------------------
@@ -181,37 +190,74 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def prepare_targets(loss: Loss, y, units: int, dtype) -> Array:
+def _check_labels(y: Array, units: int) -> None:
+    """Concrete integer labels must lie in [0, units − 1] (NumPy: a closed-over concrete y under
+    jit would give a traced min with jnp)."""
+    if _is_concrete(y) and y.size:
+        lo, hi = int(np.min(np.asarray(y))), int(np.max(np.asarray(y)))
+        if lo < 0 or hi >= units:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"labels: value {bad} out of range; expected integer class ids in"
+                f" [0, {units - 1}] for a {units}-unit output"
+            )
+
+
+def _check_probabilities(loss: Loss, y: Array) -> None:
+    if loss.classification and _is_concrete(y) and y.size:
+        lo, hi = float(np.min(np.asarray(y))), float(np.max(np.asarray(y)))
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"targets: value {lo if lo < 0 else hi} out of range for {loss.name!r};"
+                " expected probabilities in [0, 1]"
+            )
+
+
+def _sequence_targets(loss: Loss, y: Array, shape: tuple, dtype) -> Array:
+    """Dense (batch, *shape) targets for an output with positions (e.g. shape (T, K))."""
+    units, lead = shape[-1], shape[:-1]
+    if jnp.issubdtype(y.dtype, jnp.integer) and units >= 2 and tuple(y.shape[1:]) == lead:
+        _check_labels(y, units)
+        return jax.nn.one_hot(y, units, dtype=dtype)
+    if tuple(y.shape[1:]) != shape:
+        want = ", ".join(str(d) for d in shape)
+        lab = ", ".join(str(d) for d in lead)
+        raise ValueError(
+            f"targets: shape {tuple(y.shape)} does not fit a (batch, {want}) output; expected"
+            f" (batch, {want})" + (f" or integer labels (batch, {lab})" if units >= 2 else "")
+        )
+    _check_probabilities(loss, y)
+    return y.astype(dtype)
+
+
+def prepare_targets(loss: Loss, y, units: int, dtype, *, output_shape=None) -> Array:
     """Dense (batch, K) targets for ``loss`` from labels, one-hot rows or values.
 
     * integer labels (batch,) for a K ≥ 2 output become one-hot (batch, K);
     * (batch,) targets for a 1-unit output become (batch, 1);
-    * (batch, K) targets are used as they are (cast to ``dtype``).
+    * (batch, K) targets are used as they are (cast to ``dtype``);
+    * for a sequence output (``output_shape`` (T, K)): integer labels (batch, T) become one-hot
+      (batch, T, K); targets (batch, T, K) are used as they are.
 
     Concrete (non-traced) integer labels are range-checked.
 
     Args:
       loss: the loss the targets are for.
-      y: (batch,) integer labels or values, or (batch, K).
+      y: (batch,) integer labels or values, or (batch, K); (batch, T) or (batch, T, K).
       units: K, the number of output units.
       dtype: the float dtype of the network.
+      output_shape: one example's output shape; None or (K,): the (batch, K) rules above.
     Returns:
-      (batch, K) array of ``dtype``.
+      (batch, K) — or (batch, *output_shape) — array of ``dtype``.
     Raises:
       ValueError: labels negative or ≥ K, or a shape that does not fit K.
     """
     y = jnp.asarray(y) if not isinstance(y, jax.Array) else y
+    if output_shape is not None and len(output_shape) > 1:
+        return _sequence_targets(loss, y, tuple(int(d) for d in output_shape), dtype)
     if y.ndim == 1:
         if jnp.issubdtype(y.dtype, jnp.integer) and units >= 2:
-            if _is_concrete(y) and y.size:
-                # NumPy, not jnp: under jit a closed-over concrete y would give a traced min.
-                lo, hi = int(np.min(np.asarray(y))), int(np.max(np.asarray(y)))
-                if lo < 0 or hi >= units:
-                    bad = lo if lo < 0 else hi
-                    raise ValueError(
-                        f"labels: value {bad} out of range; expected integer class ids in"
-                        f" [0, {units - 1}] for a {units}-unit output"
-                    )
+            _check_labels(y, units)
             return jax.nn.one_hot(y, units, dtype=dtype)
         if units == 1:
             y = y[:, None]
@@ -225,12 +271,5 @@ def prepare_targets(loss: Loss, y, units: int, dtype) -> Array:
             f"targets: shape {tuple(y.shape)} does not fit a {units}-unit output; expected"
             f" (batch, {units})" + (" or integer labels (batch,)" if units >= 2 else " or (batch,)")
         )
-    if loss.classification and _is_concrete(y) and y.size:
-        lo, hi = float(np.min(np.asarray(y))), float(np.max(np.asarray(y)))
-        if lo < 0 or hi > 1:
-            raise ValueError(
-                f"targets: value {lo if lo < 0 else hi} out of range for {loss.name!r};"
-                " expected probabilities in [0, 1]"
-            )
+    _check_probabilities(loss, y)
     return y.astype(dtype)
-

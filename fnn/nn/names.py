@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 
 from fnn.util import registry
 
-ACTIVATIONS = ("identity", "sigmoid", "relu", "leaky_relu", "tanh", "softmax")
+ACTIVATIONS = ("identity", "sigmoid", "relu", "leaky_relu", "tanh", "softmax", "gelu")
 ACTIVATION_ALIASES = {"linear": "identity", "none": "identity", "logistic": "sigmoid"}
 
 

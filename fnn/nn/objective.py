@@ -93,7 +93,9 @@ def prepare_batch(net, loss, x, y):
             f" {x.shape[0]} targets"
         )
     dtype = jnp.dtype(net.dtype)
-    return x, losses_mod.prepare_targets(loss, y, k, dtype), squeezed
+    y = losses_mod.prepare_targets(loss, y, k, dtype,
+                                   output_shape=getattr(net, "output_shape", None))
+    return x, y, squeezed
 
 
 def objective(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=None, state=None):

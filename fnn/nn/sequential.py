@@ -65,11 +65,13 @@ def _fused(layer) -> bool:
 
 
 def _walk(layers, prefix="layers"):
-    """(description, layer, is_top_level_last) for every layer, Residual inner layers included."""
+    """(description, layer, is_top_level_last) for every layer, the inner layers of composite
+    ones (Residual, TransformerBlock, Repeat: a ``layers`` tuple) included."""
     for i, layer in enumerate(layers):
         yield chain.describe(i, layer, prefix), layer, i == len(layers) - 1 and prefix == "layers"
-        if isinstance(layer, Residual):
-            yield from _walk(layer.layers, f"{prefix}[{i}].layers")
+        inner = getattr(layer, "layers", None)
+        if isinstance(inner, tuple):
+            yield from _walk(inner, f"{prefix}[{i}].layers")
 
 
 _layer_str = chain.layer_str
@@ -219,6 +221,9 @@ class Sequential:
         if len(shape) != len(self.input_shape) + 1 or shape[1:] != self.input_shape:
             want = ", ".join(str(d) for d in self.input_shape)
             raise ValueError(f"x: shape {shape}; expected a batch of shape (batch, {want})")
+        check = getattr(self.layers[0], "check_input", None)
+        if callable(check):  # a first layer that takes integer ids checks them itself
+            check(x)
         if not isinstance(x, jax.core.Tracer):
             arr = np.asarray(x)
             if arr.dtype.kind == "f":
@@ -261,12 +266,20 @@ class Sequential:
           (ŷ (batch, *output_shape), caches, new state).
         """
         self.check_input(x)
-        x = jnp.asarray(x).astype(self.dtype)
+        x = jnp.asarray(x)
+        if not self._keeps_integers(x):
+            x = x.astype(self.dtype)
         keys = self.dropout_keys(key) if (training and key is not None) else None
         y, caches, new_state, outs = chain.forward(self.layers, params, state, x, keys=keys,
                                                    training=training, drop_rate=drop_rate,
                                                    outputs=True)
         return y, SequentialCache(caches, y, outs), new_state
+
+    def _keeps_integers(self, x) -> bool:
+        """Integer inputs stay integer when the first layer declares ``integer_inputs`` (token
+        ids for an Embedding); every other input is cast to the network's dtype."""
+        return (jnp.issubdtype(x.dtype, jnp.integer)
+                and bool(getattr(self.layers[0], "integer_inputs", False)))
 
     def apply(self, params, x, *, key=None, drop_rate=None, state=None) -> Array:
         """ŷ. With a key: training mode (dropout, batch statistics); without: evaluation with

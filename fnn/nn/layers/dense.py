@@ -6,6 +6,9 @@ Batch-first, so the notes' formulas read as written:
     backward:  δ = ∂L/∂Z = ∂L/∂A ⊙ g'(Z)   (the activation's own backward)
                ∂L/∂W = Xᵀ δ,   ∂L/∂b = Σ_rows δ,   ∂L/∂X = δ Wᵀ
 
+Inputs of any rank (batch, ..., in): the layer acts on the last axis, and ∂W = Xᵀ δ, ∂b = Σ δ
+sum over every leading axis (X and δ flattened to (batch·..., in) and (batch·..., out)).
+
 Chaining layers gives the notes' recurrence δ(l) = (δ(l+1) W(l+1)ᵀ) ⊙ g'(Z(l)). The output layer
 instead receives δ(L) from the loss (see :meth:`Dense.backward_from_delta`).
 """
@@ -19,13 +22,14 @@ import jax
 import jax.numpy as jnp
 
 from fnn.nn import initializers as inits
-from fnn.nn.layers.base import FusedActivation, canonical_activation, expect_rank, positive_int
+from fnn.nn.layers.base import (FusedActivation, bcast_last, canonical_activation, positive_int,
+                                shape_str)
 
 Array = jax.Array
 
 
 class DenseCache(NamedTuple):
-    """x: the input X (batch, in).  z: Z (batch, out).  a: A = g(Z) (batch, out)."""
+    """x: the input X (batch, ..., in).  z: Z (batch, ..., out).  a: A = g(Z) (batch, ..., out)."""
 
     x: Array
     z: Array
@@ -62,7 +66,8 @@ class Dense(FusedActivation):
       initializer: weight initializer name; ``None``: He (normal) for the ReLU family, Glorot
         (uniform) otherwise. Biases start at zero.
 
-    Params: ``{"w": (in, units), "b": (units,)}``. Input: one example's shape must be 1-d (in,).
+    Params: ``{"w": (in, units), "b": (units,)}``. Input: one example's shape (..., in), e.g.
+    (in,) or (time, in); the output replaces the last axis by ``units``.
     """
 
     units: int
@@ -77,12 +82,14 @@ class Dense(FusedActivation):
         positive_int(self.units, "units")
         self._check_activation()
         self.init_name
-        expect_rank(input_shape, 1, "a 1-d input (features,); add Flatten() before it")
-        return (self.units,)
+        if len(input_shape) < 1:
+            raise ValueError(f"got input shape {shape_str(input_shape)}; expected at least 1-d"
+                             f" (..., features)")
+        return tuple(input_shape[:-1]) + (self.units,)
 
     def init(self, key: Array, input_shape: tuple, dtype) -> tuple[dict, dict]:
         """Returns ({"w": (in, units), "b": (units,)}, {}); w from the initializer, b zeros."""
-        return self.init_params(key, int(input_shape[0]), dtype), {}
+        return self.init_params(key, int(input_shape[-1]), dtype), {}
 
     def init_params(self, key: Array, in_features: int, dtype) -> dict:
         """{"w": (in_features, units) from the initializer, "b": zeros (units,)}."""
@@ -97,9 +104,10 @@ class Dense(FusedActivation):
 
     def forward(self, params: dict, state: dict, x: Array, *, key=None, training=False,
                 drop_rate=None) -> tuple[Array, DenseCache, dict]:
-        """A = g(X W + b). Args: params {"w", "b"}; x (batch, in). Returns (A (batch, units),
-        cache, state)."""
-        z = x @ params["w"] + params["b"][None, :]
+        """A = g(X W + b). Args: params {"w", "b"}; x (batch, ..., in). Returns (A (batch, ...,
+        units), cache, state)."""
+        b = params["b"][None, :] if x.ndim == 2 else bcast_last(params["b"], x.ndim)
+        z = x @ params["w"] + b
         a = self.act.fn(z)
         return a, DenseCache(x, z, a), state
 
@@ -108,9 +116,13 @@ class Dense(FusedActivation):
         """∂L/∂W = Xᵀ δ;  ∂L/∂b = Σ_rows δ;  ∂L/∂X = δ Wᵀ.
 
         Args:
-          params: {"w", "b"}; cache: from :meth:`forward`; delta: δ = ∂L/∂Z (batch, units).
+          params: {"w", "b"}; cache: from :meth:`forward`; delta: δ = ∂L/∂Z (batch, ..., units).
         Returns:
-          ({"w": (in, units), "b": (units,)}, ∂L/∂X (batch, in)).
+          ({"w": (in, units), "b": (units,)}, ∂L/∂X (batch, ..., in)); a rank > 2 input's
+          leading axes are flattened first, so ∂W sums over all of them.
         """
-        grads = {"w": input_transpose(cache.x) @ delta, "b": jnp.sum(delta, axis=0)}
+        x, d = cache.x, delta
+        if x.ndim != 2:
+            x, d = x.reshape(-1, x.shape[-1]), d.reshape(-1, d.shape[-1])
+        grads = {"w": input_transpose(x) @ d, "b": jnp.sum(d, axis=0)}
         return grads, delta @ params["w"].T
