@@ -30,7 +30,8 @@ def main():
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     data = fnn.data.load("moons", n_samples=320, val_fraction=0.25)
-    net = fnn.MLP(sizes=(2, 16, 16, 2), activation="tanh", output="softmax", dtype=dtype)
+    net = fnn.MLP(sizes=(2, 16, 16, 2), activation="tanh", output="softmax", drop_rate=0.1,
+                  dtype=dtype)
     mesh = parallel.make_mesh(4)
     result = {"devices": jax.device_count()}
     for grad in ("manual", "autodiff"):

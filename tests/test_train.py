@@ -542,7 +542,9 @@ def test_nan_guard_rejects_unknown_modes(bad):
 # Sweeps: vmap over seeds and traced hyperparameters
 # --------------------------------------------------------------------------------------------
 def test_sweep_equals_members_trained_one_by_one(x64):
-    net = MLP(sizes=(3, 16, 16, 3), activation="relu", output="softmax", dtype="float64")
+    # drop_rate > 0: the MLP has Dropout layers, whose rate the traced drop_rate sets per member
+    net = MLP(sizes=(3, 16, 16, 3), activation="relu", output="softmax", drop_rate=0.1,
+              dtype="float64")
     data = blobs(64, dtype=np.float64)
     factory = lambda hp: optim.adam(hp.learning_rate)
     kw = dict(epochs=4, batch_size=16, traced=("learning_rate", "l2", "drop_rate"))
@@ -735,3 +737,18 @@ def test_evaluate_rejects_bad_chunks(chunk):
     tr = Trainer(net, "cross_entropy", optim.sgd(0.1), (x, y), epochs=1, batch_size=10)
     with pytest.raises(ValueError, match=r"^chunk: "):
         tr.evaluate(net.init(jax.random.key(0)), x, y, chunk=chunk)
+
+
+@pytest.mark.parametrize("rate,traced", [(0.2, ()), (0.0, ("drop_rate",))])
+def test_a_drop_rate_for_a_network_without_dropout_is_refused(rate, traced):
+    """An MLP with drop_rate 0 has no Dropout layers: a rate for it (given, or swept) would be
+    ignored, so it is one line before anything compiles."""
+    net = MLP(sizes=(3, 4, 3), output="softmax")
+    with pytest.raises(ValueError, match=r"drop_rate: .*has no Dropout layer for it to set"):
+        Trainer(net, "cross_entropy", optim.sgd(0.1), blobs(16), epochs=1, batch_size=4,
+                hparams=HParams(drop_rate=rate), traced=("learning_rate",) + traced)
+    with pytest.raises(ValueError, match=r"drop_rate: 0\.2; .*has no Dropout layer"):
+        make_train_step(net, "cross_entropy", optim.sgd(0.1), drop_rate=0.2)
+    # with Dropout layers the same rate is taken
+    Trainer(net.replace(drop_rate=0.1), "cross_entropy", optim.sgd(0.1), blobs(16), epochs=1,
+            batch_size=4, hparams=HParams(drop_rate=rate), traced=("learning_rate",) + traced)

@@ -36,6 +36,17 @@ def is_on(value) -> bool:
 NAN_GUARDS = ("halt", "revert", "off")
 
 
+def check_drop_rate(net, drop_rate) -> None:
+    """A dropout rate (a nonzero number, or traced) for a network that draws no masks would be
+    ignored: refuse it in one line instead."""
+    if drop_rate is None or net.uses_dropout(drop_rate):
+        return
+    if isinstance(drop_rate, jax.Array) or float(drop_rate) != 0.0:
+        shown = "a traced value" if isinstance(drop_rate, jax.Array) else repr(drop_rate)
+        raise ValueError(f"drop_rate: {shown}; {net.describe()} has no Dropout layer for it to"
+                         f" set (build the MLP with drop_rate > 0, or add fnn.layers.Dropout)")
+
+
 def check_nan_guard(nan_guard) -> str:
     """Validate ``nan_guard`` (one of :data:`NAN_GUARDS`)."""
     if nan_guard not in NAN_GUARDS:
@@ -85,6 +96,7 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
     if grad == "manual":
         check_manual(net)
     rate = net.drop_rate if drop_rate is None else drop_rate
+    check_drop_rate(net, rate)
     dropout = net.uses_dropout(rate)
     k = num_outputs(net)
     losses_mod.check_pairing(loss, net.output, k)

@@ -52,7 +52,7 @@ from fnn.engine.device_data import DeviceData, as_data, check_data
 from fnn.engine.early_stopping import EarlyStopping
 from fnn.engine.eval_rows import eval_chunk
 from fnn.engine.state import HPARAM_NAMES, HParams, TrainState, select
-from fnn.engine.step import check_nan_guard, train_step_fn
+from fnn.engine.step import check_drop_rate, check_nan_guard, train_step_fn
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
 from fnn.nn.adapter import as_network, check_manual, num_outputs
@@ -140,6 +140,9 @@ class Trainer:
         if unknown:
             raise ValueError(f"traced: {sorted(unknown)}; expected names from {HPARAM_NAMES}")
         self.traced = tuple(n for n in HPARAM_NAMES if n in traced)
+        # a traced rate stands for every value it may take (a sweep's)
+        check_drop_rate(net, jnp.zeros(()) if "drop_rate" in self.traced
+                        else self.hparams.drop_rate)
         self.optimizer = optimizer
         self.early_stopping = early_stopping
         self.augment = augment
