@@ -65,6 +65,17 @@ def _check_sequence(input_shape) -> None:
                          f" (time, features)")
 
 
+def _check_return_sequences(value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"return_sequences: {value!r}; expected True or False")
+
+
+def _sequence_output(layer, input_shape: tuple) -> tuple:
+    """(T, H) with ``return_sequences``, else (H,): the output shape of a recurrent layer."""
+    _check_sequence(input_shape)
+    return (input_shape[0], layer.units) if layer.return_sequences else (layer.units,)
+
+
 def _init_uniform(key, shape, units, dtype) -> Array:
     k = 1.0 / float(units) ** 0.5
     return jax.random.uniform(key, shape, dtype, -k, k)
@@ -101,12 +112,10 @@ class LSTM:
 
     def __post_init__(self):
         positive_int(self.units, "units")
-        if not isinstance(self.return_sequences, bool):
-            raise ValueError(f"return_sequences: {self.return_sequences!r}; expected True or False")
+        _check_return_sequences(self.return_sequences)
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        _check_sequence(input_shape)
-        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        return _sequence_output(self, input_shape)
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         d, h = int(input_shape[-1]), self.units
@@ -191,12 +200,10 @@ class SimpleRNN:
         if not act.elementwise:
             raise ValueError(f"activation: {self.activation!r}; expected an element-wise"
                              f" activation for SimpleRNN")
-        if not isinstance(self.return_sequences, bool):
-            raise ValueError(f"return_sequences: {self.return_sequences!r}; expected True or False")
+        _check_return_sequences(self.return_sequences)
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        _check_sequence(input_shape)
-        return (input_shape[0], self.units) if self.return_sequences else (self.units,)
+        return _sequence_output(self, input_shape)
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
         d, h = int(input_shape[-1]), self.units
