@@ -17,19 +17,21 @@ images and epochs when torch is installed; its peak RSS is the reference of issu
 from __future__ import annotations
 
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 from benchlib.cases import selected, skip
+from benchlib.measure import peak_rss_mb
 from benchlib.workers import run_worker
 
 MB = 1 << 20
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """Peak RSS of this process so far (VmHWM). Not ``ru_maxrss``: Linux carries that across
+    ``exec``, so a worker launched by a large parent (pytest) would start at the parent's peak."""
+    return peak_rss_mb()
 
 
 def _current_rss_mb() -> float:
