@@ -1,5 +1,5 @@
-"""Layer formulation timings on this machine (not a test): Conv2D im2col vs hybrid vs xla
-forward+backward, MaxPool2D backward index vs mask vs scatter. Usage:
+"""Layer formulation timings on this machine (not a test): Conv2D im2col vs hybrid vs correlation
+vs xla forward+backward and ∂L/∂X alone, MaxPool2D backward index vs mask vs scatter. Usage:
 MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904 python scripts/bench_layers.py
 (the malloc settings as scripts/bench.py gives them; without them page faults dominate)."""
 import timeit
@@ -21,7 +21,7 @@ def conv_case(shape, filters, batch=128):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch,) + shape), jnp.float32)
     out = {}
-    for form in ("im2col", "hybrid", "xla"):
+    for form in ("im2col", "hybrid", "correlation", "xla"):
         layer = Conv2D(filters, 3, 1, "same", activation="relu", formulation=form)
         params = layer.init(jax.random.key(0), shape, jnp.float32)[0]
 
@@ -32,6 +32,26 @@ def conv_case(shape, filters, batch=128):
 
         out[form] = _time(step, params, x)
     return out
+
+
+def conv_input_grad_case(shape, filters, batch=128, rounds=5):
+    """∂L/∂X alone (the product that conv2's backward is limited by), per formulation, the
+    formulations interleaved round by round so that they see the same machine load."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(batch,) + shape), jnp.float32)
+    fns = {}
+    for form in ("im2col", "hybrid", "correlation", "xla"):
+        layer = Conv2D(filters, 3, 1, "same", activation="relu", formulation=form)
+        params = layer.init(jax.random.key(0), shape, jnp.float32)[0]
+        y, cache, _ = layer.forward(params, {}, x)
+        delta = jnp.ones_like(y)
+        fns[form] = (jax.jit(lambda p, c, d, layer=layer: layer.backward_from_delta(p, c, d)[1]),
+                     (params, cache, delta))
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, (fn, args) in fns.items():
+            best[k] = min(best[k], _time(fn, *args, number=10))
+    return best
 
 
 def pool_case(shape, batch=128):
@@ -54,6 +74,9 @@ if __name__ == "__main__":
     for shape, f in [((28, 28, 1), 32), ((14, 14, 32), 64)]:
         r = conv_case(shape, f)
         print(f"conv 3x3 same {shape}->{f}, batch 128, fwd+bwd: "
+              + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r.items()))
+        r = conv_input_grad_case(shape, f)
+        print(f"  dL/dX alone (interleaved): "
               + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r.items()))
     for shape in [(28, 28, 32), (14, 14, 64)]:
         r = pool_case(shape)

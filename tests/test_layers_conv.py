@@ -23,7 +23,7 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("formulation", ["im2col", "hybrid", "xla"])
+@pytest.mark.parametrize("formulation", ["im2col", "hybrid", "correlation", "xla"])
 @pytest.mark.parametrize("shape,filters,k,s,padding", CONV_CASES)
 def test_conv_manual_backward_matches_autodiff(x64, formulation, shape, filters, k, s, padding):
     layer = Conv2D(filters, k, s, padding, activation="tanh", formulation=formulation)
@@ -33,7 +33,7 @@ def test_conv_manual_backward_matches_autodiff(x64, formulation, shape, filters,
 @pytest.mark.parametrize("shape,filters,k,s,padding", CONV_CASES)
 def test_conv_formulations_agree_with_each_other_and_lax(x64, shape, filters, k, s, padding):
     rng = np.random.default_rng(1)
-    layers = [Conv2D(filters, k, s, padding, formulation=f) for f in ("im2col", "hybrid", "xla")]
+    layers = [Conv2D(filters, k, s, padding, formulation=f) for f in ("im2col", "hybrid", "correlation", "xla")]
     params = rand_like_tree(layers[0].init(jax.random.key(0), shape, jnp.float64)[0], rng)
     x = rng.normal(size=(3,) + shape)
     out_shape = layers[0].output_shape(shape)
@@ -49,10 +49,10 @@ def test_conv_formulations_agree_with_each_other_and_lax(x64, shape, filters, k,
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return outs, ref + params["b"].reshape(1, 1, 1, -1)
 
-    (im2col, hybrid, xla), ref = run(params, x, g)
+    (im2col, hybrid, correlation, xla), ref = run(params, x, g)
     assert im2col[0].shape == ref.shape == (3,) + out_shape     # XLA's SAME / VALID geometry
-    chex.assert_trees_all_close(im2col, xla, rtol=1e-12, atol=1e-12)
-    chex.assert_trees_all_close(hybrid, xla, rtol=1e-12, atol=1e-12)
+    for other in (im2col, hybrid, correlation):
+        chex.assert_trees_all_close(other, xla, rtol=1e-12, atol=1e-12)
     chex.assert_trees_all_close(im2col[0], ref, rtol=1e-12, atol=1e-12)
 
 

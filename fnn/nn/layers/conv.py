@@ -8,6 +8,11 @@ q·s_w + j, c] W[i, j, c, f] + b[f], with X̄ the input padded as XLA's SAME / V
     Z = P W_col + b;   ∂L/∂W = Pᵀ δ;   ∂L/∂b = Σ δ;   ∂L/∂X = col2im(δ W_colᵀ)
 "hybrid": the forward and ∂L/∂W as im2col's patch GEMMs (one P, shared), ∂L/∂X as "xla"'s
     transposed convolution below (no (N·oh·ow, kh·kw·C) δ W_colᵀ product, no col2im).
+"correlation": the forward and ∂L/∂W as im2col's, ∂L/∂X as the forward correlation of the
+    stride-dilated, padded δ with the flipped kernel, its I and O swapped, through the same patch
+    GEMM:  ∂L/∂X = patches(δ̄) W̃_col,  W̃[i, j, f, c] = W[kh−1−i, kw−1−j, c, f],
+    δ̄ = δ dilated by the strides and padded as "xla"'s ∂L/∂X below. Its product is
+    (N·H·W, kh·kw·F) × (kh·kw·F, C) and there is no col2im.
 "xla" (``lax.conv_general_dilated``; cuDNN on GPU), the backward written as convolutions
 (the transposes in jax/_src/lax/convolution.py):
     ∂L/∂X = δ ⋆ rot180(W) with I/O swapped, strides → lhs_dilation,
@@ -18,7 +23,10 @@ q·s_w + j, c] W[i, j, c, f] + b[f], with X̄ the input padded as XLA's SAME / V
 :func:`resolve_formulation` is the one place that picks one per platform (CPU → im2col,
 GPU / TPU → xla); ``Conv2D(formulation=...)`` overrides it. On the benchmark's CNN (2 CPU cores,
 BENCHMARKS.md) a training step takes 67.8 ms with "im2col", 76.6 ms with "hybrid" and 137.3 ms
-with "xla".
+with "xla". "correlation" loses where F > C: its patch matrix is (N·H·W, kh·kw·F) against
+im2col's (N·oh·ow, kh·kw·C) product, so on that CNN's second layer (14×14×32 → 64, batch 128,
+AVX-512 EPYC) ∂L/∂X alone takes 8.4 ms against im2col's 4.2 (``python scripts/bench_layers.py``);
+it stays an explicit choice, tested like the others.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from fnn.nn.layers.base import (FusedActivation, bcast_last, canonical_activatio
 
 Array = jax.Array
 
-FORMULATIONS = ("auto", "im2col", "xla", "hybrid")
+FORMULATIONS = ("auto", "im2col", "xla", "hybrid", "correlation")
 PADDINGS = names.PADDINGS
 
 
@@ -72,7 +80,8 @@ class Conv2D(FusedActivation):
       activation: activation name.
       initializer: weight initializer name (``None``: He for the ReLU family, Glorot otherwise),
         applied to the (kh·kw·C, F) matrix W_col: fan_in = kh·kw·C, fan_out = F.
-      formulation: "auto" (see :func:`resolve_formulation`), "im2col", "hybrid" or "xla".
+      formulation: "auto" (see :func:`resolve_formulation`), "im2col", "hybrid", "correlation"
+        or "xla".
 
     Params: ``{"w": (kh, kw, C, F) HWIO, "b": (F,)}``. Input (H, W, C) -> (oh, ow, F).
     """
@@ -141,7 +150,7 @@ class Conv2D(FusedActivation):
         """A = g(conv(X, W) + b). Args: x (N, H, W, C). Returns (A (N, oh, ow, F), cache, state)."""
         if resolve_formulation(self.formulation) == "xla":
             z = self._forward_xla(params["w"], x)
-        else:  # "im2col" and "hybrid"
+        else:  # "im2col", "hybrid" and "correlation"
             z = self._forward_im2col(params["w"], x)
         z = z + bcast_last(params["b"], 4)
         a = self.act.fn(z)
@@ -176,6 +185,9 @@ class Conv2D(FusedActivation):
             dw, dx = self._backward_im2col(params["w"], cache.x, delta)
         elif form == "xla":
             dw, dx = self._backward_xla(params["w"], cache.x, delta)
+        elif form == "correlation":
+            dw = self._weight_grad_im2col(params["w"], cache.x, delta)
+            dx = self._input_grad_correlation(params["w"], cache.x, delta)
         else:  # "hybrid": ∂L/∂W = Pᵀ δ as one patch GEMM (P as in the forward), ∂L/∂X as "xla"
             dw = self._weight_grad_im2col(params["w"], cache.x, delta)
             dx = self._backward_xla(params["w"], cache.x, delta, weights=False)[1]
@@ -196,15 +208,32 @@ class Conv2D(FusedActivation):
         cols, _, _ = self._cols(x)
         return (cols.T @ delta.reshape(-1, delta.shape[-1])).reshape(w.shape)  # ∂L/∂W = Pᵀ δ
 
-    def _backward_xla(self, w: Array, x: Array, delta: Array, weights: bool = True):
-        (kh, kw), strides = self.kernel_size, self.strides
+    def _transposed_pads(self, x: Array, delta: Array):
+        """The paddings of ∂L/∂X's correlation (lhs) and of ∂L/∂W's (rhs), per spatial axis."""
         _, pads = self._geometry(x.shape[1], x.shape[2])
-        dims = (x.shape[1], x.shape[2]), (kh, kw), delta.shape[1:3]
+        dims = (x.shape[1], x.shape[2]), self.kernel_size, delta.shape[1:3]
         lhs_pad, rhs_pad = [], []
-        for n, k, o, s, (lo, _) in zip(*dims, strides, pads):
+        for n, k, o, s, (lo, _) in zip(*dims, self.strides, pads):
             before = k - lo - 1
             lhs_pad.append((before, n + k - 1 - _dilated(o, s) - before))
             rhs_pad.append((lo, _dilated(o, s) - n + k - lo - 1))
+        return lhs_pad, rhs_pad
+
+    def _input_grad_correlation(self, w: Array, x: Array, delta: Array) -> Array:
+        lhs_pad, _ = self._transposed_pads(x, delta)
+        # δ̄: interior zeros for the strides, then the transposed padding (negative: a crop)
+        d_bar = lax.pad(delta, jnp.zeros((), delta.dtype),
+                        [(0, 0, 0)] + [(lo, hi, s - 1) for (lo, hi), s in zip(lhs_pad, self.strides)]
+                        + [(0, 0, 0)])
+        blocks = patch_slices(d_bar, self.kernel_size, (1, 1), x.shape[1:3])
+        cols = blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks, axis=-1)
+        w_t = jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2))  # W̃ (kh, kw, F, C)
+        dx = cols.reshape(-1, cols.shape[-1]) @ w_t.reshape(-1, w_t.shape[-1])  # patches(δ̄) W̃_col
+        return dx.reshape(x.shape)
+
+    def _backward_xla(self, w: Array, x: Array, delta: Array, weights: bool = True):
+        strides = self.strides
+        lhs_pad, rhs_pad = self._transposed_pads(x, delta)
         # ∂L/∂X: δ convolved with the flipped kernel, its I and O swapped. The swap is written out
         # as an HWIO (kh, kw, F, C) kernel: left as "HWOI" dimension numbers, XLA:CPU can keep the
         # reversed kernel in that layout and fall back from its fast convolution (38 ms instead of
