@@ -28,7 +28,8 @@ Optimizers (:mod:`fnn.optim.aliases`): :func:`sgd` (plain, momentum, Nesterov), 
 :func:`rmsprop`, :func:`adam`, :func:`adamw`, :func:`nadam`, :func:`adamax`, :func:`lion`;
 :func:`get` builds one by name from :data:`OPTIMIZERS`.
 
-Building blocks (:mod:`fnn.optim.transforms`), combined with :func:`chain`:
+Building blocks (:mod:`fnn.optim.transforms`, the moment-based ones in
+:mod:`fnn.optim.moments`), combined with :func:`chain`:
 :func:`scale`, :func:`scale_by_learning_rate`, :func:`scale_by_schedule`, :func:`trace`,
 :func:`scale_by_adam`, :func:`scale_by_adamax`, :func:`scale_by_rss`, :func:`scale_by_rms`,
 :func:`scale_by_lion`, :func:`clip`, :func:`clip_by_global_norm`,
@@ -48,11 +49,11 @@ __getattr__, __dir__ = exports(__name__, {
     "fnn.optim.base": ("EmptyState", "GradientTransformation", "Optimizer", "apply_updates",
                        "chain", "global_norm", "identity"),
     "fnn.optim.inject": ("InjectHyperparamsState", "inject_hyperparams"),
-    "fnn.optim.transforms": ("AdagradState", "AdamaxState", "AdamState", "CenteredRmsState",
-                             "LionState", "RmsState", "ScaleByScheduleState", "TraceState",
-                             "add_decayed_weights", "clip", "clip_by_global_norm", "scale",
-                             "scale_by_adam", "scale_by_adamax", "scale_by_learning_rate",
-                             "scale_by_lion", "scale_by_rms", "scale_by_rss",
+    "fnn.optim.moments": ("AdagradState", "AdamaxState", "AdamState", "CenteredRmsState",
+                          "LionState", "RmsState", "scale_by_adam", "scale_by_adamax",
+                          "scale_by_lion", "scale_by_rms", "scale_by_rss"),
+    "fnn.optim.transforms": ("ScaleByScheduleState", "TraceState", "add_decayed_weights", "clip",
+                             "clip_by_global_norm", "scale", "scale_by_learning_rate",
                              "scale_by_schedule", "trace", "weights_only_mask"),
 })
 

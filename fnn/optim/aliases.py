@@ -12,6 +12,7 @@ import inspect
 from typing import Any, Callable
 
 from fnn.optim import names
+from fnn.optim import moments as M
 from fnn.optim import transforms as T
 from fnn.optim.base import (
     Optimizer,
@@ -76,7 +77,7 @@ def adagrad(
     """
     check_positive("learning_rate", learning_rate)
     return chain(
-        T.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
+        M.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
         T.scale_by_learning_rate(learning_rate),
     )
 
@@ -112,7 +113,7 @@ def rmsprop(
     no_momentum = _is_static_zero(momentum)
     if nesterov and no_momentum:
         raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
-    parts = [T.scale_by_rms(decay=decay, eps=eps, initial_scale=initial_scale, centered=centered)]
+    parts = [M.scale_by_rms(decay=decay, eps=eps, initial_scale=initial_scale, centered=centered)]
     if not no_momentum:
         parts.append(T.trace(decay=momentum, nesterov=nesterov))
     parts.append(T.scale_by_learning_rate(learning_rate))
@@ -139,7 +140,7 @@ def adam(
       an :class:`Optimizer`; state ``(AdamState(count, mu, nu), lr state)``.
     """
     check_positive("learning_rate", learning_rate)
-    return chain(T.scale_by_adam(b1=b1, b2=b2, eps=eps), T.scale_by_learning_rate(learning_rate))
+    return chain(M.scale_by_adam(b1=b1, b2=b2, eps=eps), T.scale_by_learning_rate(learning_rate))
 
 
 def adamw(
@@ -169,7 +170,7 @@ def adamw(
     """
     check_positive("learning_rate", learning_rate)
     return chain(
-        T.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        M.scale_by_adam(b1=b1, b2=b2, eps=eps),
         T.add_decayed_weights(weight_decay, mask),
         T.scale_by_learning_rate(learning_rate),
     )
@@ -193,7 +194,7 @@ def nadam(
     """
     check_positive("learning_rate", learning_rate)
     return chain(
-        T.scale_by_adam(b1=b1, b2=b2, eps=eps, nesterov=True),
+        M.scale_by_adam(b1=b1, b2=b2, eps=eps, nesterov=True),
         T.scale_by_learning_rate(learning_rate),
     )
 
@@ -212,7 +213,7 @@ def adamax(
       an :class:`Optimizer`; state ``(AdamaxState(count, mu, nu), lr state)``.
     """
     check_positive("learning_rate", learning_rate)
-    return chain(T.scale_by_adamax(b1=b1, b2=b2, eps=eps), T.scale_by_learning_rate(learning_rate))
+    return chain(M.scale_by_adamax(b1=b1, b2=b2, eps=eps), T.scale_by_learning_rate(learning_rate))
 
 
 def lion(
@@ -239,7 +240,7 @@ def lion(
     """
     check_positive("learning_rate", learning_rate)
     return chain(
-        T.scale_by_lion(b1=b1, b2=b2),
+        M.scale_by_lion(b1=b1, b2=b2),
         T.add_decayed_weights(weight_decay, mask),
         T.scale_by_learning_rate(learning_rate),
     )

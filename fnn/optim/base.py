@@ -132,6 +132,16 @@ def check_same_structure(grads: PyTree, params: PyTree, names=("grads", "params"
 # --------------------------------------------------------------------------------------------
 
 
+def zeros_like(params: Params) -> PyTree:
+    """A state tree of zeros shaped and typed like ``params``."""
+    return jax.tree.map(jnp.zeros_like, params)
+
+
+def full_like(params: Params, value: Any) -> PyTree:
+    """A state tree filled with ``value``, each leaf in its parameter's dtype."""
+    return jax.tree.map(lambda p: jnp.full_like(p, cast(value, p)), params)
+
+
 def cast(h: Any, like: jax.Array) -> jax.Array:
     """A hyperparameter (Python float or 0-d array, possibly traced) as a 0-d array of
     ``like``'s dtype, so strict dtype promotion never upcasts a leaf."""
