@@ -3,7 +3,7 @@
 #
 #   scripts/gpu_check.sh            on a machine with JAX (CUDA), PyTorch (CUDA), Flax, optax: ≤ 8 min
 #   scripts/gpu_check.sh --smoke    on CPU, a smoke run of the same steps in seconds
-#                                   (also FNN_GPU_CHECK_SMOKE=1; tests/test_bench.py runs it)
+#                                   (also FNN_GPU_CHECK_SMOKE=1; tests/scripts/test_bench.py runs it)
 #
 # What it runs (each against PyTorch CUDA eager and torch.compile, compile times apart), all
 # through scripts/bench.py:

@@ -1,4 +1,4 @@
-"""Run in a subprocess by tests/test_parallel.py with XLA_FLAGS forcing 4 CPU devices.
+"""Run in a subprocess by tests/engine/test_parallel.py with XLA_FLAGS forcing 4 CPU devices.
 
 Prints one JSON line: the worst relative / absolute differences between single-device and
 4-device runs, for data-parallel runs (manual and autodiff, float64 and float32) and a sharded

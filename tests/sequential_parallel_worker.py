@@ -1,4 +1,4 @@
-"""Run in a subprocess by tests/test_sequential_e2e.py with XLA_FLAGS forcing 4 CPU devices.
+"""Run in a subprocess by tests/e2e/test_sequential_e2e.py with XLA_FLAGS forcing 4 CPU devices.
 
 A small conv net with BatchNorm (and dropout) trained data parallel on 4 devices and on one, in
 float64; prints one JSON line: the worst relative differences of the parameters and of the
@@ -36,7 +36,7 @@ def main():
                           L.Flatten(), L.Dropout(0.1), L.Dense(2, "softmax")],
                          input_shape=(8, 8, 1), dtype="float64")
     result = {"devices": jax.device_count()}
-    for grad in ("manual",):  # the hand-written backward; autodiff: tests/test_parallel.py
+    for grad in ("manual",):  # the hand-written backward; autodiff: tests/engine/test_parallel.py
         kw = dict(epochs=3, batch_size=16, grad=grad, hparams=HParams(learning_rate=1e-2))
         make = lambda hp: optim.adam(hp.learning_rate)  # noqa: E731
         one = Trainer(net, "cross_entropy", make, (x, y), **kw)

@@ -133,3 +133,20 @@ def test_no_private_names_across_modules():
                                                 "checkpoint", "trainer"))):
                 bad.append(f"{p.relative_to(PKG)}: {node.value.id}.{node.attr}")
     assert not bad, f"private names used across modules: {bad}"
+
+
+TESTS = Path(__file__).resolve().parent
+TEST_FOLDERS_BEYOND_PACKAGE = {"e2e": "end to end through the CLI and the README",
+                               "scripts": "the benchmark scripts under scripts/"}
+
+
+def test_tests_mirror_the_package():
+    """tests/ is laid out like fnn/: one folder per package folder (tests/nn for fnn/nn, ...),
+    plus e2e/ and scripts/; only this file, the conftest and the shared helpers sit at the top."""
+    package = {p.name for p in PKG.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders == package | set(TEST_FOLDERS_BEYOND_PACKAGE), (
+        f"tests/ folders {sorted(folders)}; expected fnn/'s {sorted(package)} plus "
+        f"{sorted(TEST_FOLDERS_BEYOND_PACKAGE)}")
+    stray = sorted(p.name for p in TESTS.glob("test_*.py") if p.name != Path(__file__).name)
+    assert not stray, f"test modules at the top of tests/: {stray}; put each in its package folder"

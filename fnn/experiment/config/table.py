@@ -2,7 +2,7 @@
 
 Contract: :func:`markdown_table` renders every key of :func:`~.schema.all_keys` with its default
 and help text; ``scripts/update_readme.py`` writes it between the README's markers and
-``tests/test_readme.py`` fails when the two differ.
+``tests/e2e/test_readme.py`` fails when the two differ.
 """
 
 from __future__ import annotations

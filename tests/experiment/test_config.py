@@ -1,6 +1,6 @@
 """fnn.config: the TOML schema, validation, ``--set`` overrides and the resolved config.toml.
 
-Pure Python, no training (the CLI end to end is in tests/test_cli.py). Every error is checked
+Pure Python, no training (the CLI end to end is in tests/cli/test_cli.py). Every error is checked
 to be one line that names the full dotted key.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ Hypothesis runs derandomized (tests/conftest.py). Examples per test: $FNN_FUZZ_E
 (default 12, about a minute in all on 2 cores). Most inputs fail validation before anything is
 compiled; the valid ones train 1 epoch of a tiny network. Locally, for the issue's campaign:
 
-    FNN_FUZZ_EXAMPLES=1000 python -m pytest tests/test_fuzz.py -q
+    FNN_FUZZ_EXAMPLES=1000 python -m pytest tests/e2e/test_fuzz.py -q
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ flags). On a machine with the same fingerprint the comparison is bitwise; elsewh
 other kernels, so it is to 1e-5 relative (a real change of the math moves parameters far more).
 
 Regenerate after a deliberate change of the arithmetic (say why in the commit):
-``FNN_REGEN_PINS=1 python -m pytest tests/test_pinned.py``.
+``FNN_REGEN_PINS=1 python -m pytest tests/e2e/test_pinned.py``.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import pytest
 from cli_helpers import (CONFIGS, assert_bitwise_equal, checkpoint_arrays, final_checkpoint,
                          params_of, run_cli, shrink_args)
 
-PINS = Path(__file__).parent / "pins"
+PINS = Path(__file__).resolve().parents[1] / "pins"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 # Every shipped config but the image ones that need files (those are pinned when present).
 NAMES = sorted(p.stem for p in CONFIGS.glob("*.toml"))

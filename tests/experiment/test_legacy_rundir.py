@@ -20,7 +20,7 @@ import pytest
 import fnn
 from cli_helpers import checkpoint_arrays, params_of, run_cli
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 RUN = FIXTURES / "legacy_mlp_run"
 EXPECTED = np.load(FIXTURES / "legacy_mlp_expected.npz")
 EXPECTED_EVAL = json.loads((FIXTURES / "legacy_mlp_expected.json").read_text())["evaluate_test"]
@@ -72,7 +72,7 @@ def test_resumes_from_an_old_checkpoint_as_an_uninterrupted_run(run_dir, tmp_pat
 
     Not bitwise: the fixture's first two epochs were compiled with XLA's default optimization,
     the suite compiles with its cheap settings (tests/conftest.py), and the two round
-    differently. (Old and new code give bitwise equal runs of this config; tests/test_pinned.py
+    differently. (Old and new code give bitwise equal runs of this config; tests/e2e/test_pinned.py
     and the resume tests hold that.)"""
     for name in ("ckpt-000003.npz", "ckpt-000004.npz"):
         (run_dir / "checkpoints" / name).unlink()

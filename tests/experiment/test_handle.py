@@ -111,7 +111,7 @@ def test_not_a_run_directory(tmp_path):
 def test_early_stopped_histories_as_the_readme_says(tmp_path):
     """Issue 23 (README): RunHandle.history ends at the stop epoch, a sweep member's at its own;
     the saved model is the best epoch's. (The engine's history, Trainer.train's, runs to the
-    last epoch with NaN after a stop and ``trained`` False: tests/test_train.py.)"""
+    last epoch with NaN after a stop and ``trained`` False: tests/engine/test_train.py.)"""
     from cli_helpers import CONFIGS, run_cli
 
     common = ("--set", "data.n_samples=300", "--set", "training.epochs=40",

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
@@ -67,7 +67,7 @@ def test_the_quoted_sequential_error_is_the_real_one():
 NOT_RUN = {
     # block text starts with -> why the test cannot run it
     "# on host A (process 0)": "two hosts side by side; the same two-process run is "
-                               "tests/test_parallel.py::test_two_processes_with_gloo_equal_one_process",
+                               "tests/engine/test_parallel.py::test_two_processes_with_gloo_equal_one_process",
 }
 SET_UP = ("pip install",)  # the set-up commands: run verbatim by .ci/run (test above)
 
