@@ -25,17 +25,18 @@ import numpy as np
 from fnn.experiment import build as exp
 from fnn.experiment import checkpoint
 from fnn.experiment import rundir
-from fnn.experiment.rundir import checkpoint_dir
+from fnn.experiment.rundir import CONFIG_FILE, UsageError, checkpoint_dir
 from fnn.experiment import config as config_mod
 from fnn.experiment import preprocessing
 
-CONFIG_FILE = "config.toml"
 PARAMS_PATH = ".params"          # the TrainState fields holding what a trained model needs
 NET_STATE_PATH = ".net_state"    # (BatchNorm statistics; absent for networks without state)
 
 
-class RunDirError(ValueError):
-    """Not a (finished) run directory, or no such member: exit status 2 in the CLI."""
+# Not a (finished) run directory, or no such member: the one error class of a run directory
+# (:class:`fnn.experiment.rundir.UsageError`, exit status 2 in the CLI), under the name the runs
+# side has always raised.
+RunDirError = UsageError
 
 
 @dataclasses.dataclass(frozen=True)
