@@ -11,9 +11,11 @@
     fnn compare RUN_DIR [RUN_DIR ...] [--metric NAME] [--out FILE]
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
-update; gradcheck out of tolerance); 2 bad input (config, data, arguments) with a one-line
+update; gradcheck out of tolerance) or a write that failed for lack of space or an I/O error
+(one line naming the file); 2 bad input (config, data, arguments) with a one-line
 message and no traceback; 3 internal error, including any error JAX or XLA raise (one line;
-the traceback in a log file under $FNN_CACHE_DIR/crash, default ~/.cache/fnn/crash); 130 on Ctrl-C after saving a checkpoint.
+the traceback in a log file under $FNN_CACHE_DIR/crash, default ~/.cache/fnn/crash); 130 on Ctrl-C after saving a checkpoint; 143 on SIGTERM
+(raised as :class:`Terminated`, so that every temporary file is removed on the way out).
 
 The parser is in :mod:`fnn.cli.parser`, the commands in :mod:`fnn.cli.commands`; this module
 is the entry point: exit statuses, one-line errors, crash logs, and the dispatch.
@@ -39,6 +41,25 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
 
 
 EXIT_INTERNAL = 3
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (temp files) run."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated("terminated (SIGTERM)")
+
+
+def _sigterm_raises():
+    """Install :func:`_on_sigterm` for SIGTERM (main thread only); returns the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _wants_float64(args) -> bool:
@@ -117,10 +138,24 @@ def main(argv=None) -> int:
     line; the traceback in a file under :func:`crash_dir`), 130 interrupted. Warnings print as
     one line each. ``FNN_DEBUG=1`` lets every exception through with its traceback.
     """
-    import warnings
+    import signal
 
     retain_freed_memory()  # before XLA starts its threads: see fnn.util.allocator
     args = build_parser().parse_args(argv)
+    old_sigterm = _sigterm_raises()
+    try:
+        return _main(args)
+    except Terminated:
+        print("fnn: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
+
+
+def _main(args) -> int:
+    import warnings
+
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", UserWarning)
@@ -190,8 +225,13 @@ def _run_command(args) -> int:
         print("fnn: aborted", file=sys.stderr)
         return EXIT_INTERRUPT
     except (ValueError, OSError) as err:  # ConfigError, DataError, CheckpointError, UsageError
+        from fnn.util.fileio import WriteError
+
         if os.environ.get("FNN_DEBUG"):
             raise
+        if isinstance(err, WriteError) and err.resource:  # disk full: the run failed
+            print(f"fnn: error: {err}", file=sys.stderr)
+            return EXIT_FAIL
         if raised_inside_jax(err):
             return _internal_error(err)
         msg = str(err).strip() or type(err).__name__

@@ -18,9 +18,8 @@ Writes are atomic: the file is written under a temporary name in the same direct
 (``.ckpt-000012.npz.<pid>-<random>.tmp``), flushed and fsynced, renamed over the final name
 with ``os.replace``, and the directory is fsynced; only then are older checkpoints beyond
 ``keep`` removed. A crash at any point leaves the previous checkpoint intact and never a
-half-written file under a final name. :func:`latest` removes temporary leftovers, so it must
-not be called while another process is saving into the same directory (a run directory has one
-writer).
+half-written file under a final name. :func:`latest` removes the temporary leftovers of
+processes that no longer run (a run directory has one writer: :mod:`fnn.experiment.runlock`).
 
 Loading restores into the structure of a *template* state built fresh from the same config;
 every leaf is checked, and any mismatch is a one-line :class:`CheckpointError`.
@@ -57,7 +56,6 @@ _META = "__meta__"
 _STATE_PREFIX = "state"
 _HISTORY_PREFIX = "history/"
 _NAME_RE = re.compile(r"^ckpt-(\d+)\.npz$")
-_TMP_RE = re.compile(r"^\.ckpt-\d+\.npz\..*\.tmp$")
 
 PathLike = Union[str, os.PathLike]
 
@@ -273,7 +271,8 @@ def _verify(path: pathlib.Path) -> None:
 def latest(directory: PathLike) -> Optional[pathlib.Path]:
     """The newest complete checkpoint in ``directory``.
 
-    Removes temporary files left by interrupted saves. Files named like checkpoints that are
+    Removes temporary files left by interrupted saves of processes that no longer run (a
+    live process's save in progress is left alone). Files named like checkpoints that are
     truncated, corrupt or not fnn checkpoints are skipped with a :class:`CheckpointWarning`
     (and left in place); the next older one is tried. A checkpoint of another format version is
     returned (``load`` then says so).
@@ -286,12 +285,7 @@ def latest(directory: PathLike) -> Optional[pathlib.Path]:
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         return None
-    for p in directory.iterdir():
-        if _TMP_RE.match(p.name):
-            try:
-                p.unlink()
-            except OSError:
-                pass
+    fileio.remove_stale_temps(directory)  # a live writer's temp (another process) is kept
     for _, path in sorted(_listing(directory), reverse=True):
         try:
             _verify(path)

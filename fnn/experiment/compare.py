@@ -23,8 +23,10 @@ from fnn.experiment import report
 from fnn.experiment.config.errors import suggest
 from fnn.experiment.members import RunDirError
 from fnn.experiment.progress import short_name
+from fnn.experiment.rundir import check_output, write_output
 
 DEFAULT_OUT = "compare.png"
+FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}  # --out's suffix picks the format
 
 
 class Series(NamedTuple):
@@ -118,7 +120,8 @@ def table(metric: str, series: Sequence[Series]) -> str:
 
 
 def plot(path, metric: str, series: Sequence[Series]) -> bool:
-    """One axes, one line per (run, member); False when matplotlib is missing."""
+    """One axes, one line per (run, member), saved in the format of ``path``'s suffix
+    (:data:`FORMATS`); False when matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -159,8 +162,8 @@ def plot(path, metric: str, series: Sequence[Series]) -> bool:
         ax.legend(fontsize=8, loc="best", title="run: member" if n > len(runs) else "run",
                   title_fontsize=8)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    report.atomic_write_bytes(path, buf.getvalue())
+    fig.savefig(buf, format=FORMATS.get(Path(path).suffix.lower(), "png"), dpi=110)
+    write_output([(path, buf.getvalue())])
     return True
 
 
@@ -169,11 +172,14 @@ def compare(run_dirs: Sequence, *, metric: Optional[str] = None, out=None) -> tu
 
     Args:
       run_dirs: finished run directories.  metric: a metrics.csv column (default val_loss).
-      out: the PNG (default ``compare.png`` in the current directory).
+      out: the figure, .png, .pdf or .svg (default ``compare.png`` in the current directory);
+        never a file of a run directory (:func:`fnn.experiment.rundir.check_output`).
     """
-    metric, series = collect(run_dirs, metric)
     path = Path(out) if out else Path(DEFAULT_OUT)
-    if path.is_dir():
-        raise RunDirError(f"--out: {str(path)!r} is a directory; expected a file name")
+    check_output(path, "--out")
+    if path.suffix.lower() not in FORMATS:
+        raise RunDirError(f"--out: {str(path)!r}; expected a file name ending in "
+                          f"{', '.join(FORMATS)} (the suffix picks the format)")
+    metric, series = collect(run_dirs, metric)
     text = table(metric, series)
     return text, (path if plot(path, metric, series) else None)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -24,8 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn.experiment.members import RunDirError
-from fnn.util import fileio
 
 FORMAT = "fnn-export"
 DEFAULT_NAME = "model.jax"
@@ -36,10 +35,40 @@ class ArtifactError(ValueError):
     """An exported file that cannot be read (one line; exit status 2)."""
 
 
-def default_output(run_dir, member: Optional[int], members: int) -> Path:
-    """``RUN_DIR/model.jax``; ``RUN_DIR/model-<i>.jax`` for member i of a sweep."""
-    name = DEFAULT_NAME if members == 1 else f"model-{member}.jax"
+def default_output(run_dir, member: Optional[int], members: int, *,
+                   extension: str = ".jax") -> Path:
+    """``RUN_DIR/model.jax``; ``RUN_DIR/model-<i>.jax`` for member i of a sweep (``extension``
+    ``.safetensors`` for the weights)."""
+    name = "model" + extension if members == 1 else f"model-{member}{extension}"
     return Path(run_dir) / name
+
+
+def handle_and_output(run_dir, output, member, *, extension: str, sidecar: bool):
+    """(run handle of ``member``, output path) of an export, every check done first.
+
+    The output (default :func:`default_output`) and its ``.json`` sidecar, when ``sidecar``,
+    may not be a directory nor any other file of a run directory
+    (:func:`fnn.experiment.rundir.check_output`); inside a run directory only this export's
+    own files (``model[-<i>]<extension>``) may be replaced.
+
+    Returns:
+      (handle, output path, the paths it writes).
+    """
+    from fnn.experiment import handle as handle_mod
+    from fnn.experiment.rundir import check_output
+
+    own = r"model(-\d+)?" + re.escape(extension)
+    if output:  # the path first: a mistyped --output is refused before the run is read
+        check_output(output, "--output", own=own)
+    labels = handle_mod.member_labels(run_dir)
+    h = handle_mod.load_run(run_dir, member=member)
+    out = Path(output) if output else default_output(run_dir, h.member, len(labels),
+                                                      extension=extension)
+    check_output(out, "--output", own=own)
+    paths = [out]
+    if sidecar:
+        paths.append(check_output(Path(str(out) + ".json"), "--output", own=own + r"\.json"))
+    return h, out, paths
 
 
 def output_kind(task: str, output: str, units: int) -> str:
@@ -91,26 +120,23 @@ def export_handle(handle, *, platforms=PLATFORMS) -> tuple[bytes, dict]:
 
 def export_run(run_dir, output=None, *, member: Union[int, str, None] = None) -> Path:
     """Export one member of ``run_dir`` to ``output`` (default :func:`default_output`) and
-    ``output + ".json"``. Everything is checked and serialized before either file is written.
+    ``output + ".json"``. Everything is checked and serialized before either file is written,
+    and the two are written as one atomic step (a full disk leaves neither).
 
     Returns:
       the path of the exported file.
     Raises:
       ValueError: not a run directory, no checkpoint, no such member, an output that is a
-        directory (one line).
+        directory or a file of a run directory (one line).
+      fnn.util.fileio.WriteError: a file could not be written (one line naming it).
     """
-    from fnn.experiment import handle as handle_mod
+    from fnn.experiment.rundir import write_output
 
-    labels = handle_mod.member_labels(run_dir)
-    h = handle_mod.load_run(run_dir, member=member)
-    out = Path(output) if output else default_output(run_dir, h.member, len(labels))
-    if out.is_dir():
-        raise RunDirError(f"--output: {str(out)!r} is a directory; expected a file name")
+    h, out, (_, meta_path) = handle_and_output(run_dir, output, member, extension=".jax",
+                                               sidecar=True)
     data, meta = export_handle(h)
-    fileio.atomic_write(out, lambda f: f.write(data))
-    meta_path = Path(str(out) + ".json")
     text = json.dumps(meta, indent=2) + "\n"
-    fileio.atomic_write(meta_path, lambda f: f.write(text.encode("utf-8")))
+    write_output([(out, data), (meta_path, text.encode("utf-8"))])  # both or neither
     return out
 
 

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fnn.experiment import report
-
 
 def read_inputs(path, *, num_features: int = 0, shape: tuple = (), drop_column: str = "",
                 image_shape=None) -> np.ndarray:
@@ -95,19 +93,19 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
     a model written by ``fnn export``; write a CSV of predictions and return its path.
 
     Bad input (not a run directory nor an exported model, a corrupt artifact, inputs of the
-    wrong width) raises ValueError with one line before anything is written.
+    wrong width, an output that is a directory, the input, the model or a file of a run
+    directory: :func:`fnn.experiment.rundir.check_output`) raises ValueError with one line
+    before anything is written.
     """
+    from fnn.experiment.rundir import check_output, write_output
+
     src = Path(source)
     out = Path(output) if output else Path(input_path).with_suffix(".predictions.csv")
-    if Path(input_path).exists() and out.exists() and out.samefile(input_path):
-        raise ValueError(f"--output: {str(out)!r} is the input file; expected another path (the "
-                         "predictions would overwrite the inputs)")
-    if src.exists() and out.exists() and (out.samefile(src) or (src.is_dir() and
-                                                               src.resolve() in out.resolve().parents and
-                                                               out.name in ("config.toml", "summary.json",
-                                                                            "metrics.csv"))):
-        raise ValueError(f"--output: {str(out)!r} is part of the model {str(src)!r}; expected"
-                         " another path")
+    inputs = [(input_path, "the input file (the predictions would overwrite the inputs)")]
+    if src.is_file():  # an exported model and its sidecar
+        inputs += [(src, f"the model {str(src)!r}"),
+                   (Path(str(src) + ".json"), f"the metadata of the model {str(src)!r}")]
+    check_output(out, "--output", own=r"predictions\.csv", inputs=inputs)
     if src.is_dir():
         from fnn.experiment import handle as handle_mod
 
@@ -128,7 +126,7 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
     else:
         raise ValueError(f"{str(src)!r} is neither a run directory nor an exported model "
                          "(fnn export)")
-    report.atomic_write_text(out, predictions_csv(y_hat, task, classes))
+    write_output([(out, predictions_csv(y_hat, task, classes).encode("utf-8"))])
     return out
 
 

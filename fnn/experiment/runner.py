@@ -17,25 +17,28 @@ Each step is a function of the previous step's result (:class:`Resolved`, :class
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from fnn.engine import parallel
 from fnn.experiment import build as exp
-from fnn.experiment import checkpoint, model_report, report, tensorboard_log
+from fnn.experiment import checkpoint, model_report, report, runlock, tensorboard_log
 from fnn.experiment import config as config_mod
 from fnn.experiment.chunks import (InterruptFlag, Interrupted, initial_state, traced_names,
                                    train_group)
 from fnn.experiment.results import (SUMMARY_COLUMNS, environment, member_of, member_summaries,
                                     results_table, stack_histories)
-from fnn.experiment.rundir import (CONFIG_FILE, UsageError, check_resume_config, check_run_dir,
-                                   checkpoint_dir, read_config, real_path, remove_run_dir,
-                                   run_dir_for)
+from fnn.experiment.rundir import (CONFIG_FILE, UsageError, adopt_legacy, check_resume_config,
+                                   check_run_dir, checkpoint_dir, clear_run_dir, read_config,
+                                   real_path, run_dir_for)
+from fnn.util import fileio
 
 __all__ = ["run", "resolve", "plan_run", "build", "train", "report_run", "load_run",
            "UsageError", "Interrupted", "CONFIG_FILE", "SUMMARY_COLUMNS", "member_of",
@@ -54,6 +57,8 @@ class Resolved(NamedTuple):
     resume: bool
     grid: Any
     seeds: Any
+    inputs: tuple = ()  # the run's own files (config, data): never inside what it replaces
+    lock: Optional[runlock.RunLock] = None  # held from here when the directory has one
 
 
 class Plan(NamedTuple):
@@ -97,16 +102,26 @@ def resolve(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=N
     spec = parallel_spec(cfg)
     parallel.initialize(spec)  # multi-process runs: join before any other JAX work
     main = parallel.is_main_process()
-    if main:
-        check_run_dir(run_dir, overwrite=overwrite, resume=resume)
-        if cfg.output.plots:  # matplotlib's ~0.6 s import overlaps compilation and training
-            report.prefetch_matplotlib()
-    if resume:
-        check_resume_config(run_dir, cfg)
-    if cfg.output.tensorboard:  # a missing extra: one line before anything is built or written
-        tensorboard_log.require()
-    return Resolved(cfg, run_dir, parallel.make_mesh(spec.devices), main, quiet or not main,
-                    overwrite, resume, grid, seeds)
+    inputs = tuple(Path(p) for p in (cfg.source, cfg.data.path) if p and Path(p).exists())
+    lock = None
+    if main and runlock.lock_exists(real_path(run_dir)):  # a running run: refused first
+        lock = runlock.RunLock(real_path(run_dir), str(run_dir))
+    try:
+        if main:
+            check_run_dir(run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
+            if cfg.output.plots:  # matplotlib's ~0.6 s import overlaps compilation and training
+                report.prefetch_matplotlib()
+        if resume:
+            check_resume_config(run_dir, cfg)
+        if cfg.output.tensorboard:  # a missing extra: one line before anything is built or written
+            tensorboard_log.require()
+        mesh = parallel.make_mesh(spec.devices)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return Resolved(cfg, run_dir, mesh, main, quiet or not main, overwrite, resume, grid, seeds,
+                    inputs, lock)
 
 
 def plan_run(r: Resolved) -> Plan:
@@ -135,17 +150,93 @@ def build(p: Plan) -> Built:
     return Built(p, dataset, trainers, config_text)
 
 
-def train(b: Built) -> Trained:
-    """Create the run directory and train every group in chunks (checkpoints between them)."""
+@contextlib.contextmanager
+def writing(b: Built) -> Iterator[None]:
+    """The run directory, locked for this process, cleared (``--overwrite``) and holding the
+    config; every file written inside it is recorded in its manifest.
+
+    The lock is taken (if :func:`resolve` did not) once the directory exists, and the checks
+    of :func:`resolve` run again under it: another run may have written it meanwhile. A write
+    that fails (disk full) before any checkpoint exists removes what this run wrote (and the
+    directory, if this run made it); with a checkpoint, the run stays resumable.
+    """
     r = b.plan.resolved
     run_dir = real_path(r.run_dir)  # where the checks looked: old/fresh/.. is old
-    if r.main:
-        if r.overwrite and run_dir.exists() and not r.resume:
-            remove_run_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not r.resume:  # checkpoints/ first: a directory with a config always has one
-            (run_dir / "checkpoints").mkdir(exist_ok=True)
-            report.atomic_write_text(run_dir / CONFIG_FILE, b.config_text)
+    if not r.main:  # only process 0 writes the run directory
+        yield
+        return
+    created = not run_dir.exists()
+    lock = r.lock
+    try:
+        if lock is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = runlock.RunLock(run_dir, str(r.run_dir))
+            check_run_dir(r.run_dir, overwrite=r.overwrite, resume=r.resume, inputs=r.inputs)
+    except BaseException:
+        if lock is not None:
+            lock.release(undo=True)
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
+    written: list[Path] = []
+
+    def note(path: Path) -> None:
+        written.append(path)
+        runlock.record(run_dir, path)
+
+    try:
+        with fileio.watch(run_dir, note):
+            if r.resume:
+                adopt_legacy(run_dir)
+            else:
+                if r.overwrite:
+                    clear_run_dir(run_dir, inputs=r.inputs)
+                # checkpoints/ first: a directory with a config always has one
+                (run_dir / "checkpoints").mkdir(exist_ok=True)
+                report.atomic_write_text(run_dir / CONFIG_FILE, b.config_text)
+            yield
+    except OSError as err:
+        resumable = r.resume or any(p.name.startswith("ckpt-") for p in written)
+        if resumable:
+            if isinstance(err, fileio.WriteError):
+                err.strerror += (f"; the checkpoints written so far are kept in {r.run_dir} "
+                                 "(free space, then continue with --resume)")
+        else:
+            _remove_written(run_dir, written, created, lock)
+        raise
+    finally:
+        if lock is not r.lock:
+            lock.release()
+
+
+def _remove_written(run_dir: Path, written: list, created: bool, lock) -> None:
+    """Undo a run that failed before its first checkpoint: its files, its folders, and the
+    directory itself if the run made it (a user's file there is kept)."""
+    for path in written:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    for sub in ("tensorboard", "checkpoints"):
+        top = run_dir / sub
+        for root, _, files in sorted(os.walk(top, topdown=False)) if top.is_dir() else ():
+            for name in files:
+                if created and name.startswith("events.out.tfevents."):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(root, name))
+            with contextlib.suppress(OSError):
+                os.rmdir(root)
+    if created:
+        runlock.reset_manifest(run_dir)
+        lock.release(undo=True)
+        with contextlib.suppress(OSError):
+            (run_dir / runlock.HIDDEN).rmdir()
+            run_dir.rmdir()
+
+
+def train(b: Built) -> Trained:
+    """Train every group in chunks (checkpoints between them), inside :func:`writing`."""
+    r = b.plan.resolved
+    run_dir = real_path(r.run_dir)
     members, histories, labels, plot_groups = [], [], [], []
     t0 = time.perf_counter()
     samples = 0
@@ -219,7 +310,8 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     """Train every member of ``cfg`` (one run, or a sweep) and write the run directory.
 
     Every input is validated before anything is written; the run directory is created only
-    when data, network and trainer have been built.
+    when data, network and trainer have been built, and it is locked for the whole run (a
+    second run on it is refused: :mod:`fnn.experiment.runlock`).
 
     Returns:
       the summary dict (also written to summary.json).
@@ -228,10 +320,15 @@ def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None,
     """
     resolved = resolve(cfg, out=out, overwrite=overwrite, resume=resume, quiet=quiet, grid=grid,
                        seeds=seeds)
-    built = build(plan_run(resolved))
-    if not resolved.quiet:
-        echo(summary_text(built))
-    return report_run(train(built), echo=echo)
+    try:
+        built = build(plan_run(resolved))
+        if not resolved.quiet:
+            echo(summary_text(built))
+        with writing(built):
+            return report_run(train(built), echo=echo)
+    finally:
+        if resolved.lock is not None:
+            resolved.lock.release()
 
 
 def summary_text(b: Built) -> str:

@@ -44,7 +44,6 @@ import jax
 import numpy as np
 
 from fnn.experiment.members import RunDirError
-from fnn.util import fileio
 
 FORMAT = "fnn-weights"
 FORMATS = ("jax", "safetensors")
@@ -148,8 +147,9 @@ def tensors_and_metadata(handle) -> tuple[dict[str, np.ndarray], dict[str, str]]
 
 def default_output(run_dir, member: Optional[int], members: int) -> Path:
     """``RUN_DIR/model.safetensors``; ``RUN_DIR/model-<i>.safetensors`` for member i of a sweep."""
-    name = "model" + EXTENSION if members == 1 else f"model-{member}{EXTENSION}"
-    return Path(run_dir) / name
+    from fnn.experiment import export
+
+    return export.default_output(run_dir, member, members, extension=EXTENSION)
 
 
 def export_weights(run_dir, output=None, *, member: Union[int, str, None] = None) -> Path:
@@ -165,17 +165,16 @@ def export_weights(run_dir, output=None, *, member: Union[int, str, None] = None
       the path written.
     Raises:
       MissingExtra: safetensors is not installed.  ValueError (RunDirError,
-        CheckpointError): not a run directory, no such member, an output that is a directory.
+        CheckpointError, UsageError): not a run directory, no such member, an output that is a
+        directory or a file of a run directory.  fnn.util.fileio.WriteError: a failed write.
     """
-    from fnn.experiment import handle as handle_mod
+    from fnn.experiment import export
+    from fnn.experiment.rundir import write_output
 
     st = require_safetensors()
-    labels = handle_mod.member_labels(run_dir)
-    h = handle_mod.load_run(run_dir, member=member)
-    out = Path(output) if output else default_output(run_dir, h.member, len(labels))
-    if out.is_dir():
-        raise RunDirError(f"--output: {str(out)!r} is a directory; expected a file name")
+    h, out, _ = export.handle_and_output(run_dir, output, member, extension=EXTENSION,
+                                         sidecar=False)
     tensors, meta = tensors_and_metadata(h)
     data = st.save(tensors, metadata=meta)
-    fileio.atomic_write(out, lambda f: f.write(data))
+    write_output([(out, data)])
     return out
