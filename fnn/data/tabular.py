@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fnn.data.validate import DataError
+from fnn.data.validate import DataError, to_float32
 
 TASK_CHOICES = ("auto", "classification", "regression")
 AUTO_MAX_CLASSES = 100  # CSV, task="auto": integer targets in [0, 100) are class ids
@@ -177,7 +177,8 @@ def _encode_targets(
         return [p.reshape(-1).astype(np.int32) for p in nums], task, (num_classes or k), None
     if num_classes is not None:
         raise DataError(f"num_classes={num_classes}: not used for regression; expected it unset")
-    enc = [(p[:, None] if p.ndim == 1 else p).astype(np.float32) for p in nums]
+    enc = [to_float32(p[:, None] if p.ndim == 1 else p, f"{where}: {nm} target")
+           for p, nm in zip(nums, names)]
     return enc, "regression", None, None
 
 
@@ -334,7 +335,8 @@ def read_csv(
     (y,), task, k, classes = _encode_targets([y_raw], task=task, num_classes=num_classes, where=where,
                                              names=[f"column {targets[0]!r}" if len(targets) == 1 else "target"],
                                              parsed_text=True, lines=[lines])
-    return TabularData(x=x.astype(np.float32), y=y, task=task, num_classes=k, classes=classes)
+    return TabularData(x=to_float32(x, f"{where}: features"), y=y, task=task, num_classes=k,
+                       classes=classes)
 
 
 # --------------------------------------------------------------------------------------------- NPZ
@@ -465,7 +467,7 @@ def read_npz(
             if x.shape[1] != shape[0] * shape[1]:
                 raise DataError(f"{where}: x{s} has {x.shape[1]} features; image_shape={shape} needs {shape[0] * shape[1]}")
         else:
-            x = x.astype(np.float32)
+            x = to_float32(x, f"{where}: x{s}")
         if y.ndim not in (1, 2):
             raise DataError(f"{where}: y{s} has shape {y.shape}; expected (n,) or (n, outputs)")
         if y.shape[0] != x.shape[0]:

@@ -113,6 +113,10 @@ class Conv2D(FusedActivation):
         if self.padding == "valid" and (kh > h or kw > w):
             raise ValueError(f"got input shape {shape_str(input_shape)}; expected height >= {kh}"
                              f" and width >= {kw} for a {kh}x{kw} 'valid' kernel")
+        if kh > 2 * h - 1 or kw > 2 * w - 1:  # wider than any window onto the input: zeros only
+            raise ValueError(f"kernel_size: {kh}x{kw} for input shape {shape_str(input_shape)};"
+                             f" expected at most {2 * h - 1}x{2 * w - 1} (twice the input, less"
+                             f" one: a wider kernel sees only padding)")
         (oh, ow), _ = self._geometry(h, w)
         return (oh, ow, self.filters)
 
