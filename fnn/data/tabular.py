@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -197,8 +198,24 @@ def _csv_error(where: str, line: int, e: Exception) -> DataError:
     return DataError(f"{where}: line {line}: not readable as CSV ({text.splitlines()[0] if text else e!r})")
 
 
+def regular_file(path: Path, what: str) -> None:
+    """A one-line DataError unless ``path`` is a regular file: /dev/zero, a FIFO or a socket
+    would be read without end (a MemoryError), a directory not at all."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"path={str(path)!r}: no such {what} file") from None
+    except OSError as e:
+        raise DataError(f"path={str(path)!r}: cannot open the {what} file ({e.strerror or e})"
+                        ) from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise DataError(f"path={str(path)!r}: {kind}, not a regular file; expected a {what} file")
+
+
 def _csv_rows(path: Path, where: str, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
     """The header, the non-blank data rows and each row's file line (1-based)."""
+    regular_file(path, "csv")
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as e:
@@ -383,6 +400,7 @@ def load_npz_arrays(path: str | os.PathLike, where: str, *, check_names: bool = 
         declared sizes the file does not hold, unreadable data.
     """
     path = Path(path)
+    regular_file(path, "npz")
     try:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
