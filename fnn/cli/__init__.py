@@ -94,11 +94,61 @@ def _wants_float64(args) -> bool:
     return "float64" in values
 
 
+class _Pending:
+    """Warnings held back until the command writes anything (or ends), so that a warning and
+    the error that follows it print as one message (``fnn: error: ... (after the warning:
+    ...)``) rather than two. A command's first output (the progress bar, a table) flushes them,
+    so a run's warnings still come before its output."""
+
+    def __init__(self):
+        self.lines: list = []  # (kind, text)
+        self.stream = None
+
+    def show(self, message, category, filename, lineno, file=None, line=None):
+        """``warnings.showwarning``: one line, without the source line Python would echo."""
+        kind = "note" if category.__name__ == "ConfigNotice" else "warning"
+        self.lines.append((kind, " ".join(str(message).split())))
+        if self.stream is None:
+            self.flush()
+
+    def flush(self) -> None:
+        lines, self.lines = self.lines, []
+        for kind, text in lines:
+            print(f"fnn: {kind}: {text}", file=self.stream or sys.stderr)
+
+    def fold(self, msg: str) -> str:
+        """``msg`` (an error) with the held warnings folded into its first line."""
+        lines, self.lines = self.lines, []
+        if not lines:
+            return msg
+        first, _, rest = msg.partition("\n")
+        said = "; ".join(f"{text}" for _, text in lines)
+        kind = "note" if all(k == "note" for k, _ in lines) else "warning"
+        return f"{first} (after the {kind}{'s' if len(lines) > 1 else ''}: {said})" + (
+            f"\n{rest}" if rest else "")
+
+
+class _FlushFirst:
+    """A stream that flushes the held warnings before its first write."""
+
+    def __init__(self, stream, pending: _Pending):
+        self._stream, self._pending = stream, pending
+
+    def write(self, text):
+        if self._pending.lines:
+            self._pending.flush()
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+_PENDING = _Pending()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """A warning as one line on stderr, without the source line Python would echo."""
-    kind = "note" if category.__name__ == "ConfigNotice" else "warning"
-    text = " ".join(str(message).split())
-    print(f"fnn: {kind}: {text}", file=sys.stderr if file is None else file)
+    """A warning as one line on stderr (held until the command's first output)."""
+    _PENDING.show(message, category, filename, lineno, file, line)
 
 
 def crash_dir() -> Path:
@@ -156,6 +206,9 @@ def main(argv=None) -> int:
 def _main(args) -> int:
     import warnings
 
+    out, err = sys.stdout, sys.stderr
+    _PENDING.lines, _PENDING.stream = [], err
+    sys.stdout, sys.stderr = _FlushFirst(out, _PENDING), _FlushFirst(err, _PENDING)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", UserWarning)
@@ -168,6 +221,9 @@ def _main(args) -> int:
                 jax.config.update("jax_enable_x64", True)  # model.dtype = "float64" is honoured
             return _dispatch(args)
         finally:
+            sys.stdout, sys.stderr = out, err
+            _PENDING.flush()
+            _PENDING.stream = None
             if x64 is not None:
                 import jax
 
@@ -234,7 +290,7 @@ def _run_command(args) -> int:
             return EXIT_FAIL
         if raised_inside_jax(err):
             return _internal_error(err)
-        msg = str(err).strip() or type(err).__name__
+        msg = _PENDING.fold(str(err).strip() or type(err).__name__)
         print(f"fnn: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as err:  # noqa: BLE001 - a bug: one line, the traceback in a file

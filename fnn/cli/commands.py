@@ -130,10 +130,11 @@ def cmd_sweep(args) -> int:
     from fnn.experiment import config as config_mod
 
     cfg = _load_config(args)
-    if args.seeds is not None and not 1 <= args.seeds <= min(
-            100_000, config_mod.SEED_MAX + 1 - cfg.training.seed):
+    most = min(config_mod.MAX_SEEDS, config_mod.SEED_MAX + 1 - cfg.training.seed)
+    if args.seeds is not None and not 1 <= args.seeds <= most:
         raise config_mod.ConfigError([f"--seeds: {config_mod.short_int(args.seeds)}; expected an "
-                                      "integer >= 1 and at most 100000 (seeds stay below 2**32)"])
+                                      f"integer >= 1 and at most {most} (each seed is a member "
+                                      "of one vmapped program; seeds stay below 2**32)"])
     grid = parse_grid(args.grid, cfg) if args.grid else None
     if grid is None and not cfg.sweep and not args.seeds and not cfg.training.seeds:
         raise config_mod.ConfigError(["fnn sweep: nothing to sweep; give --grid KEY=V1,V2 or "

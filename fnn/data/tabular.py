@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from fnn.data.validate import DataError
+from fnn.data.validate import DataError, to_float32
 
 TASK_CHOICES = ("auto", "classification", "regression")
 AUTO_MAX_CLASSES = 100  # CSV, task="auto": integer targets in [0, 100) are class ids
@@ -177,7 +178,8 @@ def _encode_targets(
         return [p.reshape(-1).astype(np.int32) for p in nums], task, (num_classes or k), None
     if num_classes is not None:
         raise DataError(f"num_classes={num_classes}: not used for regression; expected it unset")
-    enc = [(p[:, None] if p.ndim == 1 else p).astype(np.float32) for p in nums]
+    enc = [to_float32(p[:, None] if p.ndim == 1 else p, f"{where}: {nm} target")
+           for p, nm in zip(nums, names)]
     return enc, "regression", None, None
 
 
@@ -196,8 +198,24 @@ def _csv_error(where: str, line: int, e: Exception) -> DataError:
     return DataError(f"{where}: line {line}: not readable as CSV ({text.splitlines()[0] if text else e!r})")
 
 
+def regular_file(path: Path, what: str) -> None:
+    """A one-line DataError unless ``path`` is a regular file: /dev/zero, a FIFO or a socket
+    would be read without end (a MemoryError), a directory not at all."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(f"path={str(path)!r}: no such {what} file") from None
+    except OSError as e:
+        raise DataError(f"path={str(path)!r}: cannot open the {what} file ({e.strerror or e})"
+                        ) from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise DataError(f"path={str(path)!r}: {kind}, not a regular file; expected a {what} file")
+
+
 def _csv_rows(path: Path, where: str, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
     """The header, the non-blank data rows and each row's file line (1-based)."""
+    regular_file(path, "csv")
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as e:
@@ -334,7 +352,8 @@ def read_csv(
     (y,), task, k, classes = _encode_targets([y_raw], task=task, num_classes=num_classes, where=where,
                                              names=[f"column {targets[0]!r}" if len(targets) == 1 else "target"],
                                              parsed_text=True, lines=[lines])
-    return TabularData(x=x.astype(np.float32), y=y, task=task, num_classes=k, classes=classes)
+    return TabularData(x=to_float32(x, f"{where}: features"), y=y, task=task, num_classes=k,
+                       classes=classes)
 
 
 # --------------------------------------------------------------------------------------------- NPZ
@@ -381,6 +400,7 @@ def load_npz_arrays(path: str | os.PathLike, where: str, *, check_names: bool = 
         declared sizes the file does not hold, unreadable data.
     """
     path = Path(path)
+    regular_file(path, "npz")
     try:
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -465,7 +485,7 @@ def read_npz(
             if x.shape[1] != shape[0] * shape[1]:
                 raise DataError(f"{where}: x{s} has {x.shape[1]} features; image_shape={shape} needs {shape[0] * shape[1]}")
         else:
-            x = x.astype(np.float32)
+            x = to_float32(x, f"{where}: x{s}")
         if y.ndim not in (1, 2):
             raise DataError(f"{where}: y{s} has shape {y.shape}; expected (n,) or (n, outputs)")
         if y.shape[0] != x.shape[0]:

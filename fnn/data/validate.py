@@ -247,6 +247,31 @@ def check_options(where: str, given: dict[str, Any], valid: dict[str, Any]) -> d
     return {**valid, **given}
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def to_float32(a, where: str) -> np.ndarray:
+    """``a`` as float32; a finite value beyond float32's range (3.5e38) is a one-line DataError
+    naming its position, not NumPy's overflow warning and an inf.
+
+    Args:
+      a: a numeric array (any shape).  where: what the message calls it (``x_train``).
+    Returns:
+      float32 array of a's shape.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4 or a.dtype.kind in "iu" and a.dtype.itemsize > 2:
+        with np.errstate(invalid="ignore"):
+            big = np.isfinite(a) & (np.abs(a.astype(np.float64)) > FLOAT32_MAX)
+        if big.any():
+            at = tuple(int(i) for i in np.argwhere(big)[0])
+            pos = f"row {at[0]}" + (f", column {at[1]}" if len(at) > 1 else "")
+            raise DataError(f"{where}: value {float(a[at]):.4g} at {pos} is beyond the float32 "
+                            f"range (|x| <= {FLOAT32_MAX:.4g}); expected smaller values "
+                            "(rescale the column)")
+    return a.astype(np.float32)
+
+
 def conform_inputs(x: Any, shape: tuple, what: str = "x", *,
                    image_shape: tuple | None = None) -> np.ndarray:
     """New inputs for a model of input shape ``shape``, laid out as ``(examples, *shape)``.
@@ -280,6 +305,11 @@ def conform_inputs(x: Any, shape: tuple, what: str = "x", *,
                            else accepted)
     if x.dtype.kind not in "fiub":
         raise DataError(f"{what}: dtype {x.dtype}; expected real numbers")
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4 and x.size:
+        to_float32(x.reshape(x.shape[0], -1) if x.ndim >= 2 else x, what)  # range only
+    if x.ndim >= 1 and x.shape[0] == 0:
+        raise DataError(f"{what}: shape {x.shape} holds no examples; expected at least one "
+                        f"row of {accepted[0]}")
     if x.ndim == 1 and x.shape[0] == width:
         raise DataError(f"{what}: shape {x.shape}; expected a batch {accepted[0]} — for one "
                         "example use x[None]")

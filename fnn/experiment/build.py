@@ -285,9 +285,21 @@ class Group:
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, dict) and "type" in v:  # a [[model.layers]] table: dense(units=2)
+        args = ",".join(f"{k}={_fmt(x)}" for k, x in v.items() if k != "type")
+        return f"{v['type']}({args})"
     if isinstance(v, tuple):
-        return "-".join(str(x) for x in v)
+        return ("+" if v and isinstance(v[0], dict) else "-").join(_fmt(x) for x in v)
     return str(v)
+
+
+def _frozen(v):
+    """A hashable stand-in for a config value (model.layers is a tuple of dicts)."""
+    if isinstance(v, dict):
+        return tuple((k, _frozen(x)) for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return tuple(_frozen(x) for x in v)
+    return v
 
 
 def member_label(member: dict, grid, *, seeds_vary: bool) -> str:
@@ -311,12 +323,12 @@ def plan(cfg: Config, grid=None, seeds=None) -> list[Group]:
     groups: dict = {}
     for i, m in enumerate(members):
         skey = tuple((k, m[k]) for k in static_keys)
-        groups.setdefault(skey, []).append(i)
+        groups.setdefault(_frozen(skey), (skey, []))[1].append(i)
     out = []
     # Every group's config carries the whole grid: what it varies decides its network's layout
     # (a sweep over the MLP's drop_rate needs its Dropout layers, see mlp_drop_rate).
     base = cfg if tuple(grid) == tuple(cfg.sweep) else dataclasses.replace(cfg, sweep=tuple(grid))
-    for skey, idx in groups.items():
+    for skey, idx in groups.values():
         gcfg = base
         for k, v in skey:
             gcfg = gcfg.replace(k, v)

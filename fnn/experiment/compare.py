@@ -49,8 +49,45 @@ def _read_run(run_dir: Path) -> tuple[list[dict], dict]:
             rows = list(csv.DictReader(f))
         info = json.loads(summary.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as err:
-        raise RunDirError(f"{str(run_dir)!r}: unreadable run files ({err})") from None
-    return rows, info
+        why = (str(err).splitlines() or [type(err).__name__])[0]
+        raise RunDirError(f"{str(run_dir)!r}: unreadable run files ({why})") from None
+    return _checked_rows(rows, metrics), _checked_summary(info, summary)
+
+
+def _checked_rows(rows: list, path: Path) -> list[dict]:
+    """metrics.csv as fnn writes it: a member and an epoch column, every row complete, epochs
+    integers and values numbers (a truncated or edited file is one line naming it)."""
+    if not rows:
+        raise RunDirError(f"{str(path)!r}: no rows; expected the per-epoch metrics fnn writes")
+    missing = [c for c in ("member", "epoch") if c not in rows[0]]
+    if missing:
+        raise RunDirError(f"{str(path)!r}: no {' or '.join(repr(c) for c in missing)} column; "
+                          "expected the header fnn writes (member,epoch,...)")
+    for line, r in enumerate(rows, start=2):
+        if None in r or any(v is None for v in r.values()):
+            raise RunDirError(f"{str(path)!r}: line {line} has {'more' if None in r else 'fewer'}"
+                              " fields than the header (a truncated or edited file)")
+        try:
+            int(r["epoch"])
+            for k, v in r.items():
+                if k not in ("member", "epoch") and v not in ("", "nan"):
+                    float(v)
+        except ValueError:
+            raise RunDirError(f"{str(path)!r}: line {line} holds a value that is not a number "
+                              "(a truncated or edited file)") from None
+    return rows
+
+
+def _checked_summary(info, path: Path) -> dict:
+    """summary.json as fnn writes it: an object whose ``members`` is a list of objects."""
+    if not isinstance(info, dict):
+        raise RunDirError(f"{str(path)!r}: a JSON {type(info).__name__}; expected the object "
+                          "fnn writes")
+    members = info.get("members")
+    if members is not None and not (isinstance(members, list) and all(
+            isinstance(m, dict) for m in members)):
+        raise RunDirError(f"{str(path)!r}: 'members' is not a list of objects")
+    return info
 
 
 def _names(run_dirs: Sequence[Path]) -> list[str]:
@@ -97,6 +134,11 @@ def collect(run_dirs: Sequence, metric: Optional[str] = None) -> tuple[str, list
     return metric, series
 
 
+def _number(v):
+    """A summary field shown only if it is a number (an edited summary.json shows nothing)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def table(metric: str, series: Sequence[Series]) -> str:
     """The terminal table (see the module docstring)."""
     high = metric.endswith("accuracy")
@@ -110,10 +152,10 @@ def table(metric: str, series: Sequence[Series]) -> str:
             f"final_{metric}": float(s.values[finite[-1]]) if finite.size else None,
             f"best_{metric}": float(s.values[best]) if best is not None else None,
             "best_epoch": int(s.epochs[best]) if best is not None else None,
-            "test_loss": s.summary.get("test_loss"),
-            "test_accuracy": s.summary.get("test_accuracy"),
+            "test_loss": _number(s.summary.get("test_loss")),
+            "test_accuracy": _number(s.summary.get("test_accuracy")),
             "epochs": int(s.epochs[-1]) if s.epochs.size else 0,
-            "wall_s": s.summary.get("wall_time_s"),
+            "wall_s": _number(s.summary.get("wall_time_s")),
         })
     cols = [c for c in rows[0] if any(r[c] is not None for r in rows)]
     return report.format_table(rows, cols)

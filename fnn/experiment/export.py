@@ -9,8 +9,11 @@ statistics) folded in as constants, and ``batch`` a symbolic dimension. Loading 
     y = exported.call(x)          # x: float32 (batch, *input_shape)
 
 Beside it, ``FILE.json`` says what the function expects and returns: input shape and dtype,
-output kind and shape, class names, the platforms it was lowered for, the file's SHA-256, and
-the fnn and JAX versions.
+output kind and shape, class names, the platforms it was lowered for, the file's SHA-256
+(``sha256``), the SHA-256 of the metadata's own fields (``metadata_sha256``), and the fnn and
+JAX versions. :func:`load` checks both hashes and every field it uses against the model itself
+(input and output shapes, task, classes), so an edited or corrupted pair is a one-line
+:class:`ArtifactError`, never a crash at call time.
 """
 
 from __future__ import annotations
@@ -31,8 +34,19 @@ DEFAULT_NAME = "model.jax"
 PLATFORMS = ("cpu", "cuda")  # lowered for both: the file runs on either
 
 
+TASKS = ("classification", "regression")
+HASHES = ("sha256", "metadata_sha256")
+
+
 class ArtifactError(ValueError):
     """An exported file that cannot be read (one line; exit status 2)."""
+
+
+def metadata_hash(meta: dict) -> str:
+    """SHA-256 of the metadata's fields (all but the two hashes), as canonical JSON."""
+    fields = {k: v for k, v in meta.items() if k not in HASHES}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def default_output(run_dir, member: Optional[int], members: int, *,
@@ -115,6 +129,7 @@ def export_handle(handle, *, platforms=PLATFORMS) -> tuple[bytes, dict]:
         "fnn_version": __version__, "jax_version": jax.__version__,
         "load": "jax.export.deserialize(open(FILE, 'rb').read()).call(x)",
     }
+    meta["metadata_sha256"] = metadata_hash(meta)
     return data, meta
 
 
@@ -160,14 +175,89 @@ def load(path) -> tuple["jax.export.Exported", dict]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ArtifactError(f"{meta_path.name}: not an fnn export metadata file")
     data = p.read_bytes()
+    for key in HASHES:
+        if key in meta and not (isinstance(meta[key], str) and meta[key]):
+            raise ArtifactError(f"{meta_path.name}: {key} is {_shown(meta[key])}; expected the "
+                                "hex digest fnn export wrote")
     if meta.get("sha256") and hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise ArtifactError(f"{p.name}: corrupt (its SHA-256 differs from {meta_path.name})")
+    if meta.get("metadata_sha256") and metadata_hash(meta) != meta["metadata_sha256"]:
+        raise ArtifactError(f"{meta_path.name}: edited or corrupt (its fields' SHA-256 differs "
+                            "from its metadata_sha256); export the model again")
     try:
         exported = jax.export.deserialize(bytearray(data))
     except Exception as err:  # flatbuffers raise assorted types on garbage
         reason = (str(err).splitlines() or [""])[0][:80] or type(err).__name__
         raise ArtifactError(f"{p.name}: not a serialized jax.export model ({reason})") from None
+    _parse_module(exported, p.name)
+    check_metadata(meta, exported, meta_path.name)
     return exported, meta
+
+
+def _shown(v, missing: bool = False) -> str:
+    if missing:
+        return "missing"
+    text = json.dumps(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _parse_module(exported, name: str) -> None:
+    """Parse the StableHLO module now (a bit flip fails here, not at call time); MLIR's own
+    diagnostics, which it writes to file descriptor 2, are kept off the terminal."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        try:
+            os.dup2(sink.fileno(), 2)
+            try:
+                exported.mlir_module()
+                err = None
+            except Exception as e:  # noqa: BLE001 - MLIR/XLA raise assorted types
+                err = e
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if err is not None:
+            sink.seek(0)
+            said = sink.read().decode("utf-8", "replace").strip().splitlines()
+            why = (said[0] if said else (str(err).splitlines() or [type(err).__name__])[0])
+            raise ArtifactError(f"{name}: corrupt model (its StableHLO does not parse: "
+                                f"{why[:100]})")
+
+
+def check_metadata(meta: dict, exported, name: str = "metadata") -> None:
+    """The fields :func:`call` and ``fnn predict`` use, checked against the model itself.
+
+    Raises:
+      ArtifactError: ``input_shape`` not a list of positive ints or not the model's input,
+        ``task`` not classification / regression, ``classes`` not a list of names, one per
+        output (two for one sigmoid unit) (one line).
+    """
+    shape = meta.get("input_shape")
+    if not (isinstance(shape, list) and shape and all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)):
+        raise ArtifactError(f"{name}: input_shape is {_shown(shape, 'input_shape' not in meta)}; expected a list of "
+                            "positive integers such as [16, 16, 1]")
+    model_in = [int(d) for d in exported.in_avals[0].shape[1:]]
+    if shape != model_in:
+        raise ArtifactError(f"{name}: input_shape {shape} differs from the model's input "
+                            f"{model_in}")
+    task = meta.get("task")
+    if task not in TASKS:
+        raise ArtifactError(f"{name}: task is {_shown(task, 'task' not in meta)}; expected one of: "
+                            f"{', '.join(TASKS)}")
+    outputs = int(exported.out_avals[0].shape[-1])
+    classes = meta.get("classes")
+    if task == "classification" and classes is not None:
+        want = 2 if outputs == 1 else outputs
+        if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            raise ArtifactError(f"{name}: classes is {_shown(classes)}; expected a list of "
+                                f"{want} class names")
+        if len(classes) != want:
+            raise ArtifactError(f"{name}: {len(classes)} class name(s) for a model of {outputs} "
+                                f"output(s); expected {want} names")
 
 
 def call(exported, meta: dict, x: np.ndarray) -> np.ndarray:
@@ -176,4 +266,10 @@ def call(exported, meta: dict, x: np.ndarray) -> np.ndarray:
     from fnn.data.validate import conform_inputs
 
     x = conform_inputs(x, tuple(meta["input_shape"]))
-    return np.asarray(exported.call(jnp.asarray(x, jnp.float32)))
+    try:
+        return np.asarray(exported.call(jnp.asarray(x, jnp.float32)))
+    except Exception as err:  # noqa: BLE001 - a corrupt module can still fail to compile
+        if not type(err).__name__.endswith("RuntimeError"):
+            raise
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:100]
+        raise ArtifactError(f"the exported model cannot run ({why}); export it again") from None

@@ -177,6 +177,7 @@ def load_run(run_dir, member: Union[int, str, None] = None) -> RunHandle:
     ref = members_mod.find_member(refs, member, run_dir)
     spec = members_mod.data_specs(run_dir, cfg, groups)[ref.group_index]
     net, params, state = members_mod.load_group(run_dir, cfg, groups, ref.group_index, spec)
+    members_mod.check_outputs(net, spec, run_dir)
     n = len(groups[ref.group_index].members)
     return RunHandle(run_dir, ref=ref, config=members_mod.member_config(cfg, groups, ref),
                      run_config=cfg, groups=groups, net=net,

@@ -27,9 +27,12 @@ from fnn.nn import names
 # The checks read only fnn.nn.names (no JAX); the layer classes are imported by build_layer.
 ACTIVATION_NAMES = (*names.ACTIVATIONS, *names.ACTIVATION_ALIASES)
 INITIALIZER_NAMES = (*names.INITIALIZERS, *names.INITIALIZER_ALIASES)
-MAX_UNITS = 1 << 20  # filters / units beyond this are a typo, not a network
+# Bounds on what cannot be useful and would compile for minutes (issue 23): every layer is
+# unrolled into the one compiled program, so depth is compile time.
+MAX_UNITS = 1 << 16   # filters / units per layer (65,536); 2**20 is a typo, not a network
 MAX_WINDOW = 1 << 12
-MAX_DEPTH = 8        # residual blocks nested deeper than this are refused
+MAX_DEPTH = 8         # residual blocks nested deeper than this are refused
+MAX_LAYERS = 100      # layers in all (inner layers of residual blocks counted)
 
 
 def _int(lo, hi):
@@ -136,10 +139,10 @@ def check(value: Any, key: str = "model.layers", depth: int = 0) -> tuple[Any, l
             errors.append(f"{at}: {_describe(spec)}; expected a table with a 'type'")
             continue
         kind = spec.get("type")
-        if kind not in SPECS:
+        if not isinstance(kind, str) or kind not in SPECS:  # ["conv2d"] is not a name either
             shown = "missing" if kind is None else f"{_describe(kind)} is not a layer type"
-            errors.append(f"{at}.type: {shown}{_hint(kind, TYPES) if kind else ''}; expected one"
-                          f" of: {', '.join(TYPES)}")
+            hint = _hint(kind, TYPES) if isinstance(kind, str) and kind else ""
+            errors.append(f"{at}.type: {shown}{hint}; expected one of: {', '.join(TYPES)}")
             continue
         fields = SPECS[kind][1]
         norm = {"type": kind}
@@ -166,7 +169,15 @@ def check(value: Any, key: str = "model.layers", depth: int = 0) -> tuple[Any, l
             elif got is not None:
                 norm[name] = got
         out.append(norm)
+    if depth == 0 and not errors and count_layers(out) > MAX_LAYERS:
+        errors.append(f"{key}: {count_layers(out)} layers; expected at most {MAX_LAYERS} (each "
+                      "layer is compiled into the one training program)")
     return (tuple(out) if not errors else None), errors
+
+
+def count_layers(specs) -> int:
+    """Layers in a normalized stack, the inner layers of residual blocks included."""
+    return sum(1 + (count_layers(s["layers"]) if s["type"] == "residual" else 0) for s in specs)
 
 
 def build_layer(spec: dict):

@@ -161,6 +161,19 @@ def load_group(run_dir, cfg, groups, group_index: int, spec) -> tuple[Any, Any, 
     return net, params, state
 
 
+def check_outputs(net, spec, run_dir) -> None:
+    """RunDirError unless the data's classes (``preprocessing.json``) name the network's
+    outputs: one per class, or one sigmoid unit for two classes."""
+    outputs = int(net.output_shape[-1]) if getattr(net, "output_shape", None) else None
+    if outputs is None or spec.task != "classification":
+        return
+    k = len(spec.class_names)
+    if outputs != k and not (outputs == 1 and k == 2):
+        raise RunDirError(f"{Path(run_dir) / preprocessing.FILE}: {k} classes for a network of "
+                          f"{outputs} outputs; expected {outputs} (the file does not belong to "
+                          "this run)")
+
+
 def select(tree, position: int, members: int):
     """Member ``position`` of a tree stacked over ``members`` (the tree itself when 1)."""
     if tree is None or members == 1:

@@ -25,6 +25,7 @@ from fnn.engine.eval_rows import eval_chunk  # noqa: F401 - re-exported
 SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1, "lion": 1,
          "adam": 2, "adamw": 2, "nadam": 2, "adamax": 2}
 GB = 1e9
+MAX_PARAMS = 2**28  # parameters of one member without an explicit training.memory_limit_gb
 
 
 def machine_bytes() -> int:
@@ -68,6 +69,10 @@ def check(cfg, net, *, members: int = 1) -> None:
         return
     est = estimate(net, optimizer=cfg.optimizer.name, batch_size=cfg.training.batch_size,
                    members=members, early_stopping=cfg.early_stopping.enabled)
+    if est["count"] > MAX_PARAMS and limit_gb <= 0:
+        raise ValueError(
+            f"model: {est['count']:,} parameters; expected at most 2**28 = {MAX_PARAMS:,} (its"
+            f" compilation alone takes minutes); set training.memory_limit_gb to train it anyway")
     if est["total"] > limit:
         where = ("training.memory_limit_gb" if limit_gb > 0 else
                  "80% of this machine's memory; raise it with --set training.memory_limit_gb=...")

@@ -12,7 +12,10 @@ import numpy as np
 
 def read_inputs(path, *, num_features: int = 0, shape: tuple = (), drop_column: str = "",
                 image_shape=None) -> np.ndarray:
-    """Features from a .csv (header row, numeric columns) or .npz (array ``x``).
+    """Features from a .csv (numeric columns, a header row optional) or .npz (array ``x``).
+
+    A CSV whose first row is all numbers has no header: that row is data, not names (the
+    ``drop_column`` then cannot be found by name, so the file must hold the features only).
 
     Args:
       path: the file.  shape: one example's shape as the model takes it, e.g. (16, 16, 1);
@@ -65,20 +68,28 @@ def read_inputs(path, *, num_features: int = 0, shape: tuple = (), drop_column: 
             if "field larger than field limit" in why:
                 why = f"a field longer than {csv.field_size_limit()} characters"
             raise ValueError(f"INPUT {p.name}: line {line}: not readable as CSV ({why})") from None
+        headerless = bool(rows) and _all_numbers(rows[0])
+        if headerless:  # the first row is data: named by position
+            rows = [[f"column {i + 1}" for i in range(len(rows[0]))]] + rows
         if len(rows) < 2:
             raise ValueError(f"INPUT {p.name}: expected a header row and at least one data row")
         header = [h.strip() for h in rows[0]]
         keep = [i for i, h in enumerate(header) if not (drop_column and h == drop_column)]
         x = np.empty((len(rows) - 1, len(keep)), np.float32)
-        for r, row in enumerate(rows[1:], start=2):
+        for r, row in enumerate(rows[1:], start=1 if headerless else 2):
             if len(row) != len(header):
                 raise ValueError(f"INPUT {p.name}: row {r} has {len(row)} cells; expected {len(header)}")
             for j, i in enumerate(keep):
                 try:
-                    x[r - 2, j] = float(row[i])
+                    value = float(row[i])
                 except (ValueError, OverflowError):
                     raise ValueError(f"INPUT {p.name}: column {header[i]!r} row {r}: {row[i][:40]!r} "
                                      "is not a number") from None
+                if abs(value) > FLOAT32_MAX and np.isfinite(value):  # not inf with a warning
+                    raise ValueError(f"INPUT {p.name}: column {header[i]!r} row {r}: "
+                                     f"{row[i][:40]!r} is beyond the float32 range "
+                                     f"(|x| <= {FLOAT32_MAX:.4g})")
+                x[r - (1 if headerless else 2), j] = value
     else:
         raise ValueError(f"INPUT: {p.name!r}; expected a .csv or .npz file")
     x = conform_inputs(x, shape, f"INPUT {p.name}", image_shape=image_shape)
@@ -86,6 +97,18 @@ def read_inputs(path, *, num_features: int = 0, shape: tuple = (), drop_column: 
         bad = np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0]
         raise ValueError(f"INPUT {p.name}: non-finite value at row {bad[0]}, column {bad[1]}")
     return x
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _all_numbers(row) -> bool:
+    """Whether every cell of a CSV row reads as a number (a data row, not a header)."""
+    try:
+        return bool(row) and all(np.isfinite(float(c)) or c.strip().lower() in (
+            "nan", "inf", "-inf") for c in row)
+    except ValueError:
+        return False
 
 
 def predict_file(source, input_path, output=None, *, member=0) -> Path:

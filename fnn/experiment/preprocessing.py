@@ -93,12 +93,35 @@ def from_dict(d: dict) -> DataSpec:
                 kw[k] = np.asarray(kw[k], np.float32)
         for k in ("classes", "image_shape"):
             if kw.get(k) is not None:
+                if not isinstance(kw[k], list):
+                    raise ValueError(f"{k} is a {type(kw[k]).__name__}; expected a list")
                 kw[k] = tuple(kw[k])
         spec = DataSpec(**kw)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{FILE}: malformed entry ({err})") from None
     if spec.raw_dtype not in ("uint8", "float32"):
         raise ValueError(f"{FILE}: raw_dtype {spec.raw_dtype!r}; expected 'uint8' or 'float32'")
+    if spec.task not in ("classification", "regression"):
+        raise ValueError(f"{FILE}: task {spec.task!r}; expected 'classification' or 'regression'")
+    for k in ("num_features", "num_outputs"):
+        v = getattr(spec, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{FILE}: {k} {v!r}; expected a positive integer")
+    if spec.task == "classification":
+        k = spec.num_classes
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ValueError(f"{FILE}: num_classes {k!r}; expected an integer >= 2")
+        if spec.num_outputs != k:
+            raise ValueError(f"{FILE}: num_outputs {spec.num_outputs}; expected num_classes = {k}")
+        if spec.classes is not None and (len(spec.classes) != k or not all(
+                isinstance(c, str) for c in spec.classes)):
+            raise ValueError(f"{FILE}: classes {list(spec.classes)!r:.60}; expected {k} class "
+                             "names (num_classes)")
+    for k in ("x_mean", "x_std"):
+        v = getattr(spec, k)
+        if v is not None and v.shape != (spec.num_features,):
+            raise ValueError(f"{FILE}: {k} has shape {v.shape}; expected ({spec.num_features},)"
+                             " (num_features)")
     return spec
 
 

@@ -202,7 +202,12 @@ class Sequential:
         return chain.init_state(self.layers, self.shapes[:-1], jnp.dtype(self.dtype))
 
     def _param_shapes(self):
-        return jax.eval_shape(self.init, jax.random.key(0))
+        """The params' ShapeDtypeStructs (traced once per network, then kept)."""
+        cached = self.__dict__.get("_param_shape_cache")
+        if cached is None:
+            cached = jax.eval_shape(self.init, jax.random.key(0))
+            object.__setattr__(self, "_param_shape_cache", cached)
+        return cached
 
     def param_layers(self) -> tuple[tuple[int, str], ...]:
         """(index, type name) of every layer with parameters."""
@@ -218,9 +223,12 @@ class Sequential:
         """One-line ValueError if ``x`` is not a (batch, *input_shape) batch of finite values
         (finiteness only for concrete arrays)."""
         shape = tuple(np.shape(x))
+        want = ", ".join(str(d) for d in self.input_shape)
         if len(shape) != len(self.input_shape) + 1 or shape[1:] != self.input_shape:
-            want = ", ".join(str(d) for d in self.input_shape)
             raise ValueError(f"x: shape {shape}; expected a batch of shape (batch, {want})")
+        if shape[0] == 0:
+            raise ValueError(f"x: shape {shape} is an empty batch; expected at least one example"
+                             f" (batch >= 1, {want})")
         check = getattr(self.layers[0], "check_input", None)
         if callable(check):  # a first layer that takes integer ids checks them itself
             check(x)
@@ -234,11 +242,19 @@ class Sequential:
                                      f" at index {first}; expected finite inputs")
 
     def check_params(self, params) -> None:
-        """ValueError naming the layer, the leaf and both shapes if ``params`` do not fit."""
+        """ValueError naming the layer, the leaf and both shapes if ``params`` do not fit: their
+        count (one entry per layer) and every leaf's shape, the first layer that does not fit
+        named (``params[2]['w']: shape (320, 3); expected (256, 3) for layers[2] (Dense)``)."""
         want = self._param_shapes()
         if not isinstance(params, (tuple, list)) or len(params) != len(self.layers):
-            n = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
-            raise ValueError(f"params: {n} layers; expected a tuple of {len(self.layers)} entries")
+            n = (f"{len(params)} entr{'y' if len(params) == 1 else 'ies'}"
+                 if isinstance(params, (tuple, list))
+                 else f"a {type(params).__name__}")
+            first = ""
+            if isinstance(params, (tuple, list)) and len(params) < len(self.layers):
+                first = f" (none for {chain.describe(len(params), self.layers[len(params)])})"
+            raise ValueError(f"params: {n}; expected a tuple of {len(self.layers)} entries, one "
+                             f"per layer{first}")
         for i, (layer, w, p) in enumerate(zip(self.layers, want, params)):
             where = chain.describe(i, layer)
             if jax.tree.structure(w) != jax.tree.structure(p):
@@ -266,6 +282,7 @@ class Sequential:
           (ŷ (batch, *output_shape), caches, new state).
         """
         self.check_input(x)
+        self.check_params(params)  # shapes only: free under jit (checked once, at tracing)
         x = jnp.asarray(x)
         if not self._keeps_integers(x):
             x = x.astype(self.dtype)

@@ -442,7 +442,9 @@ def test_every_problem_is_listed_at_once(tmp_path):
     rc, out, err = run_cli("train", cfg, "--out", tmp_path / "out")
     assert rc == 2 and out == "" and "Traceback" not in err
     lines = err.splitlines()
-    assert lines[0] == f"fnn: error: {cfg}: 3 problems:"
+    # the documented exception to one-line errors: the first line is complete on its own
+    assert lines[0] == (f"fnn: error: {cfg}: 3 problems: optimizer.learning_rate: -1.0 out of "
+                        "range; expected > 0 (all 3 below)")
     assert [ln.strip().split(":")[0] for ln in lines[1:]] == [
         "optimizer.learning_rate", "regularization.drop_rate", "training.batch_size"]
     assert not (tmp_path / "out").exists()

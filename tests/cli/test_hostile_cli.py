@@ -50,8 +50,34 @@ def test_a_warning_is_one_line_without_the_source_echo(cache, tmp_path, monkeypa
     monkeypatch.setitem(cli.COMMANDS, "train", warns_then_fails)
     rc, out, err = run_cli("train", tmp_path / "any.toml")
     assert rc == 2
-    assert err.splitlines() == ["fnn: warning: skipping corrupt checkpoint ckpt-3.npz (bad zip)",
-                                "fnn: error: the error line"], err
+    # a warning followed by an error is one message (issue 23), not two
+    assert err.splitlines() == ["fnn: error: the error line (after the warning: skipping corrupt "
+                                "checkpoint ckpt-3.npz (bad zip))"], err
+
+
+def test_a_warning_before_output_is_printed_first(cache, tmp_path, monkeypatch):
+    def warns_then_prints(args):
+        warnings.warn("first", UserWarning)
+        print("the table")
+        warnings.warn("later", UserWarning)
+        return 0
+
+    monkeypatch.setitem(cli.COMMANDS, "train", warns_then_prints)
+    rc, out, err = run_cli("train", tmp_path / "any.toml")
+    assert rc == 0 and out == "the table\n"
+    assert err.splitlines() == ["fnn: warning: first", "fnn: warning: later"], err
+
+
+def test_a_warning_before_an_internal_error_keeps_its_line(cache, tmp_path, monkeypatch):
+    def warns_then_crashes(args):
+        warnings.warn("careful", UserWarning)
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(cli.COMMANDS, "train", warns_then_crashes)
+    rc, out, err = run_cli("train", tmp_path / "any.toml")
+    assert rc == 3
+    assert err.splitlines()[0] == "fnn: warning: careful"
+    assert err.splitlines()[1].startswith("fnn: internal error: RuntimeError: boom")
 
 
 def test_the_warning_formatter_is_restored(cache, tmp_path):

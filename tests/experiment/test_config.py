@@ -140,7 +140,7 @@ _run_names = _names.filter(lambda s: "\x00" not in s and "/" not in s and "\\" n
 
 @given(path=_names.filter(lambda s: "\x00" not in s), name=_run_names,
        lr=st.floats(min_value=1e-300, max_value=1e300),
-       hidden=st.lists(st.integers(1, 2**31 - 1), max_size=4),
+       hidden=st.lists(st.integers(1, C.MAX_UNITS), max_size=4),
        seeds=st.lists(st.integers(0, 2**32 - 1), max_size=4, unique=True),
        l2=st.floats(min_value=0, max_value=1e6), patience=st.integers(1, 10**9))
 def test_resolved_toml_round_trips_any_valid_value(path, name, lr, hidden, seeds, l2, patience):
@@ -306,7 +306,7 @@ def test_every_problem_is_reported_in_one_pass():
                      "traning: unknown section (did you mean 'training'?)"):
         assert sum(fragment in e for e in errors) == 1, (fragment, errors)
     msg = str(info.value)
-    assert msg.splitlines()[0] == "x.toml: 5 problems:"
+    assert msg.splitlines()[0] == f"x.toml: 5 problems: {errors[0]} (all 5 below)"
     assert msg.splitlines()[1:] == [f"  {e}" for e in errors]
 
 

@@ -272,7 +272,7 @@ def test_bad_params_name_layer_and_shapes(small):
     broken = (params[0], {"w": jnp.ones((4, 2)), "b": params[1]["b"]})
     with pytest.raises(ValueError, match=r"params\[1\]\['w'\]: shape \(4, 2\); expected \(5, 2\) for layers\[1\] \(Dense\)"):
         fnn.loss_and_grad(net, "cross_entropy", broken, jnp.ones((2, 3)), jnp.zeros(2, jnp.int32))
-    with pytest.raises(ValueError, match=r"params: 1 layers; expected a tuple of 2 entries"):
+    with pytest.raises(ValueError, match=r"params: 1 entry; expected a tuple of 2 entries"):
         fnn.loss_and_grad(net, "cross_entropy", params[:1], jnp.ones((2, 3)), jnp.zeros(2, jnp.int32))
 
 

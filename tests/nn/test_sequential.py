@@ -45,21 +45,15 @@ SHAPE_ERRORS = [
      r" expected the residual's input shape \(6, 6, 4\)"),
     ([Conv2D(2, 3, padding="valid"), MaxPool2D(3)], (4, 4, 1),
      r"^layers\[1\] \(MaxPool2D\): got input shape \(2, 2, 2\); expected height >= 3 and width >= 3"),
-    ([Conv2D(2, 3), Dense(0)], (5, 5, 1),
-     r"^layers\[1\] \(Dense\): units: 0; expected a positive integer"),
     ([Dense(4, "softmax"), Dense(2)], (3,),
      r"^layers\[0\] \(Dense\): activation 'softmax' is only allowed in the last layer"),
     ([Residual([Activation("softmax")]), Flatten()], (2, 2, 3),
      r"^layers\[0\]\.layers\[0\] \(Activation\): activation 'softmax' is only allowed"),
-    ([Dense(3, "swish")], (3,), r"^layers\[0\] \(Dense\): unknown activation 'swish'"),
     ([Flatten(), Conv2D(2, 3)], (5, 5, 1),
      r"^layers\[1\] \(Conv2D\): got input shape \(25,\); expected a 3-d input"),
-    ([Conv2D(2, 0)], (5, 5, 1), r"^layers\[0\] \(Conv2D\): kernel_size: 0; expected a positive int"),
-    ([Conv2D(2, 3, padding="full")], (5, 5, 1), r"^layers\[0\] \(Conv2D\): padding: 'full'"),
     (["dense"], (3,), r"^layers\[0\] \(str\): 'dense' is not a layer"),
     ([Residual([MaxPool2D(9)])], (4, 4, 1),
      r"^layers\[0\] \(Residual\): layers\[0\] \(MaxPool2D\): got input shape \(4, 4, 1\)"),
-    ([Dropout(1.0)], (3,), r"^layers\[0\] \(Dropout\): rate: 1.0; expected a probability"),
     ([GlobalAvgPool2D()], (4,), r"^layers\[0\] \(GlobalAvgPool2D\): got input shape \(4,\)"),
 ]
 
@@ -69,6 +63,67 @@ def test_shape_errors_name_index_type_and_shape(layers, input_shape, match):
     with pytest.raises(ValueError, match=match) as info:
         Sequential(layers, input_shape=input_shape)
     assert "\n" not in str(info.value)
+
+
+# Arguments are checked when the layer is constructed (issue 23), not when the Sequential is
+# built: one line naming the argument and its value.
+CONSTRUCTOR_ERRORS = [
+    (lambda: Dense(0), r"^units: 0; expected a positive integer$"),
+    (lambda: Dense(-3), r"^units: -3; expected a positive integer$"),
+    (lambda: Dense(2.5), r"^units: 2.5; expected a positive integer$"),
+    (lambda: Dense(3, "swish"), r"^activation: unknown activation 'swish'; expected one of"),
+    (lambda: Dense(3, initializer="bad"), r"^initializer: unknown initializer 'bad'"),
+    (lambda: Conv2D(0), r"^filters: 0; expected a positive integer$"),
+    (lambda: Conv2D(2, 0), r"^kernel_size: 0; expected a positive int or a pair of them$"),
+    (lambda: Conv2D(2, 3, strides=(1, 0)), r"^strides: \(1, 0\); expected a positive int"),
+    (lambda: Conv2D(2, 3, padding="full"), r"^padding: 'full'; expected one of: same, valid$"),
+    (lambda: Conv2D(2, 3, activation=["relu"]), r"^activation: unknown activation \['relu'\]"),
+    (lambda: MaxPool2D(0), r"^pool_size: 0; expected a positive int or a pair of them$"),
+    (lambda: MaxPool2D(2, backward_formulation="x"), r"^backward_formulation: 'x'; expected"),
+    (lambda: AvgPool2D(2, strides=-1), r"^strides: -1; expected a positive int"),
+    (lambda: Dropout(1.0), r"^rate: 1.0; expected a probability in \[0, 1\)$"),
+    (lambda: Dropout(-0.1), r"^rate: -0.1; expected a probability in \[0, 1\)$"),
+    (lambda: Dropout(float("nan")), r"^rate: nan; expected a probability"),
+    (lambda: BatchNorm(momentum=2), r"^momentum: 2; expected a number in \[0, 1\]$"),
+    (lambda: LayerNorm(eps=0), r"^eps: 0; expected a positive finite number$"),
+    (lambda: LayerNorm(eps=float("inf")), r"^eps: inf; expected a positive finite number$"),
+    (lambda: Activation("nope"), r"^activation: unknown activation 'nope'"),
+]
+
+
+@pytest.mark.parametrize("make,match", CONSTRUCTOR_ERRORS)
+def test_layer_arguments_are_checked_at_construction(make, match):
+    with pytest.raises(ValueError, match=match) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def _small_cnn(filters=4):
+    return Sequential([Conv2D(filters, 3, activation="relu"), Flatten(), Dense(3)],
+                      input_shape=(8, 8, 1))
+
+
+@pytest.mark.parametrize("params_of,match", [
+    # one entry short: apply used to return the Flatten output (2, 256)
+    (lambda net: net.init(jax.random.key(0))[:-1],
+     r"^params: 2 entries; expected a tuple of 3 entries, one per layer \(none for layers\[2\] "
+     r"\(Dense\)\)$"),
+    # another network's params: used to run (Conv2D(5) then a (320, 3) Dense) without a word
+    (lambda net: _small_cnn(5).init(jax.random.key(1)),
+     r"^params\[0\]\['b'\]: shape \(5,\); expected \(4,\) for layers\[0\] \(Conv2D\)$"),
+    (lambda net: {"w": 1}, r"^params: a dict; expected a tuple of 3 entries"),
+])
+def test_apply_refuses_params_that_do_not_fit(params_of, match):
+    net = _small_cnn()
+    with pytest.raises(ValueError, match=match):
+        net.apply(params_of(net), np.zeros((2, 8, 8, 1), np.float32))
+
+
+def test_apply_refuses_an_empty_batch_in_one_line():
+    net = _small_cnn()  # was a ZeroDivisionError from inside JAX
+    with pytest.raises(ValueError, match=r"^x: shape \(0, 8, 8, 1\) is an empty batch; expected "
+                                         r"at least one example"):
+        net.apply(net.init(jax.random.key(0)), np.zeros((0, 8, 8, 1), np.float32))
 
 
 @pytest.mark.parametrize("kwargs,match", [

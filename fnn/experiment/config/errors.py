@@ -2,8 +2,9 @@
 
 Contract: a :class:`ConfigError` carries ``errors``, one line per problem, each starting with
 the full dotted key (or ``--set KEY`` / ``config file 'PATH'``); ``source`` is the file the
-problems were found in. ``str(err)`` is the single line for one problem, or ``N problems:``
-followed by one indented line per problem.
+problems were found in. ``str(err)`` is the single line for one problem; for several it is
+the one documented exception to one-line errors: a first line complete on its own (``N
+problems: <the first> (all N below)``), then one indented line per problem.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class ConfigError(ValueError):
         if len(self.errors) == 1:
             msg = f"{where}{self.errors[0]}"
         else:
-            msg = f"{where}{len(self.errors)} problems:\n  " + "\n  ".join(self.errors)
+            msg = (f"{where}{len(self.errors)} problems: {self.errors[0]} (all"
+                   f" {len(self.errors)} below)\n  " + "\n  ".join(self.errors))
         super().__init__(msg)
 
 

@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 from fnn.experiment.config.errors import ConfigError, suggest
 from fnn.experiment.config.resolve import notes
-from fnn.experiment.config.schema import Config, all_keys
+from fnn.experiment.config.schema import MAX_MEMBERS, Config, all_keys
 from fnn.experiment.config.tomlio import MAX_DEPTH, too_deep, deepcopy, read_raw
 from fnn.experiment.config.validate import from_dict
 
@@ -117,6 +117,13 @@ def sweep_members(cfg: Config, grid=None, seeds=None) -> list[dict]:
     if seeds is None:
         seeds = list(cfg.training.seeds) or [cfg.training.seed]
     keys = [k for k, _ in grid]
+    count = len(seeds)
+    for _, values in grid:
+        count *= len(values)
+    if count > MAX_MEMBERS:
+        sizes = " x ".join([*(str(len(v)) for _, v in grid), f"{len(seeds)} seed(s)"])
+        raise ConfigError([f"sweep: {sizes} = {count} members; expected at most {MAX_MEMBERS}"
+                           " (split the sweep into several runs)"])
     members = []
     for combo in itertools.product(*[v for _, v in grid]):
         for seed in seeds:

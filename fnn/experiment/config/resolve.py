@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from typing import NamedTuple, Optional
 
 from fnn.data.synthetic import SYNTHETIC
@@ -59,6 +60,8 @@ def data_facts(cfg: Config) -> DataFacts:
         try:
             st = os.stat(d.path)
         except (OSError, ValueError):
+            return DataFacts(None, None, None)
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero: read by the loader, which refuses it
             return DataFacts(None, None, None)
         return _peek(d.name, d.path, d.target, d.num_classes, (st.st_mtime_ns, st.st_size))
     return DataFacts(None, None, None)

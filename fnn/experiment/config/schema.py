@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from fnn import data as _data
 from fnn.data.tabular import MAX_CLASSES
+from fnn.experiment.layer_specs import MAX_LAYERS, MAX_UNITS
 from fnn.nn import names as _names
 from fnn.optim import names as _optimizers
 
@@ -34,6 +35,8 @@ SCHEDULES = ("constant", "step", "exponential", "linear", "cosine", "warmup_cosi
 INT32_MAX = 2**31 - 1   # default upper bound of every integer key
 SEED_MAX = 2**32 - 1    # jax.random.key and NumPy's generators take a uint32 seed
 N_SAMPLES_MAX = 10**8   # synthetic sets are generated in host memory
+MAX_SEEDS = 1000        # seeds of one sweep (training.seeds, --seeds): each is a vmapped member
+MAX_MEMBERS = 4096      # members of one sweep (grid x seeds)
 
 # Keys a sweep may vary inside one compiled program (traced), and the HParams field each feeds.
 TRACED_KEYS = {
@@ -46,16 +49,19 @@ TRACED_KEYS = {
 
 
 def opt(default, help: str, *, type: str, choices=None, min=None, max=None,
-        min_open: bool = False, max_open: bool = False, component: bool = False):
+        min_open: bool = False, max_open: bool = False, component: bool = False,
+        max_len: Optional[int] = None):
     """A schema field: default (or REQUIRED), help text, type name and constraints.
 
     Integer types (``int``, ``int?``, ``int_list``) without ``max`` get ``max=INT32_MAX``.
-    ``component=True`` marks a string that must be one path component (a run name).
+    ``component=True`` marks a string that must be one path component (a run name);
+    ``max_len`` bounds the length of an ``int_list``.
     """
     if max is None and type.rstrip("?") in ("int", "int_list"):
         max = INT32_MAX
     meta = dict(help=help, type=type, choices=choices, min=min, max=max, min_open=min_open,
-                max_open=max_open, required=default is REQUIRED, component=component)
+                max_open=max_open, required=default is REQUIRED, component=component,
+                max_len=max_len)
     if default is REQUIRED:
         return field(default=None, metadata=meta)
     if isinstance(default, list):
@@ -91,7 +97,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     hidden: tuple = opt([32], "hidden layer widths, e.g. [64, 64]; [] for no hidden layer",
-                        type="int_list", min=1)
+                        type="int_list", min=1, max=MAX_UNITS, max_len=MAX_LAYERS)
     activation: Any = opt("relu", "hidden activation: one name or one per hidden layer",
                           type="str_or_list", choices=ACTIVATIONS)
     output: str = opt("", "output activation; empty: softmax for cross_entropy, sigmoid for "
@@ -173,7 +179,7 @@ class TrainingConfig:
     seed: int = opt(0, "seed of initialization, shuffling, dropout and augmentation", type="int",
                     min=0, max=SEED_MAX)
     seeds: tuple = opt([], "several seeds trained as one vmapped sweep (overrides seed)",
-                       type="int_list", min=0, max=SEED_MAX)
+                       type="int_list", min=0, max=SEED_MAX, max_len=MAX_SEEDS)
     nan_guard: str = opt("halt", "a non-finite loss or gradient skips the step and halts the run "
                          "(halt); revert also rolls back non-finite parameters after an update "
                          "(slower); off: no checks", type="str", choices=("halt", "revert", "off"))

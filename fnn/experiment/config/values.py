@@ -89,6 +89,8 @@ def check_value(key: str, value, f: dataclasses.Field):
         if not isinstance(value, (list, tuple)) or any(
                 isinstance(v, bool) or not isinstance(v, int) for v in value):
             return bad("a list of integers, e.g. [64, 64]")
+        if m.get("max_len") is not None and len(value) > m["max_len"]:
+            return None, f"{key}: {len(value)} values; expected at most {m['max_len']}"
         for v in value:
             err = check_range(v)
             if err:

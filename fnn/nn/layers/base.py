@@ -165,7 +165,16 @@ class FusedActivation:
         return [cache.z > 0] if self.act.kink else []
 
     def _check_activation(self) -> None:
-        acts.get(self.activation)  # unknown name: the registry's one-line error
+        """The activation and initializer names (a one-line ValueError naming the argument)."""
+        try:
+            acts.get(self.activation)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"activation: {err}") from None
+        if getattr(self, "initializer", None) is not None:
+            try:
+                self.init_name
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"initializer: {err}") from None
 
     @property
     def init_name(self) -> str:

@@ -95,14 +95,18 @@ class Conv2D(FusedActivation):
     formulation: str = "auto"
 
     def __post_init__(self):
+        positive_int(self.filters, "filters")  # arguments checked here, at construction
         for name in ("kernel_size", "strides"):
-            try:
-                object.__setattr__(self, name, pair(getattr(self, name), name))
-            except ValueError:
-                pass  # reported by output_shape, with the layer's index
+            object.__setattr__(self, name, pair(getattr(self, name), name))
         if isinstance(self.padding, str):
             object.__setattr__(self, "padding", self.padding.lower())
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding: {self.padding!r}; expected one of: same, valid")
+        if self.formulation not in FORMULATIONS:
+            raise ValueError(f"formulation: {self.formulation!r}; expected one of:"
+                             f" {', '.join(FORMULATIONS)}")
         object.__setattr__(self, "activation", canonical_activation(self.activation))
+        self._check_activation()
 
 
     def _geometry(self, h: int, w: int):
@@ -112,21 +116,16 @@ class Conv2D(FusedActivation):
         return (oh, ow), (ph, pw)
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        positive_int(self.filters, "filters")
-        kh, kw = pair(self.kernel_size, "kernel_size")
-        pair(self.strides, "strides")
-        if self.padding not in PADDINGS:
-            raise ValueError(f"padding: {self.padding!r}; expected one of: same, valid")
-        if self.formulation not in FORMULATIONS:
-            raise ValueError(f"formulation: {self.formulation!r}; expected one of:"
-                             f" {', '.join(FORMULATIONS)}")
-        self._check_activation()
-        self.init_name
+        kh, kw = self.kernel_size
         expect_rank(input_shape, 3, "a 3-d input (height, width, channels)")
         h, w, _ = input_shape
         if self.padding == "valid" and (kh > h or kw > w):
             raise ValueError(f"got input shape {shape_str(input_shape)}; expected height >= {kh}"
                              f" and width >= {kw} for a {kh}x{kw} 'valid' kernel")
+        if kh > 2 * h - 1 or kw > 2 * w - 1:  # wider than any window onto the input: zeros only
+            raise ValueError(f"kernel_size: {kh}x{kw} for input shape {shape_str(input_shape)};"
+                             f" expected at most {2 * h - 1}x{2 * w - 1} (twice the input, less"
+                             f" one: a wider kernel sees only padding)")
         (oh, ow), _ = self._geometry(h, w)
         return (oh, ow, self.filters)
 

@@ -74,14 +74,12 @@ class Dense(FusedActivation):
     activation: str = "identity"
     initializer: Optional[str] = None
 
-    def __post_init__(self):
+    def __post_init__(self):  # arguments checked here, at construction (one line each)
         object.__setattr__(self, "activation", canonical_activation(self.activation))
-
-
-    def output_shape(self, input_shape: tuple) -> tuple:
         positive_int(self.units, "units")
         self._check_activation()
-        self.init_name
+
+    def output_shape(self, input_shape: tuple) -> tuple:
         if len(input_shape) < 1:
             raise ValueError(f"got input shape {shape_str(input_shape)}; expected at least 1-d"
                              f" (..., features)")

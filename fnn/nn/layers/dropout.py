@@ -69,8 +69,10 @@ class Dropout:
 
     rate: float = 0.5
 
+    def __post_init__(self):
+        check_rate(self.rate)  # at construction: Dropout(1.0) is refused here
+
     def output_shape(self, input_shape: tuple) -> tuple:
-        check_rate(self.rate)
         return tuple(input_shape)
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:

@@ -54,8 +54,8 @@ def _size(shape) -> int:
 
 
 def _check_eps(eps) -> None:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"eps: {eps!r}; expected a positive number")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
+        raise ValueError(f"eps: {eps!r}; expected a positive finite number")
 
 
 def _affine_params(input_shape, dtype) -> dict:
@@ -104,11 +104,13 @@ class BatchNorm:
     momentum: float = 0.99
     eps: float = 1e-5
 
-    def output_shape(self, input_shape: tuple) -> tuple:
+    def __post_init__(self):  # arguments checked at construction
         m = self.momentum
         if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0.0 <= m <= 1.0:
             raise ValueError(f"momentum: {m!r}; expected a number in [0, 1]")
         _check_eps(self.eps)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
         if len(input_shape) < 1:
             raise ValueError(f"got input shape {shape_str(input_shape)}; expected at least 1-d")
         return tuple(input_shape)
@@ -157,8 +159,10 @@ class LayerNorm:
 
     eps: float = 1e-5
 
+    def __post_init__(self):
+        _check_eps(self.eps)  # at construction
+
     def output_shape(self, input_shape: tuple) -> tuple:
-        _check_eps(self.eps)
         if len(input_shape) < 1:
             raise ValueError(f"got input shape {shape_str(input_shape)}; expected at least 1-d")
         return tuple(input_shape)

@@ -59,17 +59,16 @@ class _Pool2D:
     strides: tuple = None
 
     def __post_init__(self):
-        try:
-            size = pair(self.pool_size, "pool_size")
-            object.__setattr__(self, "pool_size", size)
-            strides = size if self.strides is None else pair(self.strides, "strides")
-            object.__setattr__(self, "strides", strides)
-        except ValueError:
-            pass  # reported by output_shape, with the layer's index
+        size = pair(self.pool_size, "pool_size")  # checked here, at construction
+        object.__setattr__(self, "pool_size", size)
+        strides = size if self.strides is None else pair(self.strides, "strides")
+        object.__setattr__(self, "strides", strides)
+        if getattr(self, "backward_formulation", MAX_POOL_BACKWARD) not in MAX_POOL_BACKWARDS:
+            raise ValueError(f"backward_formulation: {self.backward_formulation!r}; expected one"
+                             f" of: {', '.join(MAX_POOL_BACKWARDS)}")
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        kh, kw = pair(self.pool_size, "pool_size")
-        sh, sw = pair(self.strides, "strides")
+        (kh, kw), (sh, sw) = self.pool_size, self.strides
         expect_rank(input_shape, 3, "a 3-d input (height, width, channels)")
         h, w, c = input_shape
         if kh > h or kw > w:
@@ -105,12 +104,6 @@ class MaxPool2D(_Pool2D):
     """
 
     backward_formulation: str = MAX_POOL_BACKWARD
-
-    def output_shape(self, input_shape: tuple) -> tuple:
-        if self.backward_formulation not in MAX_POOL_BACKWARDS:
-            raise ValueError(f"backward_formulation: {self.backward_formulation!r}; expected one"
-                             f" of: {', '.join(MAX_POOL_BACKWARDS)}")
-        return super().output_shape(input_shape)
 
     def flops(self, input_shape: tuple) -> int:
         """Forward FLOPs of one example: kh·kw − 1 maxima per output."""

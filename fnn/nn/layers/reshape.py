@@ -61,9 +61,9 @@ class Activation(FusedActivation):
 
     def __post_init__(self):
         object.__setattr__(self, "activation", canonical_activation(self.activation))
+        self._check_activation()  # at construction
 
     def output_shape(self, input_shape: tuple) -> tuple:
-        self._check_activation()
         return tuple(input_shape)
 
     def init(self, key, input_shape, dtype) -> tuple[dict, dict]:
