@@ -174,6 +174,11 @@ class TokenDataset:
         rows = getattr(self, split)
         return None if rows is None else windows(rows, self.block_size)
 
+    x_train = property(lambda self: self.split("train")[0], doc="(n, T) training windows")
+    y_train = property(lambda self: self.split("train")[1], doc="(n, T) their targets")
+    x_val = property(lambda self: self.split("val")[0], doc="(n, T) validation windows")
+    y_val = property(lambda self: self.split("val")[1], doc="(n, T) their targets")
+
     @property
     def x_test(self):
         s = self.split("test")

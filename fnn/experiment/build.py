@@ -30,6 +30,9 @@ from fnn.nn.layers import Dense
 from fnn.nn.mlp import MLP
 from fnn.nn.sequential import Sequential
 from fnn.engine import EarlyStopping, HParams, Trainer
+from fnn.engine.windows import Windows
+
+TOKEN_DATA = ("text", "adder")  # fnn.data.TOKEN_NAMES: sequence data trained by steps
 
 _DATA_OPTION_KEYS = ("n_samples", "noise", "num_classes", "val_fraction", "test_fraction",
                      "standardize")
@@ -50,7 +53,15 @@ def load_dataset(cfg: Config):
             options["path"] = d.path
         if d.mirror:
             options["mirror"] = d.mirror
-    options["seed"] = d.seed
+    elif d.name == "text":
+        options = {"path": d.path, **({"block_size": d.block_size} if d.block_size else {}),
+                   **({"val_fraction": d.val_fraction} if d.val_fraction is not None else {})}
+    if d.name == "adder":
+        options.pop("standardize", None)
+        if d.digits is not None:
+            options["digits"] = d.digits
+    if d.name != "text":
+        options["seed"] = d.seed
     try:
         return data.load(d.name, **options)
     except ValueError as err:  # name the config key: "path=..." -> "data.path=..."
@@ -91,6 +102,15 @@ def build_net(cfg: Config, dataset):
       ValueError: a layer stack that does not fit the data, naming ``model.layers[i]``.
     """
     m = cfg.model
+    if cfg.data.name in TOKEN_DATA:  # ids (T,) in, next-id probabilities (T, V) out
+        vocab, block = int(dataset.num_classes), int(dataset.num_features)
+        layers = layer_specs.build(m.layers, vocab_size=vocab, max_len=block) + (
+            Dense(vocab, activation=config_mod.resolved_output(cfg)),)
+        try:
+            return Sequential(layers, input_shape=(block,), dtype=m.dtype)
+        except ValueError as err:
+            msg = str(err)
+            raise ValueError("model." + msg if msg.startswith("layers[") else msg) from None
     if m.layers:
         layers = layer_specs.build(m.layers) + (
             Dense(num_outputs(cfg, dataset), activation=config_mod.resolved_output(cfg)),)
@@ -122,14 +142,26 @@ def mlp_drop_rate(cfg: Config) -> float:
     return next((float(r) for r in rates if r), 0.0)
 
 
+def rounds(cfg: Config) -> int:
+    """The Trainer's epochs: ``training.epochs``, or in a step-based run its evaluations
+    (``iterations / eval_interval``)."""
+    t = cfg.training
+    return t.iterations // t.eval_interval if t.iterations else t.epochs
+
+
 def build_schedule(cfg: Config, learning_rate, steps_per_epoch: int):
     """``optimizer.schedule`` as a step -> value function peaking at ``learning_rate``.
 
-    Lengths in the config are in epochs; they are converted with ``steps_per_epoch``.
+    Lengths in the config are in epochs; they are converted with ``steps_per_epoch``. In a
+    step-based run (``training.iterations``) they are steps: warmup_steps, boundaries, and
+    the decay runs to the last iteration (nanoGPT's lr_decay_iters = max_iters).
     """
     s = cfg.optimizer.schedule
-    total = cfg.training.epochs * steps_per_epoch
-    warm = s.warmup_epochs * steps_per_epoch
+    t = cfg.training
+    total = t.iterations or t.epochs * steps_per_epoch
+    warm = s.warmup_steps if t.iterations else s.warmup_epochs * steps_per_epoch
+    if t.iterations:
+        steps_per_epoch = 1  # boundaries are steps
     lr = learning_rate
     if s.name == "constant":
         sched = None if not warm else schedules.constant_schedule(lr)
@@ -248,15 +280,22 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
     t = cfg.training
     net = build_net(cfg, dataset)
     memory.check(cfg, net, members=members)
-    steps = -(-dataset.num_train // t.batch_size)
-    val = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else (None, None)
+    windows = None
+    if t.iterations:  # token rows; every round eval_interval steps on random windows
+        windows = Windows(int(dataset.block_size), t.eval_interval, t.eval_iters,
+                          int(dataset.answer_len))
+        data = (dataset.train, dataset.val)
+        steps = t.eval_interval
+    else:
+        steps = -(-dataset.num_train // t.batch_size)
+        val = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else (None, None)
+        data = (dataset.x_train, dataset.y_train, *val)
     return Trainer(
-        net, config_mod.resolved_loss(cfg), optimizer_factory(cfg, steps),
-        (dataset.x_train, dataset.y_train, *val),
-        epochs=t.epochs, batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
+        net, config_mod.resolved_loss(cfg), optimizer_factory(cfg, steps), data,
+        epochs=rounds(cfg), batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
         traced=traced, early_stopping=build_early_stopping(cfg),
         diagnostics=cfg.diagnostics.enabled, nan_guard=t.nan_guard,
-        augment=build_augment(cfg, dataset), progress=progress, mesh=mesh,
+        augment=build_augment(cfg, dataset), progress=progress, mesh=mesh, windows=windows,
     )
 
 

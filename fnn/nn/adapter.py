@@ -47,6 +47,12 @@ def num_outputs(net: Network) -> int:
     return int(shape[-1]) if len(shape) else 1
 
 
+def input_dtype(net: Network):
+    """The dtype of the network's inputs: int32 ids for a network that takes token ids
+    (``integer_inputs``), else its parameter dtype."""
+    return jnp.dtype(jnp.int32) if getattr(net, "integer_inputs", False) else jnp.dtype(net.dtype)
+
+
 class AutodiffNetwork:
     """A user network (``init`` / ``apply`` only) with the :class:`Network` protocol around it.
 
