@@ -274,6 +274,15 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args) -> int:
+    from fnn.experiment import handle as handle_mod
+
+    h = handle_mod.load_run(args.run_dir, member=args.member)
+    print(h.generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
+                     top_k=args.top_k, seed=args.seed))
+    return EXIT_OK
+
+
 def cmd_compare(args) -> int:
     from fnn.experiment import compare
 
@@ -285,4 +294,4 @@ def cmd_compare(args) -> int:
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
             "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "compare": cmd_compare}
+            "export": cmd_export, "compare": cmd_compare, "generate": cmd_generate}
