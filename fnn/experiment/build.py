@@ -54,6 +54,9 @@ def load_dataset(cfg: Config):
         if d.mirror:
             options["mirror"] = d.mirror
     elif d.name == "text":
+        if not d.path:
+            raise DataError("data.path: missing; data.name = 'text' needs the UTF-8 file's path"
+                            " (e.g. --set data.path=input.txt)")
         options = {"path": d.path, **({"block_size": d.block_size} if d.block_size else {}),
                    **({"val_fraction": d.val_fraction} if d.val_fraction is not None else {})}
     if d.name == "adder":
