@@ -245,7 +245,8 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:
-        cols = ["member", "split", "examples"] + [k for k in ("loss", "accuracy") if k in rows[0]]
+        cols = ["member", "split", "examples"] + [k for k in ("loss", "accuracy", "exact_match")
+                                                   if k in rows[0]]
         print(report_mod.format_table(rows, cols))
     return EXIT_OK
 
