@@ -40,7 +40,25 @@ SHRINK = {
     # a CNN test needs a few hundred images, not 60,000
     "fashion_cnn": ["training.epochs=1", "data.n_samples=512"],
     "shapes_cnn": ["training.epochs=2", "data.n_samples=400"],
+    # step-based runs on token data: a few steps, two evaluations (TEXT_CONFIGS also need
+    # --set data.path=FILE: a text the test writes with write_text_file)
+    "adder": ["training.iterations=40", "training.eval_interval=20", "training.eval_iters=1",
+              "optimizer.schedule.warmup_steps=5"],
+    "char_gpt": ["training.iterations=20", "training.eval_interval=10", "training.eval_iters=1",
+                 "optimizer.schedule.warmup_steps=5"],
+    "char_lstm": ["training.iterations=20", "training.eval_interval=10", "training.eval_iters=1",
+                  "optimizer.schedule.warmup_steps=5"],
 }
+TEXT_CONFIGS = ("char_gpt", "char_lstm")  # data.name = "text": the path comes from --set
+
+
+def write_text_file(path, chars: int = 4000) -> Path:
+    """A small UTF-8 text (no download) for the text configs: words and newlines, seeded."""
+    rng = np.random.default_rng(0)
+    words = "to be or not that is the question whether tis nobler in mind".split()
+    lines = [" ".join(rng.choice(words, 8)) for _ in range(chars // 40 + 1)]
+    Path(path).write_text("\n".join(lines)[:chars] + "\n", encoding="utf-8")
+    return Path(path)
 
 
 def shrink_args(name: str) -> list[str]:

@@ -9,6 +9,7 @@
     fnn predict RUN_DIR|MODEL.jax INPUT.{csv,npz} [--output FILE] [--member M]
     fnn export RUN_DIR [--output FILE] [--member M] [--format jax|safetensors]
     fnn compare RUN_DIR [RUN_DIR ...] [--metric NAME] [--out FILE]
+    fnn generate RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
 update; gradcheck out of tolerance) or a write that failed for lack of space or an I/O error
@@ -29,7 +30,8 @@ from pathlib import Path
 
 
 from fnn.cli.commands import (EXIT_FAIL, EXIT_INTERRUPT, EXIT_OK, EXIT_USAGE, cmd_compare,
-                              cmd_evaluate, cmd_export, cmd_gradcheck, cmd_inspect, cmd_predict,
+                              cmd_evaluate, cmd_export, cmd_generate, cmd_gradcheck, cmd_inspect,
+                              cmd_predict,
                               cmd_summary, cmd_sweep, cmd_train, parse_grid)
 from fnn.cli.parser import build_parser
 from fnn.util.allocator import retain_freed_memory
@@ -37,7 +39,7 @@ from fnn.version import __version__
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
             "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "compare": cmd_compare}
+            "export": cmd_export, "compare": cmd_compare, "generate": cmd_generate}
 
 
 EXIT_INTERNAL = 3

@@ -246,7 +246,8 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:
-        cols = ["member", "split", "examples"] + [k for k in ("loss", "accuracy") if k in rows[0]]
+        cols = ["member", "split", "examples"] + [k for k in ("loss", "accuracy", "exact_match")
+                                                   if k in rows[0]]
         print(report_mod.format_table(rows, cols))
     return EXIT_OK
 
@@ -275,6 +276,15 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args) -> int:
+    from fnn.experiment import handle as handle_mod
+
+    h = handle_mod.load_run(args.run_dir, member=args.member)
+    print(h.generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
+                     top_k=args.top_k, seed=args.seed))
+    return EXIT_OK
+
+
 def cmd_compare(args) -> int:
     from fnn.experiment import compare
 
@@ -286,4 +296,4 @@ def cmd_compare(args) -> int:
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
             "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "compare": cmd_compare}
+            "export": cmd_export, "compare": cmd_compare, "generate": cmd_generate}

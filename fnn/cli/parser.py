@@ -82,6 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--member", default="0", metavar="M", help="sweep member: index or label "
                    "(default 0)")
     _export_compare_parsers(sub)
+    gen = sub.add_parser("generate", help="print a continuation sampled from a run trained on "
+                         "token data (data.name = text or adder)")
+    gen.add_argument("run_dir", metavar="RUN_DIR")
+    gen.add_argument("--prompt", default="", metavar="TEXT", help="text to continue (default:"
+                     " a newline, or the vocabulary's first character)")
+    gen.add_argument("--tokens", type=int, default=200, metavar="N",
+                     help="characters to sample (default 200)")
+    gen.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                     help="divide the logits by T (default 1; 0: greedy)")
+    gen.add_argument("--top-k", dest="top_k", type=int, default=0, metavar="K",
+                     help="sample among the K most likely characters (default 0: all)")
+    gen.add_argument("--seed", type=int, default=0, metavar="S", help="PRNG seed (default 0)")
+    gen.add_argument("--member", default=None, metavar="M", help="sweep member: index or label")
     return p
 
 

@@ -23,6 +23,10 @@ csv                 path (required), target (last column), delimiter (","), task
                     num_classes (None), val_fraction (0), test_fraction (0), seed, standardize
 npz                 path (required), task, num_classes, image_shape (None), val_fraction,
                     test_fraction, seed, standardize
+text                path (required: a UTF-8 file), block_size (64), val_fraction (0.1): character
+                    ids, the first 90 % for training (a :class:`fnn.data.text.TokenDataset`)
+adder               digits (2), n_samples (all 10^(2n), at most 10,000), val_fraction (0.1),
+                    test_fraction (0.1), seed: minGPT's a+b=c problems as digit rows
 ==================  =============================================================================
 
 Validation and test splits are drawn from the training data with a fixed ``seed`` (see
@@ -90,7 +94,8 @@ def __getattr__(name):
 
 IMAGE_NAMES = ("fashion_mnist", "mnist")
 FILE_NAMES = ("csv", "npz")
-NAMES: tuple[str, ...] = tuple(SYNTHETIC) + ("shapes",) + IMAGE_NAMES + FILE_NAMES
+TOKEN_NAMES = ("text", "adder")  # character-level sequence data (fnn.data.text)
+NAMES: tuple[str, ...] = tuple(SYNTHETIC) + ("shapes",) + IMAGE_NAMES + FILE_NAMES + TOKEN_NAMES
 _SHAPES_OPTIONS = {"n_samples": 1000, "noise": 0.1, "seed": 0, "image_size": 16,
                    "val_fraction": 0.0, "test_fraction": 0.2}
 
@@ -99,6 +104,9 @@ _IMAGE_OPTIONS = {"path": None, "mirror": None, "download": True, "val_fraction"
                   "n_samples": None}
 _CSV_OPTIONS = {"path": None, "target": None, "delimiter": ",", "task": "auto", "num_classes": None,
                 **_SPLIT_DEFAULTS}
+_TEXT_OPTIONS = {"path": None, "block_size": 64, "val_fraction": 0.1}
+_ADDER_OPTIONS = {"digits": 2, "n_samples": None, "val_fraction": 0.1, "test_fraction": 0.1,
+                  "seed": 0}
 _NPZ_OPTIONS = {"path": None, "task": "auto", "num_classes": None, "image_shape": None, **_SPLIT_DEFAULTS}
 
 
@@ -121,6 +129,10 @@ def valid_options(name: str) -> dict[str, Any]:
         return dict(_CSV_OPTIONS)
     if name == "npz":
         return dict(_NPZ_OPTIONS)
+    if name == "text":
+        return dict(_TEXT_OPTIONS)
+    if name == "adder":
+        return dict(_ADDER_OPTIONS)
     raise DataError(f"dataset name {name!r}: unknown; expected one of {', '.join(NAMES)}")
 
 
@@ -234,7 +246,8 @@ def load(name: str, **options: Any) -> Dataset:
       **options: the source's options (table in the module docstring; :func:`valid_options`).
 
     Returns:
-      a checked :class:`Dataset`: features float32 ``(n, features)`` (images uint8 ``(n, H*W)``),
+      a checked :class:`Dataset` (a :class:`fnn.data.text.TokenDataset` for "text" and
+      "adder"): features float32 ``(n, features)`` (images uint8 ``(n, H*W)``),
       labels int32 ``(n,)`` or regression targets float32 ``(n, k)``; absent splits are None.
 
     Raises:
@@ -253,4 +266,13 @@ def load(name: str, **options: Any) -> Dataset:
         return _load_images(name, o)
     if name == "csv":
         return _load_csv(o)
+    if name == "text":
+        from fnn.data import text
+
+        return text.load_text(_path(o, "text"), block_size=o["block_size"],
+                              val_fraction=o["val_fraction"])
+    if name == "adder":
+        from fnn.data import text
+
+        return text.adder(**o)
     return _load_npz(o)

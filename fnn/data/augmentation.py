@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 
-def prepare_inputs(x: jax.Array, *, dtype=None, shape=None) -> jax.Array:
+def prepare_inputs(x: jax.Array, *, dtype=None, shape=None, keep_integers: bool = False) -> jax.Array:
     """Turn a batch of stored inputs into network inputs (call it inside the train/eval step).
 
     Integer inputs (uint8 images) are scaled to ``[0, 1]``: ``x / 255``, in ``dtype`` or else
@@ -45,9 +45,12 @@ def prepare_inputs(x: jax.Array, *, dtype=None, shape=None) -> jax.Array:
       dtype: float dtype of the result (pass ``net.dtype``); default JAX's default float for
         integer inputs, unchanged for floats.
       shape: one example's shape as the network takes it (``net.input_shape``), or None.
+      keep_integers: integer inputs are ids the network takes as they are (its
+        ``integer_inputs``: token ids): returned as int32, neither scaled nor cast.
 
     Returns:
-      ``(batch, prod(trailing dims))``, or ``(batch, *shape)``, float array.
+      ``(batch, prod(trailing dims))``, or ``(batch, *shape)``, float array (int32 ids with
+      ``keep_integers``).
     """
     x = jnp.asarray(x)
     if shape is not None:
@@ -56,6 +59,8 @@ def prepare_inputs(x: jax.Array, *, dtype=None, shape=None) -> jax.Array:
             x = x.reshape((x.shape[0],) + shape)
     elif x.ndim > 2:  # (batch, H, W) images -> (batch, H*W)
         x = x.reshape(x.shape[0], -1)
+    if keep_integers and jnp.issubdtype(x.dtype, jnp.integer):
+        return x.astype(jnp.int32)
     if jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == jnp.bool_:
         dt = jnp.result_type(float) if dtype is None else dtype
         return x.astype(dt) * jnp.asarray(1.0 / 255.0, dtype=dt)

@@ -81,6 +81,7 @@ def check_data(net, loss, x, y, name: str, batch_size: Optional[int] = None) -> 
     loss = losses_mod.get(loss)
     y_check = jnp.asarray(np.asarray(y))
     try:
-        losses_mod.prepare_targets(loss, y_check, num_outputs(net), jnp.float32)
+        losses_mod.prepare_targets(loss, y_check, num_outputs(net), jnp.float32,
+                                   output_shape=net.output_shape)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None

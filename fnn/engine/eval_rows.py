@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn.nn.adapter import input_dtype
+
 EVAL_CHUNK_BYTES = 32 << 20
 
 
@@ -29,7 +31,7 @@ def activations_per_example(net) -> int:
     Args: net: a :class:`~fnn.nn.protocol.Network`. Returns: the count per example.
     """
     params = jax.eval_shape(net.init, jax.random.key(0))
-    x = jax.ShapeDtypeStruct((1, *net.input_shape), jnp.dtype(net.dtype))
+    x = jax.ShapeDtypeStruct((1, *net.input_shape), input_dtype(net))
 
     def outputs(p, xx):
         y, caches, _ = net.forward_state(p, net.init_state(), xx, training=False)

@@ -32,3 +32,19 @@ def accuracy(y_hat: Array, y: Array, *, multilabel: bool = False) -> Array:
     else:
         correct = jnp.argmax(y_hat, axis=-1) == jnp.argmax(y, axis=-1)
     return jnp.mean(correct.astype(y_hat.dtype))
+
+
+def exact_match(y_hat: Array, y: Array, *, last: int) -> Array:
+    """Fraction of sequences whose last ``last`` positions are all predicted right:
+    mean_n ∏_{t > T − last} [argmax ŷ_nt = argmax y_nt].
+
+    With teacher forcing this equals greedy decoding's exact match: if every answer position's
+    argmax is right given the true prefix, greedy sampling reproduces that prefix.
+
+    Args:
+      y_hat: (batch, T, K) outputs.  y: (batch, T, K) dense targets.  last: 1 ≤ last ≤ T.
+    Returns:
+      scalar in [0, 1] of y_hat's dtype.
+    """
+    right = jnp.argmax(y_hat[:, -last:], axis=-1) == jnp.argmax(y[:, -last:], axis=-1)
+    return jnp.mean(jnp.all(right, axis=-1).astype(y_hat.dtype))

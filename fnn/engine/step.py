@@ -113,11 +113,12 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
             key, k_drop, k_aug = jax.random.split(state.key, 3)
         else:
             key = k_drop = k_aug = state.key
-        x = prepare_inputs(x, dtype=dtype)  # (B, features): augmentation works on flat images
+        ids = net.integer_inputs  # token ids stay ids (the network's own declaration)
+        x = prepare_inputs(x, dtype=dtype, keep_integers=ids)  # flat: augmentation's layout
         if augment is not None:
             x = augment(x, key=k_aug)
-        x = prepare_inputs(x, shape=net.input_shape)
-        y = losses_mod.prepare_targets(loss, y, k, dtype)
+        x = prepare_inputs(x, shape=net.input_shape, keep_integers=ids)
+        y = losses_mod.prepare_targets(loss, y, k, dtype, output_shape=net.output_shape)
         out = obj.evaluate(net, loss, state.params, x, y, mode=grad,
                            key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate,
                            state=state.net_state)

@@ -30,6 +30,11 @@ skipped, the run is marked halted at that step with the parameters of the last g
 later steps are skipped too. Parameters made non-finite by the update itself (an inf learning
 rate) halt the run as well; ``nan_guard="revert"`` also rolls those back, at a cost in speed.
 
+Steps instead of epochs (:mod:`fnn.engine.windows`): with ``windows=Windows(...)`` the data are
+token rows, each "epoch" is a round of ``windows.steps`` steps on random windows drawn from the
+carried key, then an evaluation on ``windows.eval_batches`` random validation batches; the
+history has one row per evaluation, with the optimizer ``step`` it was taken at.
+
 One concept needs the length: the scanned run (epochs of batches, sweeps as vmap, chunks, evaluation) is one program.
 """
 
@@ -53,6 +58,7 @@ from fnn.engine.early_stopping import EarlyStopping
 from fnn.engine.eval_rows import eval_chunk
 from fnn.engine.state import HPARAM_NAMES, HParams, TrainState, select
 from fnn.engine.step import check_drop_rate, check_nan_guard, train_step_fn
+from fnn.engine.windows import Windows, draw
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
 from fnn.nn.adapter import as_network, check_manual, num_outputs
@@ -89,6 +95,9 @@ class Trainer:
         parameters are unchanged.
       nan_guard: "halt" (default) | "revert" | "off": what a non-finite step does (see
         :func:`train_step_fn`).
+      windows: a :class:`~fnn.engine.windows.Windows` for a step-based run on token rows:
+        ``data`` is then (train rows, val rows) of int ids (rows, length), ``epochs`` the
+        number of rounds (evaluations) and every round ``windows.steps`` steps.
     """
 
     def __init__(self, net, loss, optimizer: OptimizerLike, data, *, epochs: int,
@@ -96,14 +105,21 @@ class Trainer:
                  traced: Optional[tuple] = None, early_stopping: Optional[EarlyStopping] = None,
                  augment: Optional[Callable] = None, progress: Optional[Callable] = None,
                  progress_updates: int = 100, mesh=None, diagnostics: bool = False,
-                 nan_guard: str = "halt"):
+                 nan_guard: str = "halt", windows: Optional[Windows] = None):
         self.loss = losses_mod.get(loss)
         self.diagnostics = bool(diagnostics)
         obj.check_mode(grad)
         self.nan_guard = check_nan_guard(nan_guard)
-        x, y, xv, yv = as_data(data)
-        # A user network (init / apply only) is wrapped once, its input shape from the data.
-        net = as_network(net, x=np.empty((0,) + tuple(np.shape(x))[1:]))
+        self.windows = windows
+        if windows is not None:  # token rows: (train rows, val rows)
+            data = tuple(data)
+            x, xv = data[0], data[-2] if len(data) == 4 else data[1]
+            y = yv = np.zeros((0,), np.int32)  # the targets are in the windows
+            net = as_network(net, input_shape=(windows.block_size,))
+        else:
+            x, y, xv, yv = as_data(data)
+            # A user network (init / apply only) is wrapped once, its input shape from the data.
+            net = as_network(net, x=np.empty((0,) + tuple(np.shape(x))[1:]))
         if grad == "manual":
             check_manual(net)
         self.net = net
@@ -116,9 +132,12 @@ class Trainer:
             raise ValueError(f"training.epochs: {epochs!r}; expected an integer >= 1")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise ValueError(f"training.batch_size: {batch_size!r}; expected an integer >= 1")
-        check_data(net, self.loss, x, y, "train split", batch_size)
-        if xv is not None:
-            check_data(net, self.loss, xv, yv, "validation split")
+        if windows is not None:
+            self._check_windows(net, windows, x, xv, batch_size)
+        else:
+            check_data(net, self.loss, x, y, "train split", batch_size)
+            if xv is not None:
+                check_data(net, self.loss, xv, yv, "validation split")
         self.has_val = xv is not None
         if xv is None:
             xv, yv = x, y
@@ -126,9 +145,13 @@ class Trainer:
         parallel.check_divisible(mesh, batch_size=batch_size, members=None)
         self._host_data = (x, y, xv, yv)  # placed on the device(s) once, at first use
         self._data = None
-        self.num_train = int(np.shape(x)[0])
         self.epochs, self.batch_size, self.grad = epochs, batch_size, grad
-        self.batches_per_epoch = math.ceil(self.num_train / batch_size)
+        if windows is not None:
+            self.num_train = batch_size * windows.steps  # windows drawn per round
+            self.batches_per_epoch = windows.steps
+        else:
+            self.num_train = int(np.shape(x)[0])
+            self.batches_per_epoch = math.ceil(self.num_train / batch_size)
         self.hparams = HParams() if hparams is None else HParams(*hparams)
         if self.hparams.drop_rate is None:  # the network's own dropout rate (None: per layer)
             self.hparams = self.hparams._replace(drop_rate=net.drop_rate)
@@ -152,6 +175,7 @@ class Trainer:
         self._receiver = progress if callable(progress) else None
         self.progress_every = max(1, epochs // max(1, progress_updates))
         self.classification = self.loss.classification or _integer_labels(y)
+        self.exact_last = windows.answer_len if windows is not None else 0
         self.multilabel = self.loss.name == "binary_cross_entropy" and self.num_outputs > 1
         if early_stopping is not None:
             early_stopping.check_task(classification=self.classification, loss=self.loss.name)
@@ -160,6 +184,29 @@ class Trainer:
         self._init = jax.jit(self._init_impl, static_argnames=("batched",))
         self._evaluate = jax.jit(self.evaluate_fn)  # compiled once per input shape
         self.trace_count = 0  # incremented each time the run is traced (compiled)
+
+    def _check_windows(self, net, windows: Windows, rows, val_rows, batch_size) -> None:
+        """One-line ValueErrors for token rows that cannot train ``net`` by windows."""
+        if tuple(net.input_shape) != (windows.block_size,) or not net.integer_inputs:
+            raise ValueError(f"network: {net.describe()}; a step-based run on token windows"
+                             f" needs integer inputs of shape ({windows.block_size},) (an"
+                             f" Embedding first)")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"training.batch_size: {batch_size!r}; expected an integer >= 1")
+        windows.check_rows(rows, "train split")
+        if val_rows is not None:
+            windows.check_rows(val_rows, "validation split")
+        vocab = num_outputs(net)
+        for name, r in (("train split", rows), ("validation split", val_rows)):
+            if r is not None and np.size(r) and (np.min(r) < 0 or np.max(r) >= vocab):
+                raise ValueError(f"{name}: token ids in [{np.min(r)}, {np.max(r)}]; expected ids"
+                                 f" in [0, {vocab - 1}] for a {vocab}-unit output")
+
+    @property
+    def examples_per_epoch(self) -> int:
+        """Examples (windows) one epoch (round) trains on."""
+        return self.batches_per_epoch * self.batch_size if self.windows is not None \
+            else self.num_train
 
     @property
     def data(self) -> DeviceData:
@@ -246,13 +293,19 @@ class Trainer:
         step = self.step_fn(hp)
         n, b, nb = self.num_train, self.batch_size, self.batches_per_epoch
 
+        win = self.windows
+
         def train_epoch(state):
-            key, k_perm = jax.random.split(state.key)
-            perm = shuffle.permutation(k_perm, n)  # no sort: see fnn.shuffle
-            pad = nb * b - n
-            if pad:
-                perm = jnp.concatenate([perm, perm[:pad]])  # every example at least once
-            idx = perm.reshape(nb, b)
+            if win is not None:  # steps on random windows; their keys from the carried key
+                key, k_steps, k_eval = jax.random.split(state.key, 3)
+                idx = jax.random.split(k_steps, nb)
+            else:
+                key, k_perm = jax.random.split(state.key)
+                perm = shuffle.permutation(k_perm, n)  # no sort: see fnn.shuffle
+                pad = nb * b - n
+                if pad:
+                    perm = jnp.concatenate([perm, perm[:pad]])  # every example at least once
+                idx = perm.reshape(nb, b)
             state = state._replace(key=key)
 
             step_keys = ("data_loss", "loss", "accuracy", "grad_norm")
@@ -262,7 +315,10 @@ class Trainer:
 
             def body(carry, batch_idx):
                 s, sums = carry
-                batch = (data.x_train[batch_idx], data.y_train[batch_idx])
+                if win is not None:
+                    batch = draw(batch_idx, data.x_train, b, win.block_size)
+                else:
+                    batch = (data.x_train[batch_idx], data.y_train[batch_idx])
                 if shard_batch:  # data parallel: split the batch rows over the mesh
                     batch = parallel.constrain(batch, self.mesh, shard=True)
                 s, m = step(s, batch)
@@ -279,7 +335,14 @@ class Trainer:
                 "train_accuracy": m["accuracy"],
                 "grad_norm": m["grad_norm"],
             }
-            val = self._evaluate_in_chunks(state.params, data.x_val, data.y_val, state.net_state)
+            if win is not None:
+                val, x_stats = self._evaluate_windows(state.params, data.x_val, k_eval,
+                                                      state.net_state)
+                train["step"] = state.step.astype(jnp.dtype(self.net.dtype))
+            else:
+                val = self._evaluate_in_chunks(state.params, data.x_val, data.y_val,
+                                               state.net_state)
+                x_stats = data.x_val
             epoch = state.epoch + 1
             hist = {**train, **{f"val_{k}": v for k, v in val.items()}}
             if self.diagnostics:  # per-layer: step means, then epoch-end health on val
@@ -288,8 +351,9 @@ class Trainer:
                                                     diag_mod.STEP_STATS)})
                 hist.update(diag_mod.epoch_stats(
                     self.net, state.params,
-                    prepare_inputs(data.x_val, dtype=jnp.dtype(self.net.dtype),
-                                   shape=self.net.input_shape), state.net_state))
+                    prepare_inputs(x_stats, dtype=jnp.dtype(self.net.dtype),
+                                   shape=self.net.input_shape,
+                                   keep_integers=self.net.integer_inputs), state.net_state))
             early = state.early
             params, net_state = state.params, state.net_state
             if self.early_stopping is not None:
@@ -319,6 +383,10 @@ class Trainer:
         names = ["train_loss", "train_objective", "train_accuracy", "grad_norm", "val_loss"]
         if self.classification:
             names.append("val_accuracy")
+        if self.exact_last:
+            names.append("val_exact_match")
+        if self.windows is not None:
+            names.append("step")
         if self.diagnostics:
             names.extend(diag_mod.history_keys(len(self.net.param_layers())))
         return tuple(names)
@@ -328,13 +396,33 @@ class Trainer:
         dropout; BatchNorm with the running statistics of ``net_state``). Traceable."""
         dtype = jnp.dtype(self.net.dtype)
         net_state = self.net.init_state() if net_state is None else net_state
-        xf = prepare_inputs(x, dtype=dtype, shape=self.net.input_shape)
-        yd = losses_mod.prepare_targets(self.loss, y, self.num_outputs, dtype)
+        xf = prepare_inputs(x, dtype=dtype, shape=self.net.input_shape,
+                            keep_integers=self.net.integer_inputs)
+        yd = losses_mod.prepare_targets(self.loss, y, self.num_outputs, dtype,
+                                        output_shape=self.net.output_shape)
         y_hat, caches, _ = self.net.forward_state(params, net_state, xf, training=False)
         out = {"loss": self.loss.value(self.net.output_logits(caches), y_hat, yd)}
         if self.classification:
             out["accuracy"] = metrics_mod.accuracy(y_hat, yd, multilabel=self.multilabel)
+        if self.exact_last:
+            out["exact_match"] = metrics_mod.exact_match(y_hat, yd, last=self.exact_last)
         return out
+
+    def _evaluate_windows(self, params, rows, key, net_state):
+        """:meth:`evaluate_fn` on ``windows.eval_batches`` random batches of ``rows`` drawn
+        from ``key`` (a ``lax.scan``), averaged; and the first batch's inputs. Traceable."""
+        win, b = self.windows, self.batch_size
+        keys = jax.random.split(key, win.eval_batches)
+
+        def body(acc, k):
+            out = self.evaluate_fn(params, *draw(k, rows, b, win.block_size), net_state)
+            return {m: acc[m] + out[m] for m in acc}, None
+
+        x0, y0 = draw(keys[0], rows, b, win.block_size)
+        shapes = jax.eval_shape(self.evaluate_fn, params, x0, y0, net_state)
+        acc, _ = jax.lax.scan(body, {m: jnp.zeros(s.shape, s.dtype) for m, s in shapes.items()},
+                              keys)
+        return {m: v / win.eval_batches for m, v in acc.items()}, x0
 
     def _evaluate_in_chunks(self, params, x, y, net_state) -> dict:
         """:meth:`evaluate_fn` over row chunks of :func:`eval_chunk` rows (a ``lax.scan``), the

@@ -21,8 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn.experiment import config as config_mod
-from fnn import optim
-from fnn.optim import schedules
 from fnn.experiment.config import Config
 from fnn.data.validate import DataError
 from fnn.experiment import layer_specs, memory
@@ -30,6 +28,10 @@ from fnn.nn.layers import Dense
 from fnn.nn.mlp import MLP
 from fnn.nn.sequential import Sequential
 from fnn.engine import EarlyStopping, HParams, Trainer
+from fnn.engine.windows import Windows
+from fnn.experiment.optimizer_config import build_schedule, optimizer_factory, rounds  # noqa: F401
+
+TOKEN_DATA = ("text", "adder")  # fnn.data.TOKEN_NAMES: sequence data trained by steps
 
 _DATA_OPTION_KEYS = ("n_samples", "noise", "num_classes", "val_fraction", "test_fraction",
                      "standardize")
@@ -50,7 +52,18 @@ def load_dataset(cfg: Config):
             options["path"] = d.path
         if d.mirror:
             options["mirror"] = d.mirror
-    options["seed"] = d.seed
+    elif d.name == "text":
+        if not d.path:
+            raise DataError("data.path: missing; data.name = 'text' needs the UTF-8 file's path"
+                            " (e.g. --set data.path=input.txt)")
+        options = {"path": d.path, **({"block_size": d.block_size} if d.block_size else {}),
+                   **({"val_fraction": d.val_fraction} if d.val_fraction is not None else {})}
+    if d.name == "adder":
+        options.pop("standardize", None)
+        if d.digits is not None:
+            options["digits"] = d.digits
+    if d.name != "text":
+        options["seed"] = d.seed
     try:
         return data.load(d.name, **options)
     except ValueError as err:  # name the config key: "path=..." -> "data.path=..."
@@ -91,6 +104,15 @@ def build_net(cfg: Config, dataset):
       ValueError: a layer stack that does not fit the data, naming ``model.layers[i]``.
     """
     m = cfg.model
+    if cfg.data.name in TOKEN_DATA:  # ids (T,) in, next-id probabilities (T, V) out
+        vocab, block = int(dataset.num_classes), int(dataset.num_features)
+        layers = layer_specs.build(m.layers, vocab_size=vocab, max_len=block) + (
+            Dense(vocab, activation=config_mod.resolved_output(cfg)),)
+        try:
+            return Sequential(layers, input_shape=(block,), dtype=m.dtype)
+        except ValueError as err:
+            msg = str(err)
+            raise ValueError("model." + msg if msg.startswith("layers[") else msg) from None
     if m.layers:
         layers = layer_specs.build(m.layers) + (
             Dense(num_outputs(cfg, dataset), activation=config_mod.resolved_output(cfg)),)
@@ -120,71 +142,6 @@ def mlp_drop_rate(cfg: Config) -> float:
     swept = [v for k, values in cfg.sweep if k == "regularization.drop_rate" for v in values]
     rates = [cfg.regularization.drop_rate, *swept]
     return next((float(r) for r in rates if r), 0.0)
-
-
-def build_schedule(cfg: Config, learning_rate, steps_per_epoch: int):
-    """``optimizer.schedule`` as a step -> value function peaking at ``learning_rate``.
-
-    Lengths in the config are in epochs; they are converted with ``steps_per_epoch``.
-    """
-    s = cfg.optimizer.schedule
-    total = cfg.training.epochs * steps_per_epoch
-    warm = s.warmup_epochs * steps_per_epoch
-    lr = learning_rate
-    if s.name == "constant":
-        sched = None if not warm else schedules.constant_schedule(lr)
-    elif s.name == "step":
-        values = [lr * (s.factor ** i) for i in range(len(s.boundaries) + 1)]
-        bounds = [max(1, b * steps_per_epoch - warm) for b in s.boundaries]
-        sched = schedules.piecewise_constant_schedule(bounds, values) if bounds else \
-            schedules.constant_schedule(lr)
-    elif s.name == "exponential":
-        sched = schedules.exponential_decay(lr, steps_per_epoch, s.decay_rate)
-    elif s.name == "linear":
-        sched = schedules.linear_schedule(lr, lr * s.alpha, max(1, total - warm))
-    elif s.name in ("cosine", "warmup_cosine"):
-        sched = schedules.cosine_decay_schedule(lr, max(1, total - warm), alpha=s.alpha)
-    elif s.name == "one_cycle":
-        sched = schedules.one_cycle_schedule(max(1, total - warm), lr, pct_start=s.pct_start)
-    else:  # pragma: no cover - validated by the config
-        raise ValueError(f"optimizer.schedule.name: {s.name!r}")
-    if warm:
-        sched = schedules.with_warmup(sched, warm, 0.0)
-    return lr if sched is None else sched
-
-
-def optimizer_factory(cfg: Config, steps_per_epoch: int):
-    """``hparams -> Optimizer`` for ``optimizer.*`` (hyperparameters may be traced)."""
-    o = cfg.optimizer
-
-    def make(hp: HParams) -> optim.Optimizer:
-        lr = build_schedule(cfg, hp.learning_rate, steps_per_epoch)
-        kwargs = {"learning_rate": lr}
-        for name in ("momentum", "b1", "b2", "eps", "decay", "centered"):
-            value = getattr(o, name)
-            if value is not None:
-                kwargs[name] = value
-        wd = hp.weight_decay
-        decoupled = o.name in ("adamw", "lion")
-        mask = None if o.decay_biases else optim.weights_only_mask
-        wd_on = isinstance(wd, jax.Array) or float(wd) != 0.0
-        if decoupled:
-            kwargs["weight_decay"] = wd
-            kwargs["mask"] = mask
-        try:
-            base = optim.get(o.name, **kwargs)
-        except ValueError as err:
-            raise ValueError(f"optimizer: {err}") from None
-        parts = []
-        if o.clip_value:
-            parts.append(optim.clip(o.clip_value))
-        if o.clip_norm:
-            parts.append(optim.clip_by_global_norm(o.clip_norm))
-        if wd_on and not decoupled:
-            parts.append(optim.add_decayed_weights(wd, mask))  # g + wd·w, before the optimizer
-        return optim.chain(*parts, base) if parts else base
-
-    return make
 
 
 def hparams_of(cfg: Config) -> HParams:
@@ -248,15 +205,22 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
     t = cfg.training
     net = build_net(cfg, dataset)
     memory.check(cfg, net, members=members)
-    steps = -(-dataset.num_train // t.batch_size)
-    val = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else (None, None)
+    windows = None
+    if t.iterations:  # token rows; every round eval_interval steps on random windows
+        windows = Windows(int(dataset.block_size), t.eval_interval, t.eval_iters,
+                          int(dataset.answer_len))
+        data = (dataset.train, dataset.val)
+        steps = t.eval_interval
+    else:
+        steps = -(-dataset.num_train // t.batch_size)
+        val = (dataset.x_val, dataset.y_val) if dataset.x_val is not None else (None, None)
+        data = (dataset.x_train, dataset.y_train, *val)
     return Trainer(
-        net, config_mod.resolved_loss(cfg), optimizer_factory(cfg, steps),
-        (dataset.x_train, dataset.y_train, *val),
-        epochs=t.epochs, batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
+        net, config_mod.resolved_loss(cfg), optimizer_factory(cfg, steps), data,
+        epochs=rounds(cfg), batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
         traced=traced, early_stopping=build_early_stopping(cfg),
         diagnostics=cfg.diagnostics.enabled, nan_guard=t.nan_guard,
-        augment=build_augment(cfg, dataset), progress=progress, mesh=mesh,
+        augment=build_augment(cfg, dataset), progress=progress, mesh=mesh, windows=windows,
     )
 
 

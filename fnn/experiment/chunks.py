@@ -26,8 +26,9 @@ class Interrupted(Exception):
     """Ctrl-C was honoured after saving a checkpoint: the CLI exits with status 130."""
 
 def chunk_size(cfg) -> int:
-    """Epochs per compiled call: ``checkpoint_every``, else a divisor of the epochs near 1/5."""
-    total = cfg.training.epochs
+    """Epochs per compiled call: ``checkpoint_every``, else a divisor of the epochs near 1/5
+    (epochs: rounds of ``eval_interval`` steps in a step-based run, :func:`~fnn.experiment.build.rounds`)."""
+    total = exp.rounds(cfg)
     if cfg.output.checkpoint_every:
         return min(cfg.output.checkpoint_every, total)
     target = max(1, total // 5)
@@ -103,7 +104,7 @@ def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
     gcfg = group.config
     batched = len(group.members) > 1
     main = parallel.is_main_process()
-    bar = ProgressBar(gcfg.training.epochs, group.title if batched else "train",
+    bar = ProgressBar(exp.rounds(gcfg), group.title if batched else "train",
                       enabled=gcfg.output.progress and not quiet and main)
     state, hp = initial_state(group, trainer)
     history, epoch = None, 0
@@ -115,7 +116,7 @@ def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
             history = {k: np.asarray(v) for k, v in history.items()} if history else None
             epoch = int(meta["epoch"])
             bar.start_at(epoch)
-    total, chunk = gcfg.training.epochs, chunk_size(gcfg)
+    total, chunk = exp.rounds(gcfg), chunk_size(gcfg)
     writer = log(resume_epoch=epoch) if log is not None and main else None
     t0 = time.perf_counter()
     try:

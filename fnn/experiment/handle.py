@@ -3,6 +3,7 @@
     run = fnn.load_run("runs/quickstart")             # a sweep: load_run(dir, member=3 or label)
     run.predict(x_raw)          # (n, *input_shape) raw inputs -> outputs (probabilities, ...)
     run.evaluate("test")        # {"loss": ..., "accuracy": ...}
+    run.generate("ROMEO:", tokens=200, seed=0)        # a run on token data: the continuation
     run.net, run.params, run.config, run.summary, run.history
 
 Prediction needs no data: the preprocessing of training (1/255 for uint8 images, the
@@ -150,6 +151,22 @@ class RunHandle:
         out = trainer.evaluate(self.params, *arrays, state=self.net_state,
                                chunk=memory.eval_chunk(trainer.net))
         return {**out, "examples": int(arrays[0].shape[0])}
+
+    def generate(self, prompt: str = "", *, tokens: int = 200, temperature: float = 1.0,
+                 top_k: int = 0, seed: int = 0) -> str:
+        """The continuation of ``prompt`` sampled from a run on token data (``text``,
+        ``adder``): ``tokens`` characters; temperature 0 is greedy; top_k > 0 samples among
+        the k most likely; the same seed gives the same text. See
+        :mod:`fnn.experiment.generate`.
+
+        Raises:
+          ValueError: a prompt character outside the run's vocabulary, bad options, a run
+            without a vocabulary (one line).
+        """
+        from fnn.experiment import generate
+
+        return generate.generate(self, prompt, tokens=tokens, temperature=temperature,
+                                 top_k=top_k, seed=seed)
 
     def __repr__(self) -> str:
         return (f"RunHandle({str(self.run_dir)!r}, member={self.member} ({self.label!r}), "

@@ -10,7 +10,10 @@ Each table has a ``type`` (the snake_case name of an :mod:`fnn.layers` class) an
 constructor arguments. Every field is checked here with the config's one-line errors
 (``model.layers[2].pool_size: 0 out of range; expected >= 1``); an unknown type or field gets a
 did-you-mean hint. A ``residual`` table holds its inner layers in ``layers = [...]`` (inline
-tables). Shapes are not known here: they are checked when the network is built from the data's
+tables), a ``repeat`` table its one repeated layer in ``layer = {...}`` and ``n``. Sequence
+layers: ``embedding`` (``vocab_size`` defaults to the data's vocabulary), ``positional_embedding``
+(``max_len`` defaults to ``data.block_size``), ``causal_self_attention``,
+``transformer_block``, ``lstm``, ``simple_rnn``. Shapes are not known here: they are checked when the network is built from the data's
 input shape (:func:`build`), again naming ``model.layers[i]``.
 
 The listed layers are the hidden stack: the output layer (``dense`` with one unit per class or
@@ -73,6 +76,10 @@ def _float(lo, hi, *, lo_open=False, hi_open=False):
     return check
 
 
+def _bool(v):
+    return (v, None) if isinstance(v, bool) else (None, "true or false")
+
+
 def _choice(options, *, optional=False):
     def check(v):
         if optional and v in (None, ""):
@@ -105,6 +112,21 @@ SPECS: dict[str, tuple[str, dict[str, tuple[Callable, bool]]]] = {
     "layer_norm": ("LayerNorm", {"eps": (_float(0.0, 1.0, lo_open=True), False)}),
     "activation": ("Activation", {"name": (_choice(ACTIVATION_NAMES), True)}),
     "residual": ("Residual", {"layers": (None, True)}),
+    "embedding": ("Embedding", {"features": (_int(1, MAX_UNITS), True),
+                                "vocab_size": (_int(1, MAX_UNITS), False)}),
+    "positional_embedding": ("PositionalEmbedding", {"max_len": (_int(1, MAX_UNITS), False)}),
+    "causal_self_attention": ("CausalSelfAttention", {
+        "num_heads": (_int(1, MAX_WINDOW), True),
+        "dropout": (_float(0.0, 1.0, hi_open=True), False)}),
+    "transformer_block": ("TransformerBlock", {
+        "num_heads": (_int(1, MAX_WINDOW), True), "mlp_ratio": (_int(1, MAX_WINDOW), False),
+        "dropout": (_float(0.0, 1.0, hi_open=True), False)}),
+    "repeat": ("Repeat", {"layer": (None, True), "n": (_int(1, MAX_WINDOW), True)}),
+    "lstm": ("LSTM", {"units": (_int(1, MAX_UNITS), True),
+                      "return_sequences": (_bool, False)}),
+    "simple_rnn": ("SimpleRNN", {"units": (_int(1, MAX_UNITS), True),
+                                 "activation": (_choice(ACTIVATION_NAMES), False),
+                                 "return_sequences": (_bool, False)}),
 }
 TYPES = tuple(SPECS)
 
@@ -156,6 +178,16 @@ def check(value: Any, key: str = "model.layers", depth: int = 0) -> tuple[Any, l
                 if required:
                     errors.append(f"{at}.{name}: missing; {kind} needs it")
                 continue
+            if name == "layer":  # a repeat's one layer
+                inner, errs = check([spec[name]] if isinstance(spec[name], dict) else spec[name],
+                                    f"{at}.layer", depth + 1)
+                errors += [e.replace(f"{at}.layer[0]", f"{at}.layer") for e in errs]
+                if not errs:
+                    if len(inner) != 1:
+                        errors.append(f"{at}.layer: {len(inner)} layers; expected one table")
+                    else:
+                        norm[name] = inner[0]
+                continue
             if name == "layers":  # a residual's inner stack
                 inner, errs = check(spec[name], f"{at}.layers", depth + 1)
                 errors += errs
@@ -180,25 +212,43 @@ def count_layers(specs) -> int:
     return sum(1 + (count_layers(s["layers"]) if s["type"] == "residual" else 0) for s in specs)
 
 
-def build_layer(spec: dict):
-    """One fnn.layers object from a normalized table (see :func:`check`)."""
+def build_layer(spec: dict, data: dict = None):
+    """One fnn.layers object from a normalized table (see :func:`check`); ``data`` fills the
+    sizes the data decide when the table leaves them out (``vocab_size``, ``max_len``)."""
     from fnn.nn import layers as L
 
     cls = getattr(L, SPECS[spec["type"]][0])
     kw = {k: v for k, v in spec.items() if k != "type"}
+    data = data or {}
     if spec["type"] == "residual":
-        return cls(tuple(build_layer(s) for s in kw["layers"]))
+        return cls(tuple(build_layer(s, data) for s in kw["layers"]))
+    if spec["type"] == "repeat":
+        return cls(build_layer(kw["layer"], data), kw["n"])
+    for name in DATA_SIZES.get(spec["type"], ()):
+        if name not in kw:
+            if name not in data:
+                raise ValueError(f"{name}: missing; {spec['type']} needs it (token data give it)")
+            kw[name] = data[name]
     if spec["type"] == "activation":
         return cls(kw["name"])
     return cls(**kw)
 
 
-def build(specs) -> tuple:
-    """The layer objects of a validated ``model.layers``. Raises ValueError naming the entry."""
+DATA_SIZES = {"embedding": ("vocab_size",), "positional_embedding": ("max_len",)}
+
+
+def build(specs, *, vocab_size=None, max_len=None) -> tuple:
+    """The layer objects of a validated ``model.layers``. Raises ValueError naming the entry.
+
+    Args:
+      specs: from :func:`check`.  vocab_size, max_len: the token data's vocabulary size and
+        block size, for tables that leave them out.
+    """
+    data = {k: v for k, v in (("vocab_size", vocab_size), ("max_len", max_len)) if v is not None}
     out = []
     for i, spec in enumerate(specs):
         try:
-            out.append(build_layer(spec))
+            out.append(build_layer(spec, data))
         except ValueError as err:
             raise ValueError(f"model.layers[{i}]: {err}") from None
     return tuple(out)

@@ -39,7 +39,8 @@ class DataSpec:
       name: data.name.  task: "classification" or "regression".
       num_features: raw feature width F (784 for 28x28 images).
       num_outputs: target width (regression) or number of classes.
-      raw_dtype: "uint8" (images, scaled by 1/255) or "float32".
+      raw_dtype: "uint8" (images, scaled by 1/255), "float32", or "int32" (token ids, taken
+        as they are; task "sequence").
       num_classes, classes: classification only (``classes[i]`` names class i), else None.
       image_shape: (H, W) of flattened images, or None.
       x_mean, x_std: float32 (F,) standardization statistics, or None.
@@ -65,7 +66,11 @@ class DataSpec:
 
 
 def from_dataset(ds) -> DataSpec:
-    """The :class:`DataSpec` of a :class:`fnn.data.Dataset`."""
+    """The :class:`DataSpec` of a :class:`fnn.data.Dataset` (or a token dataset: int32 ids,
+    num_features = block size, num_outputs = num_classes = vocabulary size)."""
+    if ds.task == "sequence":
+        return DataSpec(name=ds.name, task="sequence", num_features=ds.num_features,
+                        num_outputs=ds.num_outputs, raw_dtype="int32", num_classes=ds.num_classes)
     return DataSpec(
         name=ds.name, task=ds.task, num_features=ds.num_features, num_outputs=ds.num_outputs,
         raw_dtype="uint8" if ds.x_train.dtype == np.uint8 else "float32",
@@ -99,8 +104,9 @@ def from_dict(d: dict) -> DataSpec:
         spec = DataSpec(**kw)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{FILE}: malformed entry ({err})") from None
-    if spec.raw_dtype not in ("uint8", "float32"):
-        raise ValueError(f"{FILE}: raw_dtype {spec.raw_dtype!r}; expected 'uint8' or 'float32'")
+    if spec.raw_dtype not in ("uint8", "float32", "int32"):
+        raise ValueError(f"{FILE}: raw_dtype {spec.raw_dtype!r}; expected 'uint8', 'float32' or"
+                         " 'int32' (token ids)")
     if spec.task not in ("classification", "regression"):
         raise ValueError(f"{FILE}: task {spec.task!r}; expected 'classification' or 'regression'")
     for k in ("num_features", "num_outputs"):
@@ -163,6 +169,8 @@ def prepare(spec: DataSpec, x: jax.Array, dtype) -> jax.Array:
       (batch, F) array of ``dtype``.
     """
     x = jnp.asarray(x)
+    if spec.raw_dtype == "int32":  # token ids: the network takes them as they are
+        return x.astype(jnp.int32)
     if spec.raw_dtype == "uint8":
         if not jnp.issubdtype(x.dtype, jnp.integer):
             x = jnp.clip(jnp.round(x.astype(jnp.float32)), 0, 255)

@@ -65,7 +65,8 @@ def environment() -> dict:
 
 
 SUMMARY_COLUMNS = ("member", "epochs_trained", "final_train_loss", "final_val_loss",
-                   "final_val_accuracy", "test_loss", "test_accuracy", "best_epoch", "halted")
+                   "final_val_accuracy", "final_val_exact_match", "test_loss", "test_accuracy",
+                   "test_exact_match", "best_epoch", "halted")
 
 
 def stack_histories(histories: list[dict]) -> dict:

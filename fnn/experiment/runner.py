@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Optional
 
-import numpy as np
 
 from fnn.engine import parallel
 from fnn.experiment import build as exp
@@ -35,6 +34,7 @@ from fnn.experiment.chunks import (InterruptFlag, Interrupted, initial_state, tr
                                    train_group)
 from fnn.experiment.results import (SUMMARY_COLUMNS, environment, member_of, member_summaries,
                                     results_table, stack_histories)
+from fnn.data.text import VOCAB_FILE
 from fnn.experiment.rundir import (CONFIG_FILE, UsageError, adopt_legacy, check_resume_config,
                                    check_run_dir, checkpoint_dir, clear_run_dir, read_config,
                                    real_path, run_dir_for)
@@ -195,6 +195,9 @@ def writing(b: Built) -> Iterator[None]:
                 # checkpoints/ first: a directory with a config always has one
                 (run_dir / "checkpoints").mkdir(exist_ok=True)
                 report.atomic_write_text(run_dir / CONFIG_FILE, b.config_text)
+            vocab = getattr(b.dataset, "vocab", None)
+            if vocab is not None:  # token data: what generate and predict read back
+                vocab.save(run_dir / VOCAB_FILE)
             yield
     except OSError as err:
         resumable = r.resume or any(p.name.startswith("ckpt-") for p in written)
@@ -252,7 +255,7 @@ def train(b: Built) -> Trained:
                 g, trainer, checkpoint_dir(run_dir, gi, len(groups)), resume=r.resume,
                 quiet=r.quiet, interrupt=interrupt, config_text=b.config_text, log=log)
             ms = member_summaries(g.config, g, trainer, state, history, data_g)
-            samples += sum(m["epochs_trained"] for m in ms) * data_g.num_train
+            samples += sum(m["epochs_trained"] for m in ms) * trainer.examples_per_epoch
             start = len(labels)
             members.extend(ms)
             labels.extend(g.labels)
@@ -271,7 +274,8 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
     summary = {
         "config": cfg.source, "run_dir": str(run_dir), "dataset": cfg.data.name,
         "task": dataset.task, "num_train": dataset.num_train,
-        "epochs": cfg.training.epochs, "members": t.members,
+        "epochs": exp.rounds(cfg), "members": t.members,
+        **({"iterations": cfg.training.iterations} if cfg.training.iterations else {}),
         "wall_time_s": t.wall, "samples_per_s": t.samples / t.wall if t.wall > 0 else None,
         **environment(),
     }

@@ -47,6 +47,12 @@ def num_outputs(net: Network) -> int:
     return int(shape[-1]) if len(shape) else 1
 
 
+def input_dtype(net: Network):
+    """The dtype of the network's inputs: int32 ids for a network that takes token ids
+    (``integer_inputs``), else its parameter dtype."""
+    return jnp.dtype(jnp.int32) if getattr(net, "integer_inputs", False) else jnp.dtype(net.dtype)
+
+
 class AutodiffNetwork:
     """A user network (``init`` / ``apply`` only) with the :class:`Network` protocol around it.
 
@@ -65,10 +71,12 @@ class AutodiffNetwork:
         leaves = [l for l in jax.tree.leaves(params)
                   if jnp.issubdtype(jnp.result_type(l), jnp.floating)]
         self.dtype = str(getattr(net, "dtype", None) or (leaves[0].dtype if leaves else "float32"))
-        x = jax.ShapeDtypeStruct((1,) + self.input_shape, jnp.dtype(self.dtype))
+        in_dtype = jnp.int32 if getattr(net, "integer_inputs", False) else jnp.dtype(self.dtype)
+        x = jax.ShapeDtypeStruct((1,) + self.input_shape, in_dtype)
         out = jax.eval_shape(lambda p, xx: net.apply(p, xx), params, x)
         self.output_shape = tuple(out.shape[1:]) or (1,)
         self.drop_rate = float(getattr(net, "drop_rate", 0.0) or 0.0)
+        self.integer_inputs = bool(getattr(net, "integer_inputs", False))
 
     def __hash__(self):
         return hash((id(self.wrapped), self.input_shape))

@@ -102,6 +102,9 @@ class Network(Protocol):
         each Dropout layer its own rate).
       manual_backward: whether :meth:`backward` is hand-written (False: ``grad="manual"`` is
         refused; only ``jax.grad`` of :meth:`forward_state` differentiates it).
+      integer_inputs: whether integer inputs are ids the network takes as they are (token ids
+        of an Embedding), not stored pixels to scale by 1/255
+        (:func:`fnn.data.prepare_inputs` with ``keep_integers``).
     """
 
     dtype: str
@@ -110,6 +113,7 @@ class Network(Protocol):
     output: str
     drop_rate: Any
     manual_backward: bool
+    integer_inputs: bool
 
     def init(self, key: Array) -> Any:
         """Parameters (a pytree) drawn from ``key``."""

@@ -292,11 +292,15 @@ class Sequential:
                                                    outputs=True)
         return y, SequentialCache(caches, y, outs), new_state
 
+    @property
+    def integer_inputs(self) -> bool:
+        """Whether the first layer declares ``integer_inputs`` (token ids for an Embedding)."""
+        return bool(getattr(self.layers[0], "integer_inputs", False))
+
     def _keeps_integers(self, x) -> bool:
-        """Integer inputs stay integer when the first layer declares ``integer_inputs`` (token
-        ids for an Embedding); every other input is cast to the network's dtype."""
-        return (jnp.issubdtype(x.dtype, jnp.integer)
-                and bool(getattr(self.layers[0], "integer_inputs", False)))
+        """Integer inputs stay integer when the network takes ids (:attr:`integer_inputs`);
+        every other input is cast to the network's dtype."""
+        return jnp.issubdtype(x.dtype, jnp.integer) and self.integer_inputs
 
     def apply(self, params, x, *, key=None, drop_rate=None, state=None) -> Array:
         """ŷ. With a key: training mode (dropout, batch statistics); without: evaluation with

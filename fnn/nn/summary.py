@@ -68,6 +68,8 @@ def xla_flops(layer, input_shape: tuple, params, state, dtype) -> int:
     def forward(p, s, x):
         return layer.forward(p, s, x, training=False)[0]
 
+    if getattr(layer, "integer_inputs", False):  # token ids (an Embedding's input)
+        dtype = jnp.int32
     x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
     return compiled_flops(jax.jit(forward).lower(params, state, x).compile())
 
@@ -80,6 +82,16 @@ def compiled_flops(compiled) -> int:
     return int(round(float((cost or {}).get("flops", 0.0) or 0.0)))
 
 
+def _params_per_inner(inner, in_shape, params, dtype) -> bool:
+    """Whether a container's params are one entry per inner layer, as the chain lays them out
+    (a Residual's); a stack of copies (Repeat's leading axis) is not."""
+    want = jax.eval_shape(lambda: chain.init(inner, chain.shapes(inner, in_shape)[:-1],
+                                             jax.random.key(0), dtype)[0])
+    have = jax.eval_shape(lambda: params)
+    return jax.tree.structure(want) == jax.tree.structure(have) and all(
+        a.shape == b.shape for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(have)))
+
+
 def _rows(layers, shapes, params, states, dtype, prefix: str, depth: int) -> list[Row]:
     rows = []
     for i, layer in enumerate(layers):
@@ -87,6 +99,8 @@ def _rows(layers, shapes, params, states, dtype, prefix: str, depth: int) -> lis
         p, s = params[i], states[i]
         in_shape, out_shape = shapes[i], shapes[i + 1]
         inner = chain.inner_layers(layer)
+        if inner is not None and not _params_per_inner(inner, in_shape, p, dtype):
+            inner = None  # its params are not one entry per inner layer (Repeat's stack)
         sub = []
         if inner is not None:
             sub = _rows(inner, chain.shapes(inner, in_shape), p, s, dtype, f"{path}.", depth + 1)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import fnn
-from cli_helpers import (CONFIGS, QUIET, read_metrics, read_summary, run_cli, shrink_args,
-                         write_config)
+from cli_helpers import (CONFIGS, QUIET, TEXT_CONFIGS, read_metrics, read_summary, run_cli,
+                         shrink_args, write_config, write_text_file)
 from fnn.nn import activations as acts
 from fnn.experiment import checkpoint
 from fnn.experiment import config as C
@@ -99,7 +99,7 @@ def check_run_dir(run_dir: Path, cfg: C.Config, *, halted: bool = False) -> dict
     assert C.to_dict(saved) == C.to_dict(cfg)
     groups = exp.plan(cfg)
     members = sum(len(g.members) for g in groups)
-    epochs = cfg.training.epochs
+    epochs = exp.rounds(cfg)  # evaluations of a step-based run
     labels = [label for g in groups for label in g.labels]
     assert len(set(labels)) == members
 
@@ -197,13 +197,15 @@ def _shipped_params():
 
 @pytest.mark.parametrize("name", _shipped_params())
 def test_shipped_config_trains_end_to_end(name, runs):
-    extra = ("--set", f"data.path={FASHION_DIR}") if name == "fashion_mnist" else ()
+    data_path = FASHION_DIR if name == "fashion_mnist" else \
+        write_text_file(runs.root / "input.txt") if name in TEXT_CONFIGS else None
+    extra = ("--set", f"data.path={data_path}") if data_path else ()
     run_dir, rc, out, err = runs.train(name, *extra)
     assert rc == 0, err
     assert "Traceback" not in err
     cfg = expected_config(name)
     if extra:
-        cfg = cfg.replace("data.path", str(FASHION_DIR))
+        cfg = cfg.replace("data.path", str(data_path))
     summary = check_run_dir(run_dir, cfg)
     # the overrides are in the resolved config.toml
     saved = C.parse_toml((run_dir / "config.toml").read_text())

@@ -68,6 +68,10 @@ NOT_RUN = {
     # block text starts with -> why the test cannot run it
     "# on host A (process 0)": "two hosts side by side; the same two-process run is "
                                "tests/engine/test_parallel.py::test_two_processes_with_gloo_equal_one_process",
+    "# after the training above": "reads the run of the block before it; the same train, "
+                                  "generate and resume run in tests/e2e/test_text_e2e.py",
+    "# needs a download": "apt-get / pip download fetch the text; tests train on text they "
+                          "write (tests/e2e/test_text_e2e.py, test_cli's shipped char_* configs)",
 }
 SET_UP = ("pip install",)  # the set-up commands: run verbatim by .ci/run (test above)
 

@@ -72,8 +72,8 @@ def opt(default, help: str, *, type: str, choices=None, min=None, max=None,
 @dataclass(frozen=True)
 class DataConfig:
     name: str = opt(REQUIRED, "dataset: " + ", ".join(DATASETS), type="str", choices=DATASETS)
-    path: str = opt("", "file (csv/npz) or directory of IDX files; empty: the standard lookup",
-                    type="str")
+    path: str = opt("", "file (csv/npz/text) or directory of IDX files; empty: the standard "
+                    "lookup", type="str")
     target: str = opt("", "csv: name of the target column (default: the last column)", type="str")
     n_samples: Optional[int] = opt(None, "synthetic sets: number of examples (default: the set's)",
                                    type="int?", min=1, max=N_SAMPLES_MAX)
@@ -90,6 +90,10 @@ class DataConfig:
                                       type="bool?")
     seed: int = opt(0, "seed of the synthetic data and of the splits", type="int", min=0,
                     max=SEED_MAX)
+    block_size: Optional[int] = opt(None, "text: characters per input window T (default 64; "
+                                    "adder: 3 × digits)", type="int?", min=1, max=1 << 14)
+    digits: Optional[int] = opt(None, "adder: digits of a and b in a+b=c (default 2)",
+                                type="int?", min=1, max=6)
     mirror: str = opt("", "fashion_mnist / mnist: base URL to download from when the files are "
                       "absent (also $FNN_DATA_MIRROR)", type="str")
 
@@ -123,14 +127,19 @@ class ScheduleConfig:
                     choices=SCHEDULES)
     warmup_epochs: int = opt(0, "linear warmup from 0 over this many epochs (any schedule)",
                              type="int", min=0)
-    boundaries: tuple = opt([], "step: epochs at which the rate is multiplied by factor",
+    warmup_steps: int = opt(0, "step-based runs (training.iterations): linear warmup from 0 "
+                            "over this many steps, then the schedule (cosine: down to alpha × "
+                            "learning_rate at the last iteration)", type="int", min=0)
+    boundaries: tuple = opt([], "step: epochs (steps in step-based runs) at which the rate is "
+                            "multiplied by factor",
                             type="int_list", min=1)
     factor: float = opt(0.1, "step: multiplier at each boundary", type="float", min=0,
                         min_open=True)
     decay_rate: float = opt(0.9, "exponential: multiplier per epoch", type="float", min=0,
                             min_open=True)
-    alpha: float = opt(0.0, "linear / cosine / warmup_cosine: final rate as a fraction of "
-                       "learning_rate", type="float", min=0, max=1)
+    alpha: float = opt(0.0, "linear / cosine / warmup_cosine: final (minimum) rate as a "
+                       "fraction of learning_rate (0.1: 1e-3 decays to 1e-4)", type="float",
+                       min=0, max=1)
     pct_start: float = opt(0.3, "one_cycle: fraction of the run spent rising", type="float",
                            min=0, max=1, min_open=True, max_open=True)
 
@@ -171,7 +180,16 @@ class RegularizationConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    epochs: int = opt(10, "passes over the training split", type="int", min=1)
+    epochs: int = opt(10, "passes over the training split (unused when training.iterations "
+                      "is set)", type="int", min=1)
+    iterations: int = opt(0, "train by steps instead of epochs: this many optimizer steps on "
+                          "random windows of token data (data.name = text / adder); 0: by "
+                          "epochs", type="int", min=0)
+    eval_interval: int = opt(250, "step-based runs: evaluate (one metrics.csv row, one "
+                             "checkpoint chance) every this many steps; must divide "
+                             "training.iterations", type="int", min=1)
+    eval_iters: int = opt(20, "step-based runs: random validation batches per evaluation",
+                          type="int", min=1)
     batch_size: int = opt(32, "mini-batch size B (1: SGD; the split size: batch GD)",
                           type="int", min=1)
     grad: str = opt("manual", "gradients: manual (hand-written backprop) or autodiff (jax.grad)",
@@ -193,7 +211,8 @@ class EarlyStoppingConfig:
     enabled: bool = opt(False, "stop when the monitored metric stops improving", type="bool")
     monitor: str = opt("val_loss", "val_loss or val_accuracy", type="str",
                        choices=("val_loss", "val_accuracy"))
-    patience: int = opt(10, "epochs without improvement before stopping", type="int", min=1)
+    patience: int = opt(10, "epochs (evaluations in step-based runs) without improvement "
+                        "before stopping", type="int", min=1)
     min_delta: float = opt(0.0, "smallest change that counts as an improvement", type="float",
                            min=0)
     restore_best: bool = opt(True, "restore the best epoch's parameters when stopping (and at the last epoch)",
@@ -215,7 +234,8 @@ class OutputConfig:
     dir: str = opt("runs", "parent directory of run directories", type="str")
     name: str = opt("", "run directory name; empty: the config file's name", type="str",
                     component=True)
-    checkpoint_every: int = opt(0, "save a checkpoint every K epochs (0: only at the end)",
+    checkpoint_every: int = opt(0, "save a checkpoint every K epochs (evaluations in step-based "
+                                "runs; 0: only at the end)",
                                 type="int", min=0)
     keep_checkpoints: int = opt(2, "checkpoints kept", type="int", min=1)
     plots: bool = opt(True, "write curves.png (needs matplotlib)", type="bool")
