@@ -107,13 +107,14 @@ def from_dict(d: dict) -> DataSpec:
     if spec.raw_dtype not in ("uint8", "float32", "int32"):
         raise ValueError(f"{FILE}: raw_dtype {spec.raw_dtype!r}; expected 'uint8', 'float32' or"
                          " 'int32' (token ids)")
-    if spec.task not in ("classification", "regression"):
-        raise ValueError(f"{FILE}: task {spec.task!r}; expected 'classification' or 'regression'")
+    if spec.task not in ("classification", "regression", "sequence"):
+        raise ValueError(f"{FILE}: task {spec.task!r}; expected 'classification', 'regression' "
+                         "or 'sequence'")
     for k in ("num_features", "num_outputs"):
         v = getattr(spec, k)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{FILE}: {k} {v!r}; expected a positive integer")
-    if spec.task == "classification":
+    if spec.task in ("classification", "sequence"):  # a sequence's classes: the vocabulary
         k = spec.num_classes
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise ValueError(f"{FILE}: num_classes {k!r}; expected an integer >= 2")

@@ -109,8 +109,10 @@ def test_sweep_over_epochs_pads_the_shorter_history(tmp_path):
 
 
 def test_a_network_that_cannot_fit_is_refused_before_it_is_built(tmp_path):
+    # within the size bounds (65,536 units, 2**28 parameters), beyond a 0.05 GB limit
     rc, _, err = run_cli("train", QUICK, "--out", tmp_path / "big", "--set",
-                         "model.hidden=[1000000000]", "--quiet")
+                         "model.hidden=[8192, 8192]", "--set", "training.memory_limit_gb=0.1",
+                         "--quiet")
     line = _one_line(err)
     assert rc == 2 and "the run needs about" in line and "GB" in line
     assert "training.memory_limit_gb" in line
