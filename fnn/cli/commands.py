@@ -223,26 +223,28 @@ def cmd_summary(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from fnn.experiment import memory
+    from fnn.experiment import build as exp
+    from fnn.experiment import handle
     from fnn.experiment import report as report_mod
-    from fnn.experiment import runner
+    from fnn.experiment.rundir import UsageError
 
-    cfg, dataset, loaded = runner.load_run(args.run_dir)
-    split = args.split
-    if split is None:
-        split = "test" if dataset.x_test is not None else "val" if dataset.x_val is not None else "train"
-    arrays = dataset.split(split)
-    if arrays is None:
-        raise runner.UsageError(f"--split {split}: dataset {cfg.data.name!r} has no {split} split")
-    rows = []
-    for g, trainer, state in loaded:
-        batched = len(g.members) > 1
-        for j, label in enumerate(g.labels):
-            member = runner.member_of(state, j, batched)
-            m = trainer.evaluate(member.params, *arrays, state=member.net_state,
-                                 chunk=memory.eval_chunk(trainer.net))
-            rows.append({"member": label, "split": split, "examples": int(arrays[0].shape[0]),
-                         **{k: v for k, v in m.items()}})
+    labels = handle.member_labels(args.run_dir)
+    datasets = {}  # one load per distinct data section (a sweep's members share theirs)
+    rows, split = [], args.split
+    for i, label in enumerate(labels):
+        h = handle.load_run(args.run_dir, member=i if len(labels) > 1 else None)
+        key = repr(h.config.data)
+        if key not in datasets:
+            datasets[key] = exp.load_dataset(h.config)
+        dataset = datasets[key]
+        if split is None:
+            split = ("test" if dataset.split("test") is not None else
+                     "val" if dataset.split("val") is not None else "train")
+        if dataset.split(split) is None:
+            raise UsageError(f"--split {split}: dataset {h.config.data.name!r} has no {split}"
+                             " split")
+        m = h.evaluate(split, dataset=dataset)
+        rows.append({"member": label, "split": split, **m})
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
     else:

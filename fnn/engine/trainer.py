@@ -51,11 +51,10 @@ import numpy as np
 from fnn import optim
 from fnn.analysis import diagnostics as diag_mod
 from fnn.data import prepare_inputs
-from fnn.engine import metrics as metrics_mod
 from fnn.engine import parallel, shuffle
 from fnn.engine.device_data import DeviceData, as_data, check_data
 from fnn.engine.early_stopping import EarlyStopping
-from fnn.engine.eval_rows import eval_chunk
+from fnn.engine.evaluation import Evaluator
 from fnn.engine.state import HPARAM_NAMES, HParams, TrainState, select
 from fnn.engine.step import check_drop_rate, check_nan_guard, train_step_fn
 from fnn.engine.windows import Windows, draw
@@ -174,15 +173,17 @@ class Trainer:
         self.progress = bool(progress)
         self._receiver = progress if callable(progress) else None
         self.progress_every = max(1, epochs // max(1, progress_updates))
-        self.classification = self.loss.classification or _integer_labels(y)
-        self.exact_last = windows.answer_len if windows is not None else 0
-        self.multilabel = self.loss.name == "binary_cross_entropy" and self.num_outputs > 1
+        self.evaluator = Evaluator.of(net, self.loss, y=y,
+                                      exact_last=windows.answer_len if windows is not None else 0)
+        self.classification = self.evaluator.classification
+        self.exact_last = self.evaluator.exact_last
+        self.multilabel = self.evaluator.multilabel
         if early_stopping is not None:
             early_stopping.check_task(classification=self.classification, loss=self.loss.name)
         self._run = jax.jit(self._run_impl, static_argnames=("num_epochs", "batched"),
                             donate_argnums=(0,))
         self._init = jax.jit(self._init_impl, static_argnames=("batched",))
-        self._evaluate = jax.jit(self.evaluate_fn)  # compiled once per input shape
+        self._evaluate = jax.jit(self.evaluator.fn)  # compiled once per input shape
         self.trace_count = 0  # incremented each time the run is traced (compiled)
 
     def _check_windows(self, net, windows: Windows, rows, val_rows, batch_size) -> None:
@@ -393,88 +394,30 @@ class Trainer:
 
     def evaluate_fn(self, params, x, y, net_state=None) -> dict:
         """Loss (and accuracy for classification) of ``params`` on (x, y): evaluation mode (no
-        dropout; BatchNorm with the running statistics of ``net_state``). Traceable."""
-        dtype = jnp.dtype(self.net.dtype)
-        net_state = self.net.init_state() if net_state is None else net_state
-        xf = prepare_inputs(x, dtype=dtype, shape=self.net.input_shape,
-                            keep_integers=self.net.integer_inputs)
-        yd = losses_mod.prepare_targets(self.loss, y, self.num_outputs, dtype,
-                                        output_shape=self.net.output_shape)
-        y_hat, caches, _ = self.net.forward_state(params, net_state, xf, training=False)
-        out = {"loss": self.loss.value(self.net.output_logits(caches), y_hat, yd)}
-        if self.classification:
-            out["accuracy"] = metrics_mod.accuracy(y_hat, yd, multilabel=self.multilabel)
-        if self.exact_last:
-            out["exact_match"] = metrics_mod.exact_match(y_hat, yd, last=self.exact_last)
-        return out
+        dropout; BatchNorm with the running statistics of ``net_state``). Traceable.
+        (:meth:`fnn.engine.evaluation.Evaluator.fn`.)"""
+        return self.evaluator.fn(params, x, y, net_state)
 
     def _evaluate_windows(self, params, rows, key, net_state):
-        """:meth:`evaluate_fn` on ``windows.eval_batches`` random batches of ``rows`` drawn
-        from ``key`` (a ``lax.scan``), averaged; and the first batch's inputs. Traceable."""
-        win, b = self.windows, self.batch_size
-        keys = jax.random.split(key, win.eval_batches)
-
-        def body(acc, k):
-            out = self.evaluate_fn(params, *draw(k, rows, b, win.block_size), net_state)
-            return {m: acc[m] + out[m] for m in acc}, None
-
-        x0, y0 = draw(keys[0], rows, b, win.block_size)
-        shapes = jax.eval_shape(self.evaluate_fn, params, x0, y0, net_state)
-        acc, _ = jax.lax.scan(body, {m: jnp.zeros(s.shape, s.dtype) for m, s in shapes.items()},
-                              keys)
-        return {m: v / win.eval_batches for m, v in acc.items()}, x0
+        return self.evaluator.on_windows(params, rows, key, net_state, self.windows,
+                                         self.batch_size)
 
     def _evaluate_in_chunks(self, params, x, y, net_state) -> dict:
-        """:meth:`evaluate_fn` over row chunks of :func:`eval_chunk` rows (a ``lax.scan``), the
-        means weighted by rows; one call when all rows fit. Traceable."""
-        n = x.shape[0]
-        c = eval_chunk(self.net, cap=n)
-        k, r = divmod(n, c)
-        if k == 1 and r == 0:
-            return self.evaluate_fn(params, x, y, net_state)
-
-        def body(acc, i):
-            xs, ys = (jax.lax.dynamic_slice_in_dim(a, i * c, c) for a in (x, y))
-            out = self.evaluate_fn(params, xs, ys, net_state)
-            return {m: acc[m] + out[m] * c for m in acc}, None
-
-        shapes = jax.eval_shape(self.evaluate_fn, params, x[:c], y[:c], net_state)
-        acc, _ = jax.lax.scan(body, {m: jnp.zeros(s.shape, s.dtype) for m, s in shapes.items()},
-                              jnp.arange(k))
-        if r:  # the remainder rows: one more call of their own shape
-            tail = self.evaluate_fn(params, x[k * c:], y[k * c:], net_state)
-            acc = {m: acc[m] + tail[m] * r for m in acc}
-        return {m: v / n for m, v in acc.items()}  # mean = Σ_chunks rows × mean / n
+        return self.evaluator.in_chunks(params, x, y, net_state)
 
     def evaluate(self, params, x, y, *, state=None, chunk: int = 2048) -> dict:
-        """Host-side evaluation of ``params`` on (x, y): {"loss", "accuracy"?} as floats.
+        """Host-side evaluation of ``params`` on (x, y): {"loss", "accuracy"?} as floats
+        (:meth:`fnn.engine.evaluation.Evaluator.evaluate`, on this trainer's devices).
 
         Args:
           params: the network's parameters.  x: (N, features) inputs.  y: (N,) labels or
-            (N, K) targets.
-          state: the network's state (``TrainState.net_state``: BatchNorm's running
-            statistics); None for ``net.init_state()``.
-          chunk: rows per compiled call. Means over chunks are combined weighted by rows, so
-            the device holds one chunk's activations at a time (Fashion-MNIST's 10,000 test
-            images at once would add ~40 MB to the run's peak memory); at most two shapes
-            compile (a full chunk and the remainder).
+            (N, K) targets.  state: the network's state (None: ``net.init_state()``).
+          chunk: rows per compiled call.
         Returns:
           the means over all N rows, as Python floats.
         """
-        check_data(self.net, self.loss, x, y, "evaluation data")
-        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-            raise ValueError(f"chunk: {chunk!r}; expected an integer >= 1")
-        x, y = np.asarray(x), np.asarray(y)
-        n = x.shape[0]
-        # One chunk at a time: chunks dispatched together run concurrently on XLA:CPU, and
-        # their temporaries coexist (fashion_cnn: +318 MB of peak RSS for 14 chunks).
-        outs = []
-        for start in range(0, n, chunk):
-            out = self._evaluate(params, *self.place((x[start:start + chunk],
-                                                      y[start:start + chunk])), state)
-            outs.append((min(chunk, n - start), jax.block_until_ready(out)))
-        # The chunks' means weighted by their rows, summed in float64.
-        return {k: sum(rows * float(out[k]) for rows, out in outs) / n for k in outs[0][1]}
+        return self.evaluator.evaluate(params, x, y, state=state, chunk=chunk,
+                                       compiled=self._evaluate, place=self.place)
 
     # --- the run -------------------------------------------------------------------------------
     def _run_impl(self, state, hp, data, *, num_epochs: int, batched: bool):
@@ -566,7 +509,3 @@ class Trainer:
         return self._init(self.place(keys, shard=True),
                           self.place(self.hparams_array(hparams, members=members), shard=True),
                           batched=True)
-
-
-def _integer_labels(y) -> bool:
-    return np.ndim(y) == 1 and np.asarray(y).dtype.kind in "iu"

@@ -8,7 +8,7 @@
 
 Prediction needs no data: the preprocessing of training (1/255 for uint8 images, the
 standardization statistics) comes from the run's ``preprocessing.json``. ``evaluate`` loads the
-dataset (it needs the labels) through :func:`fnn.experiment.runner.load_run`.
+dataset (it needs the labels) and an evaluator of the network; no trainer is built.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from fnn.experiment import memory
+from fnn.experiment import config as config_mod
 from fnn.experiment import members as members_mod
 
 
@@ -131,25 +132,37 @@ class RunHandle:
             raise ValueError(f"predict_classes: the run is a {self.task} run")
         return members_mod.class_ids(self.predict(x))
 
-    def evaluate(self, split: str = "test") -> dict:
-        """Loss (and accuracy) of this member on a split of its dataset (loads the data).
+    def evaluate(self, split: str = "test", *, dataset=None) -> dict:
+        """Loss (and accuracy, exact match) of this member on a split of its dataset.
 
+        Builds the member's data and an :class:`fnn.engine.evaluation.Evaluator` of its network
+        and loss: no trainer, no optimizer, nothing compiled beyond the evaluation.
+
+        Args:
+          split: "test", "val" or "train".
+          dataset: the member's dataset, if already loaded (``fnn evaluate`` loads it once for
+            every member of a sweep); None: loaded from the member's config.
         Returns:
-          {"loss": float, "accuracy": float (classification), "examples": int}.
+          {"loss": float, "accuracy": float (classification), "exact_match": float (a
+          built-in sequence task), "examples": int}.
         Raises:
           ValueError: an unknown split or one the dataset lacks.
         """
-        from fnn.experiment import runner  # the dataset and the trainer's evaluation
+        from fnn.engine.evaluation import Evaluator
+        from fnn.experiment import build as exp
 
         if split not in ("train", "val", "test"):
             raise ValueError(f"split: {split!r}; expected one of test, val, train")
-        _, dataset, loaded = runner.load_run(self.run_dir)
+        if dataset is None:
+            dataset = exp.load_dataset(self.config)
         arrays = dataset.split(split)
         if arrays is None:
             raise ValueError(f"split: {split!r}; dataset {dataset.name!r} has no {split} split")
-        _, trainer, _ = loaded[self._ref.group_index]
-        out = trainer.evaluate(self.params, *arrays, state=self.net_state,
-                               chunk=memory.eval_chunk(trainer.net))
+        exact = int(getattr(dataset, "answer_len", 0)) if self.config.training.iterations else 0
+        ev = Evaluator.of(self.net, config_mod.resolved_loss(self.config), y=arrays[1],
+                          exact_last=exact)
+        out = ev.evaluate(self.params, *arrays, state=self.net_state,
+                          chunk=memory.eval_chunk(self.net))
         return {**out, "examples": int(arrays[0].shape[0])}
 
     def generate(self, prompt: str = "", *, tokens: int = 200, temperature: float = 1.0,

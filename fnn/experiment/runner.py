@@ -28,19 +28,18 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from fnn.engine import parallel
 from fnn.experiment import build as exp
-from fnn.experiment import checkpoint, model_report, report, runlock, tensorboard_log
+from fnn.experiment import model_report, report, runlock, tensorboard_log
 from fnn.experiment import config as config_mod
-from fnn.experiment.chunks import (InterruptFlag, Interrupted, initial_state, traced_names,
+from fnn.experiment.chunks import (InterruptFlag, Interrupted, traced_names,
                                    train_group)
 from fnn.experiment.results import (SUMMARY_COLUMNS, environment, member_of, member_summaries,
                                     results_table, stack_histories)
 from fnn.data.text import VOCAB_FILE
 from fnn.experiment.rundir import (CONFIG_FILE, UsageError, adopt_legacy, check_resume_config,
-                                   check_run_dir, checkpoint_dir, clear_run_dir, read_config,
-                                   real_path, run_dir_for)
+                                   check_run_dir, checkpoint_dir, clear_run_dir, real_path, run_dir_for)
 from fnn.util import fileio
 
-__all__ = ["run", "resolve", "plan_run", "build", "train", "report_run", "load_run",
+__all__ = ["run", "resolve", "plan_run", "build", "train", "report_run",
            "UsageError", "Interrupted", "CONFIG_FILE", "SUMMARY_COLUMNS", "member_of",
            "checkpoint_dir", "parallel_spec"]
 
@@ -341,29 +340,3 @@ def summary_text(b: Built) -> str:
 
     nets = [trainer.net for _, trainer in b.trainers]
     return model_summary.text(model_summary.summaries(b.plan.groups, nets))
-
-
-def load_run(run_dir, *, before_models=None):
-    """(config, dataset, [(group, trainer, state)]) of a finished run directory.
-
-    ``before_models(cfg, dataset)``, if given, is called before any network is built or
-    compiled, so that other input (e.g. the file to predict) is checked first.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise UsageError(f"{str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
-    cfg = read_config(run_dir)
-    dataset = exp.load_dataset(cfg)
-    if before_models is not None:
-        before_models(cfg, dataset)
-    groups = exp.plan(cfg)
-    loaded = []
-    for gi, g in enumerate(groups):
-        ckpt_dir = checkpoint_dir(run_dir, gi, len(groups))
-        path = checkpoint.latest(ckpt_dir)
-        if path is None:
-            raise UsageError(f"{str(run_dir)!r}: no checkpoint in {ckpt_dir}")
-        trainer = exp.build_trainer(g.config, dataset, traced=traced_names(cfg, g))
-        state, _, _ = checkpoint.load(path, initial_state(g, trainer)[0])
-        loaded.append((g, trainer, state))
-    return cfg, dataset, loaded

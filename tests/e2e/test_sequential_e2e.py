@@ -23,7 +23,7 @@ import pytest
 import fnn
 from fnn import layers as L
 from fnn import optim
-from fnn.engine import EarlyStopping, HParams, Trainer
+from fnn.engine import EarlyStopping, Trainer
 from cli_helpers import (REPO, assert_bitwise_equal, checkpoint_arrays, final_checkpoint,
                          newest_epoch, read_summary, run_cli, run_process, spawn,
                          wait_for_epoch, write_config)
@@ -120,9 +120,9 @@ def test_cnn_train_resume_after_kill_9_is_bitwise_then_evaluate_and_predict(work
     assert ev["loss"] == pytest.approx(float(last["val_loss"]), rel=1e-5)
 
     # predict on the validation images: the same predictions
-    from fnn.experiment import runner
+    from fnn.experiment import build
 
-    _, dataset, _ = runner.load_run(root / "ref")
+    dataset = build.load_dataset(fnn.load_run(root / "ref").config)
     x_val, y_val = dataset.split("val")
     np.savez(root / "val.npz", x=np.asarray(x_val))
     rc, out, err = run_cli("predict", root / "ref", root / "val.npz", "--output", root / "p.csv")

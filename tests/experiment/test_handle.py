@@ -41,6 +41,25 @@ def test_predict_applies_training_preprocessing_and_matches_evaluate():
     assert ev["accuracy"] == pytest.approx(h.summary["test_accuracy"])
 
 
+def test_evaluate_builds_no_trainer(monkeypatch):
+    """RunHandle.evaluate (and fnn evaluate) read the run: the network, its data and an
+    Evaluator; a Trainer (optimizer, compiled run) is never built."""
+    from fnn.engine import trainer
+
+    def no_trainer(*a, **k):
+        raise AssertionError("a Trainer was built to evaluate a finished run")
+
+    run = trained("quickstart")  # trained before Trainer is blocked
+    monkeypatch.setattr(trainer.Trainer, "__init__", no_trainer)
+    ev = fnn.load_run(run).evaluate("test")
+    assert ev["accuracy"] == pytest.approx(fnn.load_run(run).summary["test_accuracy"])
+    from cli_helpers import run_cli
+
+    rc, out, err = run_cli("evaluate", run, "--json")
+    assert rc == 0, err
+    assert json.loads(out)["accuracy"] == pytest.approx(ev["accuracy"])
+
+
 def test_predict_needs_no_data(monkeypatch):
     def no_data(*a, **k):
         raise AssertionError("the dataset was loaded")

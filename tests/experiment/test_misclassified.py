@@ -82,9 +82,11 @@ progress = false
 
 
 def _test_split(run):
-    from fnn.experiment import runner
+    import fnn
+    from fnn.experiment import build, handle
 
-    _, dataset, _ = runner.load_run(run)
+    sweep = len(handle.member_labels(run)) > 1  # the members share the data section
+    dataset = build.load_dataset(fnn.load_run(run, member=0 if sweep else None).config)
     return np.asarray(dataset.x_test), np.asarray(dataset.y_test)
 
 
