@@ -23,8 +23,8 @@ import jax
 import numpy as np
 import pytest
 
-from cli_helpers import (CONFIGS, assert_bitwise_equal, checkpoint_arrays, final_checkpoint,
-                         params_of, run_cli, shrink_args)
+from cli_helpers import (CONFIGS, TEXT_CONFIGS, assert_bitwise_equal, checkpoint_arrays,
+                         final_checkpoint, params_of, run_cli, shrink_args, write_text_file)
 
 PINS = Path(__file__).resolve().parents[1] / "pins"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -56,8 +56,10 @@ def leaf_pin(v: np.ndarray) -> dict:
 
 def final_params(tmp_path: Path, name: str) -> dict[str, np.ndarray]:
     out = tmp_path / name
+    text = ("--set", f"data.path={write_text_file(tmp_path / 'input.txt')}") \
+        if name in TEXT_CONFIGS else ()  # the text configs' file: one the test writes
     rc, stdout, stderr = run_cli("train", CONFIGS / f"{name}.toml", "--out", out,
-                                 *shrink_args(name), "--set", "output.plots=false")
+                                 *shrink_args(name), *text, "--set", "output.plots=false")
     assert rc == 0, stderr
     ckpts = sorted({p.parent for p in out.rglob("ckpt-*.npz")})
     arrays = {}

@@ -32,6 +32,7 @@ class SoftmaxRegression:
     output = "softmax"
     drop_rate = 0.0
     manual_backward = True
+    integer_inputs = False  # float features, not token ids
 
     def __init__(self, features: int, classes: int):
         self.input_shape, self.output_shape = (features,), (classes,)
