@@ -181,7 +181,7 @@ def test_valid_options_lists_defaults():
     assert set(data.valid_options("fashion_mnist")) == {"path", "mirror", "download", "val_fraction", "seed",
                                                         "n_samples"}
     assert set(data.NAMES) == {"xor", "moons", "circles", "spirals", "blobs", "sine", "polynomial", "shapes",
-                               "fashion_mnist", "mnist", "csv", "npz"}
+                               "fashion_mnist", "mnist", "csv", "npz", "text", "adder"}
 
 
 def test_shapes_set_is_balanced_deterministic_images():

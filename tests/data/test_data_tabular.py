@@ -104,8 +104,10 @@ def test_bad_csv(tmp_path, text, opts, fragment):
 def test_csv_path_problems(tmp_path):
     with pytest.raises(ValueError, match="path= is required"):
         data.load("csv")
-    with pytest.raises(ValueError, match="cannot open the csv file"):
+    with pytest.raises(ValueError, match="missing.csv': no such csv file"):
         data.load("csv", path=tmp_path / "missing.csv")
+    with pytest.raises(ValueError, match="not a regular file; expected a csv file"):  # /dev/zero
+        data.load("csv", path="/dev/zero")
     p = tmp_path / "bin.csv"
     p.write_bytes(b"a,b\n\xff\xfe,1\n")
     with pytest.raises(ValueError, match="not readable as CSV"):
