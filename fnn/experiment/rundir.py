@@ -98,6 +98,11 @@ def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool,
             # resumes from epoch 0); without it there is nothing to resume.
             raise UsageError(f"--resume: {shown!r} has nothing to resume (no"
                              f" {run_dir / 'checkpoints'}); train it again with --overwrite")
+        changed = changed_file(run_dir)  # what a resumed run rewrites must still be fnn's
+        if changed is not None:
+            raise UsageError(f"--resume: {str(Path(shown) / changed)!r} was not written by fnn "
+                             "or was changed since, and the resumed run would replace it: move "
+                             "it away first")
         return
     if non_empty and not overwrite:
         raise UsageError(
@@ -106,6 +111,23 @@ def check_run_dir(run_dir: Path, *, overwrite: bool, resume: bool,
         )
     if non_empty and overwrite:
         overwrite_plan(run_dir, shown=shown, inputs=inputs)
+
+
+def changed_file(run_dir: Path) -> Optional[str]:
+    """The first file a resumed run rewrites (its reports, pictures and checkpoints; not
+    ``config.toml`` nor the exports) that the manifest does not list as it is now, or None.
+    A directory without a manifest (an earlier fnn) is not checked."""
+    if not runlock.has_manifest(run_dir):
+        return None
+    entries = runlock.read_manifest(run_dir)
+    for root, dirs, files in os.walk(run_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "tensorboard")
+        for name in sorted(files):
+            rel = (Path(root) / name).relative_to(run_dir)
+            if (is_fnn_name(rel) and rel.name != CONFIG_FILE and not rel.name.startswith("model")
+                    and not runlock.written_by_fnn(run_dir, rel.as_posix(), entries)):
+                return rel.as_posix()
+    return None
 
 
 def overwrite_plan(run_dir: Path, *, shown: Optional[str] = None,
@@ -125,6 +147,8 @@ def overwrite_plan(run_dir: Path, *, shown: Optional[str] = None,
     """
     run_dir = real_path(run_dir)
     shown = shown if shown is not None else str(run_dir)
+    if not run_dir.is_dir() or all(p.name == runlock.HIDDEN for p in run_dir.iterdir()):
+        return []  # nothing to replace
     foreign = foreign_entry(run_dir)
     entries = runlock.read_manifest(run_dir)
     legacy = not runlock.has_manifest(run_dir)

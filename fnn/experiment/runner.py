@@ -184,6 +184,7 @@ def writing(b: Built) -> Iterator[None]:
         written.append(path)
         runlock.record(run_dir, path)
 
+    started = False
     try:
         with fileio.watch(run_dir, note):
             if r.resume:
@@ -197,14 +198,15 @@ def writing(b: Built) -> Iterator[None]:
             vocab = getattr(b.dataset, "vocab", None)
             if vocab is not None:  # token data: what generate and predict read back
                 vocab.save(run_dir / VOCAB_FILE)
+            started = True
             yield
-    except OSError as err:
+    except BaseException as err:
         resumable = r.resume or any(p.name.startswith("ckpt-") for p in written)
-        if resumable:
+        if isinstance(err, OSError) and resumable:
             if isinstance(err, fileio.WriteError):
                 err.strerror += (f"; the checkpoints written so far are kept in {r.run_dir} "
                                  "(free space, then continue with --resume)")
-        else:
+        elif not resumable and (isinstance(err, OSError) or not started):
             _remove_written(run_dir, written, created, lock)
         raise
     finally:
@@ -230,9 +232,9 @@ def _remove_written(run_dir: Path, written: list, created: bool, lock) -> None:
     if created:
         runlock.reset_manifest(run_dir)
         lock.release(undo=True)
-        with contextlib.suppress(OSError):
-            (run_dir / runlock.HIDDEN).rmdir()
-            run_dir.rmdir()
+        for d in (run_dir / runlock.HIDDEN, run_dir):
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
 
 def train(b: Built) -> Trained:

@@ -56,7 +56,8 @@ class Runs:
 
     def train(self, name: str, *extra):
         if name in QUIET_RUNS and name not in self.done:  # an old run's directory to replace
-            (self.root / name).mkdir()
+            (self.root / name).mkdir()  # in the layout before manifests: checkpoints/ marks it
+            (self.root / name / "checkpoints").mkdir()
             (self.root / name / "config.toml").write_text("old")
             (self.root / name / "summary.json").write_text("stale")
             extra = ("--overwrite", "--quiet", *extra)
