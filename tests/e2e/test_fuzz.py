@@ -51,7 +51,9 @@ def _snapshot(root: Path) -> set[str]:
 def _one_message(lines: list[str]) -> bool:
     if len(lines) == 1:
         return True
-    return bool(lines) and lines[0].endswith("problems:") and all(
+    # ConfigError's documented exception: "N problems: <the first, complete> (all N below)",
+    # then one indented line per problem
+    return bool(lines) and " problems: " in lines[0] and lines[0].endswith("below)") and all(
         ln.startswith("  ") for ln in lines[1:])
 
 
