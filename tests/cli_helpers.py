@@ -128,6 +128,24 @@ def run_process(argv, *, cwd: Path, cache_dir: Path, timeout: float = 300):
                           timeout=timeout)
 
 
+def finish_process(root: Path, cache: Path, *argv):
+    """:func:`run_process` in ``root`` that must succeed without a traceback."""
+    proc = run_process(argv, cwd=root, cache_dir=cache)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+def run_cli_in(root: Path, *argv) -> tuple[int, str, str]:
+    """:func:`run_cli` with the working directory ``root`` (restored after)."""
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        return run_cli(*argv)
+    finally:
+        os.chdir(old)
+
+
 def newest_epoch(ckpt_dir: Path) -> int:
     """The highest epoch among complete-named checkpoints in ``ckpt_dir`` (0 if none)."""
     best = 0

@@ -126,12 +126,12 @@ def changed_file(run_dir: Path) -> Optional[str]:
             rel = (Path(root) / name).relative_to(run_dir)
             if (is_fnn_name(rel) and rel.name != CONFIG_FILE and not rel.name.startswith("model")
                     and not runlock.written_by_fnn(run_dir, rel.as_posix(), entries)
-                    and not _complete_checkpoint(run_dir / rel)):
+                    and not _checkpoint_file(run_dir / rel)):
                 return rel.as_posix()
     return None
 
 
-def _complete_checkpoint(path: Path) -> bool:
+def _checkpoint_file(path: Path) -> bool:
     """A checkpoint file under checkpoints/: a run killed between saving it and recording it
     in the manifest (kill -9) left it, possibly torn; --resume continues from the newest
     complete one (:func:`fnn.experiment.checkpoint.latest` skips and warns about a torn one)."""

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli_helpers import run_cli
+from cli_helpers import run_cli_in
 from fnn.experiment import config as C
 
 EXAMPLES = int(os.environ.get("FNN_FUZZ_EXAMPLES", "12"))
@@ -60,12 +60,7 @@ def _one_message(lines: list[str]) -> bool:
 def check(root: Path, *argv) -> int:
     """Run ``fnn ARGV`` with cwd ``root`` and assert the property; returns the exit status."""
     before = _snapshot(root)
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        rc, out, err = run_cli(*argv)
-    finally:
-        os.chdir(old)
+    rc, out, err = run_cli_in(root, *argv)
     assert rc in (0, 1, 2), f"exit {rc}: {err}"
     assert "Traceback" not in err, err
     if rc == 2:

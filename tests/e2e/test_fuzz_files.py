@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli_helpers import run_cli, subprocess_env
+from cli_helpers import run_cli, run_cli_in, subprocess_env
 
 EXAMPLES = int(os.environ.get("FNN_FUZZ_EXAMPLES", "8"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -60,12 +60,7 @@ def tree(root: Path) -> dict[str, str]:
 def run_in(root: Path, *argv) -> tuple[int, str]:
     """``fnn ARGV`` in-process with cwd ``root``; asserts the common property."""
     before = tree(root)
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        rc, _, err = run_cli(*argv)
-    finally:
-        os.chdir(old)
+    rc, _, err = run_cli_in(root, *argv)
     assert rc in (0, 1, 2), f"exit {rc}: {err}"
     assert "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(

@@ -11,8 +11,9 @@ import signal
 
 import pytest
 
+from cli_helpers import finish_process as _finish
 from cli_helpers import (assert_bitwise_equal, checkpoint_arrays, final_checkpoint,
-                         newest_epoch, params_of, read_summary, run_process, spawn,
+                         newest_epoch, params_of, read_summary, spawn,
                          wait_for_epoch, write_config)
 
 pytestmark = pytest.mark.slow
@@ -56,11 +57,6 @@ def work(tmp_path_factory):
     return root, tmp_path_factory.mktemp("jax-cache")
 
 
-def _finish(root, cache, *argv):
-    proc = run_process(argv, cwd=root, cache_dir=cache)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="module")

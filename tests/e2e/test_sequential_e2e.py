@@ -24,8 +24,9 @@ import fnn
 from fnn import layers as L
 from fnn import optim
 from fnn.engine import EarlyStopping, Trainer
+from cli_helpers import finish_process as _finish
 from cli_helpers import (REPO, assert_bitwise_equal, checkpoint_arrays, final_checkpoint,
-                         newest_epoch, read_summary, run_cli, run_process, spawn,
+                         newest_epoch, read_summary, run_cli, spawn,
                          wait_for_epoch, write_config)
 
 EPOCHS = 12
@@ -79,11 +80,6 @@ def work(tmp_path_factory):
     return root, tmp_path_factory.mktemp("jax-cache")
 
 
-def _finish(root, cache, *argv):
-    proc = run_process(argv, cwd=root, cache_dir=cache)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    return proc
 
 
 # ---------------------------------------------------------------------------------------------

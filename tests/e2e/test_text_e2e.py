@@ -10,8 +10,9 @@ import signal
 import pytest
 
 import fnn
+from cli_helpers import finish_process as _finish
 from cli_helpers import (CONFIGS, assert_bitwise_equal, checkpoint_arrays, final_checkpoint,
-                         newest_epoch, read_metrics, read_summary, run_cli, run_process, spawn,
+                         newest_epoch, read_metrics, read_summary, run_cli, spawn,
                          wait_for_epoch, write_config, write_text_file)
 
 pytestmark = pytest.mark.slow
@@ -66,11 +67,6 @@ def work(tmp_path_factory):
     return root, tmp_path_factory.mktemp("jax-cache")
 
 
-def _finish(root, cache, *argv):
-    proc = run_process(argv, cwd=root, cache_dir=cache)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc
 
 
 def test_adder_trains_resumes_bitwise_evaluates_and_generates(work):
