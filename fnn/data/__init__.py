@@ -32,7 +32,7 @@ adder               digits (2), n_samples (all 10^(2n), at most 10,000), val_fra
 Validation and test splits are drawn from the training data with a fixed ``seed`` (see
 :mod:`fnn.data.splits`); ``standardize=True`` is fitted on the training split only. Unknown names
 or options, and bad values, raise :class:`DataError` (a ``ValueError``) with a one-line message.
-See :mod:`fnn.data.synthetic`, :mod:`fnn.data.images`, :mod:`fnn.data.tabular` for each source.
+See :mod:`fnn.data.synthetic`, :mod:`fnn.data.images`, :mod:`fnn.data.csv_file` and :mod:`fnn.data.npz_file` for each source.
 
 The on-device part, :func:`prepare_inputs`, :class:`Augment` and :func:`augment`
 (:mod:`fnn.data.augmentation`, JAX), is imported on first use: the host-side loaders, the
@@ -50,7 +50,8 @@ from fnn.data.splits import build_dataset, split_indices
 from fnn.data.shapes import CLASSES as SHAPE_CLASSES
 from fnn.data.shapes import shapes
 from fnn.data.synthetic import SYNTHETIC
-from fnn.data.tabular import read_csv, read_npz
+from fnn.data.csv_file import read_csv
+from fnn.data.npz_file import read_npz
 from fnn.data.validate import (
     DataError,
     check_bool,

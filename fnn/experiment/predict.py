@@ -35,7 +35,7 @@ def read_inputs(path, *, num_features: int = 0, shape: tuple = (), drop_column: 
     if not p.is_file():
         raise ValueError(f"INPUT: {str(p)!r} does not exist")
     if p.suffix == ".npz":
-        from fnn.data.tabular import load_npz_arrays
+        from fnn.data.npz_file import load_npz_arrays
         from fnn.data.validate import DataError
 
         try:

@@ -144,7 +144,7 @@ def test_a_data_path_that_is_not_a_regular_file(tmp_path, path):
 
 
 def test_the_data_loader_itself_refuses_a_device(tmp_path):
-    from fnn.data.tabular import read_csv
+    from fnn.data.csv_file import read_csv
     from fnn.data.validate import DataError
 
     with pytest.raises(DataError, match=r"'/dev/zero': a device, FIFO or socket, not a regular"):

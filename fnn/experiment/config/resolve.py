@@ -33,7 +33,7 @@ class DataFacts(NamedTuple):
 
 @functools.lru_cache(maxsize=32)
 def _peek(kind: str, path: str, target: str, num_classes, stamp) -> DataFacts:
-    from fnn.data.tabular import peek_targets
+    from fnn.data.peek import peek_targets
     from fnn.data.validate import DataError
 
     try:
