@@ -29,7 +29,7 @@ every leaf is checked, and any mismatch is a one-line :class:`CheckpointError`.
     path = checkpoint.latest(run_dir)
     state, history, meta = checkpoint.load(path, trainer.init(key))
 
-One concept needs the length: the checkpoint file format: writing, verifying and restoring it.
+The format of one file (names, header, how a leaf is stored) is :mod:`fnn.experiment.checkpoint_format`.
 """
 
 from __future__ import annotations
@@ -47,76 +47,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn.experiment.checkpoint_format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HISTORY_PREFIX,
+    META,
+    NAME_RE,
+    STATE_PREFIX,
+    CheckpointError,
+    CheckpointWarning,
+    filename,
+    flatten,
+    is_key,
+    open_checkpoint,
+    read_header,
+    restore_leaf,
+    shape_dtype,
+    to_host,
+)
 from fnn.util import fileio
 
-FORMAT_VERSION = 1
-FORMAT_NAME = "fnn-checkpoint"
-
-_META = "__meta__"
-_STATE_PREFIX = "state"
-_HISTORY_PREFIX = "history/"
-_NAME_RE = re.compile(r"^ckpt-(\d+)\.npz$")
-
 PathLike = Union[str, os.PathLike]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the template (one-line message)."""
-
-
-class CheckpointWarning(UserWarning):
-    """An unreadable checkpoint file was skipped by :func:`latest`."""
-
-
-def filename(epoch: int) -> str:
-    """The file name of the checkpoint of ``epoch``.
-
-    Args:
-      epoch: epochs completed (≥ 0).
-    Returns:
-      e.g. ``"ckpt-000012.npz"``.
-    """
-    return f"ckpt-{int(epoch):06d}.npz"
-
-
-# --------------------------------------------------------------------------------------------
-# Leaves
-# --------------------------------------------------------------------------------------------
-def _is_key(x) -> bool:
-    dtype = getattr(x, "dtype", None)
-    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-
-
-def _flatten(tree) -> list[tuple[str, Any]]:
-    """(key path string, leaf) pairs in tree order; duplicate path strings are an error."""
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    out = [(jax.tree_util.keystr(p), leaf) for p, leaf in leaves]
-    seen = set()
-    for path, _ in out:
-        if path in seen:
-            raise ValueError(f"state: two leaves have the same key path {path!r}")
-        seen.add(path)
-    return out
-
-
-def _to_host(leaf) -> tuple[np.ndarray, dict]:
-    """A leaf as a storable NumPy array, and its table entry (shape, dtype, impl, view)."""
-    info: dict = {}
-    if _is_key(leaf):
-        info["key_impl"] = str(jax.random.key_impl(leaf))
-        info["shape"] = list(leaf.shape)
-        info["dtype"] = str(leaf.dtype)
-        arr = np.asarray(jax.device_get(jax.random.key_data(leaf)))
-    else:
-        arr = np.asarray(jax.device_get(leaf))
-        info["shape"] = list(arr.shape)
-        info["dtype"] = str(arr.dtype)
-    if arr.dtype.kind == "V":  # bfloat16 & co.: store the bits
-        arr = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
-        info["view"] = True
-    return np.asarray(arr, order="C"), info
-
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,9 +104,9 @@ def save(directory: PathLike, state, history: Optional[dict] = None, *, epoch: i
 
     arrays: dict[str, np.ndarray] = {}
     table = []
-    for path, leaf in _flatten(state):
-        arr, info = _to_host(leaf)
-        entry = _STATE_PREFIX + path
+    for path, leaf in flatten(state):
+        arr, info = to_host(leaf)
+        entry = STATE_PREFIX + path
         arrays[entry] = arr
         table.append({"path": path, "entry": entry, **info})
     hist_names = []
@@ -166,7 +117,7 @@ def save(directory: PathLike, state, history: Optional[dict] = None, *, epoch: i
         hist_names.append({"name": name, "dtype": str(arr.dtype)})
         if arr.dtype.kind == "V":
             arr = arr.view(np.dtype(f"u{arr.dtype.itemsize}"))
-        arrays[_HISTORY_PREFIX + name] = np.asarray(arr, order="C")
+        arrays[HISTORY_PREFIX + name] = np.asarray(arr, order="C")
     header = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -182,7 +133,7 @@ def save(directory: PathLike, state, history: Optional[dict] = None, *, epoch: i
         blob = json.dumps(header).encode("utf-8")
     except (TypeError, ValueError) as err:
         raise ValueError(f"checkpoint meta: not JSON-serializable ({err})") from None
-    arrays[_META] = np.frombuffer(blob, np.uint8)
+    arrays[META] = np.frombuffer(blob, np.uint8)
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -202,7 +153,7 @@ def _listing(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
     """(epoch, path) of every file named like a checkpoint."""
     out = []
     for p in directory.iterdir():
-        m = _NAME_RE.match(p.name)
+        m = NAME_RE.match(p.name)
         if m and p.is_file():
             out.append((int(m.group(1)), p))
     return out
@@ -225,36 +176,6 @@ def checkpoints(directory: PathLike) -> list[pathlib.Path]:
 # --------------------------------------------------------------------------------------------
 # Read
 # --------------------------------------------------------------------------------------------
-def _read_header(npz, name: str, *, check_version: bool = True) -> dict:
-    if _META not in npz.files:
-        raise CheckpointError(f"checkpoint {name}: not an fnn checkpoint (no {_META} entry)")
-    raw = npz[_META]
-    try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"checkpoint {name}: unreadable metadata ({err})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"checkpoint {name}: not an fnn checkpoint (format marker missing)")
-    version = header.get("format_version")
-    if check_version and version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {name}: format version {version!r}; this fnn reads version"
-            f" {FORMAT_VERSION}" + (" (written by a newer fnn?)" if isinstance(version, int)
-                                    and version > FORMAT_VERSION else "")
-        )
-    return header
-
-
-def _open(path: pathlib.Path):
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: no such file")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise CheckpointError(
-            f"checkpoint {path.name}: not an fnn checkpoint or truncated ({err})") from None
-
-
 def _verify(path: pathlib.Path) -> None:
     """Raise CheckpointError unless ``path`` is a complete fnn checkpoint (all CRCs good)."""
     try:
@@ -264,8 +185,8 @@ def _verify(path: pathlib.Path) -> None:
         raise CheckpointError(f"checkpoint {path.name}: truncated or corrupt ({err})") from None
     if bad is not None:
         raise CheckpointError(f"checkpoint {path.name}: corrupt entry {bad}")
-    with _open(path) as npz:
-        _read_header(npz, path.name, check_version=False)
+    with open_checkpoint(path) as npz:
+        read_header(npz, path.name, check_version=False)
 
 
 def latest(directory: PathLike) -> Optional[pathlib.Path]:
@@ -296,12 +217,6 @@ def latest(directory: PathLike) -> Optional[pathlib.Path]:
     return None
 
 
-def _shape_dtype(leaf) -> tuple[tuple, str]:
-    if not hasattr(leaf, "shape") or not hasattr(leaf, "dtype"):
-        leaf = np.asarray(leaf)
-    return tuple(leaf.shape), str(leaf.dtype)
-
-
 def _count(paths: list) -> str:
     return f"{len(paths)} leaf" if len(paths) == 1 else f"{len(paths)} leaves"
 
@@ -312,29 +227,13 @@ def _hint(path: str) -> str:
     return ""
 
 
-def _restore_leaf(arr: np.ndarray, info: dict, template_leaf, name: str, path: str):
-    if info.get("view"):
-        arr = arr.view(jnp.dtype(info["dtype"]))
-    if _is_key(template_leaf):
-        impl = info.get("key_impl")
-        want = str(jax.random.key_impl(template_leaf))
-        if impl != want:
-            raise CheckpointError(
-                f"checkpoint {name}: leaf {path} is a {impl} key, expected a {want} key")
-        return jax.random.wrap_key_data(jnp.asarray(arr), impl=impl)
-    if isinstance(template_leaf, jax.Array):  # same placement as the template's leaf
-        return jax.make_array_from_callback(arr.shape, template_leaf.sharding,
-                                            lambda idx: arr[idx])
-    return jnp.asarray(arr)
-
-
 def _restore_leaves(npz, table: dict, name: str, t_paths: list, t_leaves: list) -> list:
     """The leaves at ``t_paths`` restored like ``t_leaves`` (shape and dtype checked)."""
     restored = []
     for p, leaf in zip(t_paths, t_leaves):
         info = table[p]
         shape, dtype = tuple(info["shape"]), str(info["dtype"])
-        want_shape, want_dtype = _shape_dtype(leaf)
+        want_shape, want_dtype = shape_dtype(leaf)
         if shape != want_shape:
             raise CheckpointError(
                 f"checkpoint {name}: leaf {p} has shape {shape}, expected {want_shape}"
@@ -342,11 +241,11 @@ def _restore_leaves(npz, table: dict, name: str, t_paths: list, t_leaves: list) 
         if dtype != want_dtype:
             raise CheckpointError(
                 f"checkpoint {name}: leaf {p} has dtype {dtype}, expected {want_dtype}"
-                + (" (different PRNG implementation?)" if _is_key(leaf)
+                + (" (different PRNG implementation?)" if is_key(leaf)
                    else " (different dtype or x64 setting?)"))
         if info["entry"] not in npz.files:
             raise CheckpointError(f"checkpoint {name}: entry for leaf {p} is missing")
-        restored.append(_restore_leaf(npz[info["entry"]], info, leaf, name, p))
+        restored.append(restore_leaf(npz[info["entry"]], info, leaf, name, p))
     return restored
 
 
@@ -354,8 +253,8 @@ def has_subtree(path: PathLike, prefix: str) -> bool:
     """Whether the checkpoint at ``path`` holds any leaf under ``prefix`` (e.g. ``".params"``)."""
     path = pathlib.Path(path)
     try:
-        with _open(path) as npz:
-            header = _read_header(npz, path.name)
+        with open_checkpoint(path) as npz:
+            header = read_header(npz, path.name)
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as err:
         if isinstance(err, CheckpointError):
             raise
@@ -393,7 +292,7 @@ def _renumbered(header: dict, t_paths: list, t_leaves: list, prefix: str = "") -
         return table
     for e, p, leaf in zip(entries, t_paths, t_leaves):
         if (_index_free(e["path"]) != _index_free(p)
-                or (tuple(e["shape"]), str(e["dtype"])) != _shape_dtype(leaf)):
+                or (tuple(e["shape"]), str(e["dtype"])) != shape_dtype(leaf)):
             return table
     return {p: e for e, p in zip(entries, t_paths)}
 
@@ -402,7 +301,7 @@ def _check_missing(name: str, table: dict, t_paths: list, t_leaves: list) -> Non
     """Raise naming the first template leaf the checkpoint lacks (its shape, dtype, a hint)."""
     missing = [p for p in t_paths if p not in table]
     if missing:
-        shape, dtype = _shape_dtype(t_leaves[t_paths.index(missing[0])])
+        shape, dtype = shape_dtype(t_leaves[t_paths.index(missing[0])])
         raise CheckpointError(
             f"checkpoint {name}: leaf {missing[0]} is missing (expected shape {shape}"
             f" {dtype}; {_count(missing)} missing); the tree structure differs"
@@ -426,8 +325,8 @@ def load_subtree(path: PathLike, template, *, prefix: str):
     name = path.name
     t_paths, t_leaves, treedef = _template(template, prefix)
     try:
-        with _open(path) as npz:
-            header = _read_header(npz, name)
+        with open_checkpoint(path) as npz:
+            header = read_header(npz, name)
             table = _renumbered(header, t_paths, t_leaves, prefix)
             _check_missing(name, table, t_paths, t_leaves)
             restored = _restore_leaves(npz, table, name, t_paths, t_leaves)
@@ -460,8 +359,8 @@ def load(path: PathLike, template) -> tuple[Any, dict, dict]:
     name = path.name
     t_paths, t_leaves, treedef = _template(template)
     try:
-        with _open(path) as npz:
-            header = _read_header(npz, name)
+        with open_checkpoint(path) as npz:
+            header = read_header(npz, name)
             table = _renumbered(header, t_paths, t_leaves)
             _check_missing(name, table, t_paths, t_leaves)
             known = set(t_paths)
@@ -477,7 +376,7 @@ def load(path: PathLike, template) -> tuple[Any, dict, dict]:
             restored = _restore_leaves(npz, table, name, t_paths, t_leaves)
             history = {}
             for h in header.get("history", []):
-                arr = npz[_HISTORY_PREFIX + h["name"]]
+                arr = npz[HISTORY_PREFIX + h["name"]]
                 if arr.dtype != np.dtype(jnp.dtype(h["dtype"])):
                     arr = arr.view(jnp.dtype(h["dtype"]))
                 history[h["name"]] = arr
