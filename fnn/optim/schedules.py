@@ -19,17 +19,24 @@ peak learning rate is a ``vmap``.
 Composition: :func:`join_schedules` switches between schedules at step boundaries (each one
 restarted from 0); :func:`with_warmup` puts a linear warmup in front of any schedule.
 
-One concept needs the length: the family of learning-rate schedules, each a few lines.
+The argument checks and scalar coercions they share are :mod:`fnn.optim.schedule_args`.
 """
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from fnn.optim.schedule_args import (
+    as_count,
+    as_value,
+    check_float,
+    check_pieces,
+    check_steps,
+    cos_anneal,
+)
 
 Schedule = Callable[[Any], jax.Array]
 
@@ -49,69 +56,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _float_dtype():
-    return jnp.result_type(float)  # float32, or float64 under x64
-
-
-def _value(v: Any) -> jax.Array:
-    """A schedule value (float or 0-d array, maybe traced) in the default float dtype."""
-    return jnp.asarray(v).astype(_float_dtype())
-
-
-def _count(count: Any) -> jax.Array:
-    """The step count as a 0-d float array of the default float dtype."""
-    return jnp.asarray(count).astype(_float_dtype())
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, bool)
-
-
-def _check_steps(name: str, value: Any, *, positive: bool) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if (value <= 0) if positive else (value < 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
-
-
-def _check_float(name: str, value: Any, ok: Callable[[float], bool], expected: str) -> None:
-    if _is_number(value) and not ok(float(value)):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _check_boundaries(boundaries: Sequence[int]) -> None:
-    for i, b in enumerate(boundaries):
-        _check_steps(f"boundaries[{i}]", b, positive=False)
-    for i in range(1, len(boundaries)):
-        if boundaries[i] <= boundaries[i - 1]:
-            raise ValueError(
-                f"boundaries must be strictly increasing, got {list(boundaries)!r} "
-                f"(boundaries[{i}]={boundaries[i]} <= boundaries[{i - 1}]={boundaries[i - 1]})"
-            )
-
-
-def _check_pieces(name: str, pieces: Sequence[Any], boundaries: Sequence[int]) -> list:
-    """Check boundaries and that there is one more piece than boundaries; returns the list."""
-    boundaries = list(boundaries)
-    _check_boundaries(boundaries)
-    if len(pieces) != len(boundaries) + 1:
-        raise ValueError(
-            f"{name} must have len(boundaries) + 1 = {len(boundaries) + 1} entries, "
-            f"got {len(pieces)}"
-        )
-    return boundaries
-
-
-def _cos_anneal(start: jax.Array, end: jax.Array, frac: jax.Array) -> jax.Array:
-    """``end + (start - end) (1 + cos(pi frac)) / 2`` for frac in [0, 1]."""
-    return end + (start - end) * 0.5 * (1 + jnp.cos(math.pi * frac))
-
-
-# --------------------------------------------------------------------------------------------
 # schedules
 # --------------------------------------------------------------------------------------------
 
@@ -127,7 +71,7 @@ def constant_schedule(value: Any) -> Schedule:
 
     def schedule(count):
         del count
-        return _value(value)
+        return as_value(value)
 
     return schedule
 
@@ -154,18 +98,18 @@ def exponential_decay(
     Returns:
       a schedule.
     """
-    _check_steps("transition_steps", transition_steps, positive=True)
-    _check_steps("transition_begin", transition_begin, positive=False)
-    _check_float("decay_rate", decay_rate, lambda x: x > 0, "> 0")
+    check_steps("transition_steps", transition_steps, positive=True)
+    check_steps("transition_begin", transition_begin, positive=False)
+    check_float("decay_rate", decay_rate, lambda x: x > 0, "> 0")
 
     def schedule(count):
-        p = jnp.maximum(_count(count) - transition_begin, 0) / transition_steps
+        p = jnp.maximum(as_count(count) - transition_begin, 0) / transition_steps
         if staircase:
             p = jnp.floor(p)
-        v = _value(init_value) * _value(decay_rate) ** p
+        v = as_value(init_value) * as_value(decay_rate) ** p
         if end_value is not None:
-            floor = _value(end_value)
-            v = jnp.where(_value(decay_rate) < 1, jnp.maximum(v, floor), jnp.minimum(v, floor))
+            floor = as_value(end_value)
+            v = jnp.where(as_value(decay_rate) < 1, jnp.maximum(v, floor), jnp.minimum(v, floor))
         return v
 
     return schedule
@@ -181,10 +125,10 @@ def piecewise_constant_schedule(boundaries: Sequence[int], values: Sequence[Any]
     Returns:
       a schedule.
     """
-    boundaries = _check_pieces("values", values, boundaries)
+    boundaries = check_pieces("values", values, boundaries)
 
     def schedule(count):
-        table = jnp.stack([_value(v) for v in values])
+        table = jnp.stack([as_value(v) for v in values])
         count = jnp.asarray(count)
         index = sum((count >= b).astype(jnp.int32) for b in boundaries) if boundaries else 0
         return table[index]
@@ -210,15 +154,15 @@ def polynomial_schedule(
     Returns:
       a schedule.
     """
-    _check_steps("transition_steps", transition_steps, positive=True)
-    _check_steps("transition_begin", transition_begin, positive=False)
-    _check_float("power", power, lambda x: x > 0, "> 0")
+    check_steps("transition_steps", transition_steps, positive=True)
+    check_steps("transition_begin", transition_begin, positive=False)
+    check_float("power", power, lambda x: x > 0, "> 0")
 
     def schedule(count):
-        s = jnp.clip(_count(count) - transition_begin, 0, transition_steps)
+        s = jnp.clip(as_count(count) - transition_begin, 0, transition_steps)
         frac = 1 - s / transition_steps
-        end = _value(end_value)
-        return end + (_value(init_value) - end) * frac ** _value(power)
+        end = as_value(end_value)
+        return end + (as_value(init_value) - end) * frac ** as_value(power)
 
     return schedule
 
@@ -254,15 +198,15 @@ def cosine_decay_schedule(
     Returns:
       a schedule.
     """
-    _check_steps("decay_steps", decay_steps, positive=True)
-    _check_float("alpha", alpha, lambda x: 0 <= x <= 1, "in [0, 1]")
-    _check_float("exponent", exponent, lambda x: x > 0, "> 0")
+    check_steps("decay_steps", decay_steps, positive=True)
+    check_float("alpha", alpha, lambda x: 0 <= x <= 1, "in [0, 1]")
+    check_float("exponent", exponent, lambda x: x > 0, "> 0")
 
     def schedule(count):
-        frac = jnp.minimum(_count(count), decay_steps) / decay_steps
+        frac = jnp.minimum(as_count(count), decay_steps) / decay_steps
         c = 0.5 * (1 + jnp.cos(math.pi * frac))
-        a = _value(alpha)
-        return _value(init_value) * ((1 - a) * c ** _value(exponent) + a)
+        a = as_value(alpha)
+        return as_value(init_value) * ((1 - a) * c ** as_value(exponent) + a)
 
     return schedule
 
@@ -287,8 +231,8 @@ def warmup_cosine_decay_schedule(
     Returns:
       a schedule.
     """
-    _check_steps("warmup_steps", warmup_steps, positive=False)
-    _check_steps("decay_steps", decay_steps, positive=True)
+    check_steps("warmup_steps", warmup_steps, positive=False)
+    check_steps("decay_steps", decay_steps, positive=True)
     if decay_steps <= warmup_steps:
         raise ValueError(
             f"decay_steps must be > warmup_steps={warmup_steps} (it includes the warmup), "
@@ -297,8 +241,8 @@ def warmup_cosine_decay_schedule(
     cosine_steps = decay_steps - warmup_steps
 
     def cosine(count):
-        frac = jnp.minimum(_count(count), cosine_steps) / cosine_steps
-        return _cos_anneal(_value(peak_value), _value(end_value), frac)
+        frac = jnp.minimum(as_count(count), cosine_steps) / cosine_steps
+        return cos_anneal(as_value(peak_value), as_value(end_value), frac)
 
     if warmup_steps == 0:
         return cosine
@@ -329,10 +273,10 @@ def one_cycle_schedule(
     Returns:
       a schedule.
     """
-    _check_steps("transition_steps", transition_steps, positive=True)
-    _check_float("pct_start", pct_start, lambda x: 0 < x < 1, "in (0, 1)")
-    _check_float("div_factor", div_factor, lambda x: x > 0, "> 0")
-    _check_float("final_div_factor", final_div_factor, lambda x: x > 0, "> 0")
+    check_steps("transition_steps", transition_steps, positive=True)
+    check_float("pct_start", pct_start, lambda x: 0 < x < 1, "in (0, 1)")
+    check_float("div_factor", div_factor, lambda x: x > 0, "> 0")
+    check_float("final_div_factor", final_div_factor, lambda x: x > 0, "> 0")
     if anneal_strategy not in ("cos", "linear"):
         raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
     up_steps = int(pct_start * transition_steps)
@@ -345,14 +289,14 @@ def one_cycle_schedule(
 
     def anneal(start, end, frac):
         if anneal_strategy == "cos":
-            return _cos_anneal(start, end, frac)
+            return cos_anneal(start, end, frac)
         return start + (end - start) * frac
 
     def schedule(count):
-        t = _count(count)
-        peak = _value(peak_value)
-        initial = peak / _value(div_factor)
-        final = initial / _value(final_div_factor)
+        t = as_count(count)
+        peak = as_value(peak_value)
+        initial = peak / as_value(div_factor)
+        final = initial / as_value(final_div_factor)
         up = anneal(initial, peak, jnp.clip(t / up_steps, 0, 1))
         down = anneal(peak, final, jnp.clip((t - up_steps) / down_steps, 0, 1))
         return jnp.where(t < up_steps, up, down)
@@ -377,7 +321,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
       a schedule.
     """
     schedules = list(schedules)
-    boundaries = _check_pieces("schedules", schedules, boundaries)
+    boundaries = check_pieces("schedules", schedules, boundaries)
 
     def schedule(count):
         count = jnp.asarray(count)
@@ -400,7 +344,7 @@ def with_warmup(schedule: Schedule, warmup_steps: int, init_value: Any = 0.0) ->
     Returns:
       a schedule.
     """
-    _check_steps("warmup_steps", warmup_steps, positive=False)
+    check_steps("warmup_steps", warmup_steps, positive=False)
     if not callable(schedule):
         schedule = constant_schedule(schedule)
     if warmup_steps == 0:
