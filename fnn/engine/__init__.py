@@ -2,13 +2,15 @@
 
 Modules, each one concept:
 
-* :mod:`~fnn.engine.state` — :class:`HParams` (traced hyperparameters) and :class:`TrainState`,
-  exactly the carry of the scans;
+* :mod:`~fnn.engine.hparams` — :class:`HParams`, the hyperparameters a program may trace, and
+  which it traces;
+* :mod:`~fnn.engine.state` — :class:`TrainState`, exactly the carry of the scans;
 * :mod:`~fnn.engine.early_stopping` — the :class:`EarlyStopping` policy;
 * :mod:`~fnn.engine.step` — ``step(state, batch) -> (state, metrics)`` and its NaN guard;
 * :mod:`~fnn.engine.device_data` — data on the device and the checks that data fit a network;
-* :mod:`~fnn.engine.trainer` — :class:`Trainer`: ``train(key, hparams) -> (state, history)``,
-  sweeps as ``vmap``, chunked runs, evaluation;
+* :mod:`~fnn.engine.epoch` — one epoch and the scan over epochs, as module functions;
+* :mod:`~fnn.engine.trainer` — :class:`Trainer`: compiles them; ``train(key, hparams) ->
+  (state, history)``, sweeps as ``vmap``, chunked runs;
 * :mod:`~fnn.engine.summary` — host-side summaries of finished runs;
 * :mod:`~fnn.engine.shuffle`, :mod:`~fnn.engine.metrics`, :mod:`~fnn.engine.parallel` — the
   per-epoch permutation, accuracy, and device meshes.
@@ -24,7 +26,8 @@ from fnn.util.lazy import exports
 __getattr__, __dir__ = exports(__name__, {
     "fnn.engine.device_data": ("DeviceData", "as_data", "check_data"),
     "fnn.engine.early_stopping": ("EarlyStopping",),
-    "fnn.engine.state": ("HPARAM_NAMES", "EarlyStopState", "HParams", "TrainState"),
+    "fnn.engine.hparams": ("HPARAM_NAMES", "HParams"),
+    "fnn.engine.state": ("EarlyStopState", "TrainState"),
     "fnn.engine.step": ("NAN_GUARDS", "check_nan_guard", "make_train_step", "train_step_fn"),
     "fnn.engine.summary": ("members_summary", "summarize"),
     "fnn.engine.trainer": ("OptimizerLike", "Trainer"),

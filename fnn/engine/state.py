@@ -1,6 +1,7 @@
-"""The training state: exactly the carry of the scans, and the traced hyperparameters.
+"""The training state: exactly the carry of the scans.
 
-* :class:`HParams`: hyperparameters that may be traced, so a sweep over them is a ``vmap``.
+(The traced hyperparameters, :class:`~fnn.engine.hparams.HParams`, are :mod:`fnn.engine.hparams`.)
+
 * :class:`TrainState`: step, epoch, params, optimizer state, PRNG key, the NaN guard's flags,
   the early-stopping carry and the network's own state (BatchNorm statistics; ``()`` for a
   network without state). ``train_step(state, batch) -> (state, metrics)`` maps it to itself.
@@ -17,23 +18,6 @@ from fnn import optim
 
 Array = jax.Array
 PyTree = Any
-
-HPARAM_NAMES = ("learning_rate", "weight_decay", "l1", "l2", "drop_rate")
-
-
-class HParams(NamedTuple):
-    """Hyperparameters that may be traced (so a sweep over them is a vmap, not a recompile).
-
-    Each field is a Python float or a scalar array (or, in a sweep, a (members,) array).
-    ``drop_rate=None`` means the network's own ``net.drop_rate`` (resolved by :class:`Trainer`).
-    """
-
-    learning_rate: Any = 1e-3
-    weight_decay: Any = 0.0
-    l1: Any = 0.0
-    l2: Any = 0.0
-    drop_rate: Any = None
-
 
 class EarlyStopState(NamedTuple):
     """Early-stopping carry: best monitored value and epoch, best params, patience counter.

@@ -15,27 +15,18 @@ Structure (imitating purejaxrl's "a run is a function of a key", without its pos
 * Sweeps: the epoch function is ``vmap``-ped over members (seeds and traced hyperparameters);
   the epoch loop and the progress callback stay outside the vmap, so there is one bar.
 
-Batches when ``batch_size`` does not divide N: each epoch uses ceil(N / B) batches; the
-permutation of all N examples is padded with its own first ``pad`` entries, so **every example
-is seen at least once per epoch** and ``pad = ceil(N/B)·B − N`` examples twice. Every batch has
-exactly B rows, so the loss of each step is the exact batch mean.
-
-Early stopping (monitor val_loss or val_accuracy, patience, min_delta) is decided inside the
-compiled loop. When it stops — or reaches its last epoch — the best parameters are restored
-(``restore_best``); after a stop every later
-epoch is skipped by ``lax.cond`` (under a sweep's vmap the cond becomes a select: later epochs
-are computed and discarded, member by member). The NaN guard (``nan_guard="halt"``, the
+Batches, padding and early stopping: :mod:`fnn.engine.epoch`, whose module functions (one
+epoch, the scan over epochs) this class compiles. The NaN guard (``nan_guard="halt"``, the
 default) checks the loss and gradient before each update: a step where either is not finite is
 skipped, the run is marked halted at that step with the parameters of the last good step, and
-later steps are skipped too. Parameters made non-finite by the update itself (an inf learning
-rate) halt the run as well; ``nan_guard="revert"`` also rolls those back, at a cost in speed.
+later steps are skipped too (:mod:`fnn.engine.step`).
 
 Steps instead of epochs (:mod:`fnn.engine.windows`): with ``windows=Windows(...)`` the data are
 token rows, each "epoch" is a round of ``windows.steps`` steps on random windows drawn from the
 carried key, then an evaluation on ``windows.eval_batches`` random validation batches; the
 history has one row per evaluation, with the optimizer ``step`` it was taken at.
 
-One concept needs the length: the scanned run (epochs of batches, sweeps as vmap, chunks, evaluation) is one program.
+Traced hyperparameters (what a sweep varies inside one program): :mod:`fnn.engine.hparams`.
 """
 
 from __future__ import annotations
@@ -49,15 +40,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import optim
-from fnn.analysis import diagnostics as diag_mod
-from fnn.data import prepare_inputs
-from fnn.engine import parallel, shuffle
+from fnn.engine import epoch as epoch_mod
+from fnn.engine import hparams as hp_mod
+from fnn.engine import parallel
 from fnn.engine.device_data import DeviceData, as_data, check_data
 from fnn.engine.early_stopping import EarlyStopping
 from fnn.engine.evaluation import Evaluator
-from fnn.engine.state import HPARAM_NAMES, HParams, TrainState, select
+from fnn.engine.hparams import HParams
+from fnn.engine.state import TrainState
 from fnn.engine.step import check_drop_rate, check_nan_guard, train_step_fn
-from fnn.engine.windows import Windows, draw
+from fnn.engine.windows import Windows
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
 from fnn.nn.adapter import as_network, check_manual, num_outputs
@@ -154,14 +146,8 @@ class Trainer:
         self.hparams = HParams() if hparams is None else HParams(*hparams)
         if self.hparams.drop_rate is None:  # the network's own dropout rate (None: per layer)
             self.hparams = self.hparams._replace(drop_rate=net.drop_rate)
-        if traced is None:
-            traced = ("learning_rate",) + tuple(
-                n for n in HPARAM_NAMES[1:] if float(getattr(self.hparams, n) or 0.0) != 0.0
-            )
-        unknown = set(traced) - set(HPARAM_NAMES)
-        if unknown:
-            raise ValueError(f"traced: {sorted(unknown)}; expected names from {HPARAM_NAMES}")
-        self.traced = tuple(n for n in HPARAM_NAMES if n in traced)
+        self.traced = hp_mod.check_traced(hp_mod.default_traced(self.hparams) if traced is None
+                                          else traced)
         # a traced rate stands for every value it may take (a sweep's)
         check_drop_rate(net, jnp.zeros(()) if "drop_rate" in self.traced
                         else self.hparams.drop_rate)
@@ -180,6 +166,10 @@ class Trainer:
         self.multilabel = self.evaluator.multilabel
         if early_stopping is not None:
             early_stopping.check_task(classification=self.classification, loss=self.loss.name)
+        self.plan = epoch_mod.RunPlan(
+            net=net, evaluator=self.evaluator, epochs=epochs, batch_size=batch_size,
+            num_train=self.num_train, batches_per_epoch=self.batches_per_epoch, windows=windows,
+            early_stopping=early_stopping, diagnostics=self.diagnostics, mesh=mesh)
         self._run = jax.jit(self._run_impl, static_argnames=("num_epochs", "batched"),
                             donate_argnums=(0,))
         self._init = jax.jit(self._init_impl, static_argnames=("batched",))
@@ -220,39 +210,14 @@ class Trainer:
 
     # --- hyperparameters -----------------------------------------------------------------------
     def hparams_array(self, hparams=None, *, members: Optional[int] = None) -> HParams:
-        """Traced hyperparameters as arrays (shape () or (members,)); the rest as None."""
-        hp = self.hparams if hparams is None else hparams
-        if isinstance(hp, dict):
-            unknown = set(hp) - set(HPARAM_NAMES)
-            if unknown:
-                raise ValueError(f"hparams: unknown {sorted(unknown)}; expected {HPARAM_NAMES}")
-            hp = self.hparams._replace(**hp)
-        if hp.drop_rate is None:
-            hp = hp._replace(drop_rate=self.hparams.drop_rate)
-        dtype = jnp.dtype(self.net.dtype)
-        out = {}
-        for name in HPARAM_NAMES:
-            value = getattr(hp, name)
-            if name in self.traced:
-                arr = jnp.asarray(value, dtype)
-                if members is not None:
-                    arr = jnp.broadcast_to(arr, (members,))
-                out[name] = arr
-            else:
-                same_none = value is None and getattr(self.hparams, name) is None
-                if not same_none and (not isinstance(value, (int, float))
-                                      or value != getattr(self.hparams, name)):
-                    raise ValueError(
-                        f"hparams.{name}: {value!r} differs from the compiled value"
-                        f" {getattr(self.hparams, name)!r}; list it in traced= to vary it"
-                    )
-                out[name] = None
-        return HParams(**out)
+        """Traced hyperparameters as arrays (shape () or (members,)); the rest as None
+        (:func:`fnn.engine.hparams.as_inputs`)."""
+        return hp_mod.as_inputs(self.hparams, self.traced, hparams,
+                                dtype=jnp.dtype(self.net.dtype), members=members)
 
     def _resolve(self, hp: HParams) -> HParams:
-        """Merge traced values with the static ones."""
-        return HParams(*(t if t is not None else getattr(self.hparams, n)
-                         for n, t in zip(HPARAM_NAMES, hp)))
+        """Merge traced values with the static ones (:func:`fnn.engine.hparams.resolve`)."""
+        return hp_mod.resolve(self.hparams, hp)
 
     def make_optimizer(self, hp: HParams) -> optim.Optimizer:
         if isinstance(self.optimizer, optim.Optimizer):
@@ -288,122 +253,22 @@ class Trainer:
             return tree
         return jax.tree.map(lambda a: parallel.place(self.mesh, a, shard=shard), tree)
 
-    # --- one epoch -----------------------------------------------------------------------------
+    # --- one epoch ---------------------------------------------------------------------------
     def _epoch(self, state: TrainState, hp: HParams, data: DeviceData, shard_batch: bool = False):
-        hp = self._resolve(hp)
-        step = self.step_fn(hp)
-        n, b, nb = self.num_train, self.batch_size, self.batches_per_epoch
-
-        win = self.windows
-
-        def train_epoch(state):
-            if win is not None:  # steps on random windows; their keys from the carried key
-                key, k_steps, k_eval = jax.random.split(state.key, 3)
-                idx = jax.random.split(k_steps, nb)
-            else:
-                key, k_perm = jax.random.split(state.key)
-                perm = shuffle.permutation(k_perm, n)  # no sort: see fnn.shuffle
-                pad = nb * b - n
-                if pad:
-                    perm = jnp.concatenate([perm, perm[:pad]])  # every example at least once
-                idx = perm.reshape(nb, b)
-            state = state._replace(key=key)
-
-            step_keys = ("data_loss", "loss", "accuracy", "grad_norm")
-            if self.diagnostics:
-                step_keys += tuple(diag_mod.history_keys(len(self.net.param_layers()),
-                                                         diag_mod.STEP_STATS))
-
-            def body(carry, batch_idx):
-                s, sums = carry
-                if win is not None:
-                    batch = draw(batch_idx, data.x_train, b, win.block_size)
-                else:
-                    batch = (data.x_train[batch_idx], data.y_train[batch_idx])
-                if shard_batch:  # data parallel: split the batch rows over the mesh
-                    batch = parallel.constrain(batch, self.mesh, shard=True)
-                s, m = step(s, batch)
-                # Running sums in the carry (not per-step outputs stacked by the scan): the
-                # epoch means below cost no per-step writes.
-                return (s, {k: sums[k] + m[k] for k in step_keys}), None
-
-            zeros = {k: jnp.zeros((), jnp.dtype(self.net.dtype)) for k in step_keys}
-            (state, sums), _ = jax.lax.scan(body, (state, zeros), idx)
-            m = {k: v / nb for k, v in sums.items()}  # means over the epoch's steps
-            train = {
-                "train_loss": m["data_loss"],
-                "train_objective": m["loss"],
-                "train_accuracy": m["accuracy"],
-                "grad_norm": m["grad_norm"],
-            }
-            if win is not None:
-                val, x_stats = self._evaluate_windows(state.params, data.x_val, k_eval,
-                                                      state.net_state)
-                train["step"] = state.step.astype(jnp.dtype(self.net.dtype))
-            else:
-                val = self._evaluate_in_chunks(state.params, data.x_val, data.y_val,
-                                               state.net_state)
-                x_stats = data.x_val
-            epoch = state.epoch + 1
-            hist = {**train, **{f"val_{k}": v for k, v in val.items()}}
-            if self.diagnostics:  # per-layer: step means, then epoch-end health on val
-                hist.update({k: m[k] for k in
-                             diag_mod.history_keys(len(self.net.param_layers()),
-                                                    diag_mod.STEP_STATS)})
-                hist.update(diag_mod.epoch_stats(
-                    self.net, state.params,
-                    prepare_inputs(x_stats, dtype=jnp.dtype(self.net.dtype),
-                                   shape=self.net.input_shape,
-                                   keep_integers=self.net.integer_inputs), state.net_state))
-            early = state.early
-            params, net_state = state.params, state.net_state
-            if self.early_stopping is not None:
-                early, params = self.early_stopping.update(
-                    state.early, hist[self.early_stopping.monitor], epoch, params, net_state)
-                net_state = self.early_stopping.restore_state(state.early, early, net_state)
-                if self.early_stopping.restore_best:
-                    # A run that reaches its last epoch without stopping also ends on its best
-                    # epoch's parameters (epoch counts persist across chunks, so this is exact).
-                    params = select(epoch == self.epochs, early.best_params, params)
-                    net_state = select(epoch == self.epochs, early.best_net_state, net_state)
-            state = state._replace(epoch=epoch, params=params, early=early, net_state=net_state)
-            return state, {**hist, "trained": jnp.asarray(True)}
-
-        def skip_epoch(state):
-            nan = jnp.asarray(jnp.nan, jnp.dtype(self.net.dtype))
-            return state._replace(epoch=state.epoch + 1), {
-                **{k: nan for k in self.metric_names}, "trained": jnp.asarray(False)}
-
-        active = ~state.halted
-        if state.early is not None:
-            active = active & ~state.early.stopped
-        return jax.lax.cond(active, train_epoch, skip_epoch, state)
+        """One epoch for the traced inputs ``hp`` (:func:`fnn.engine.epoch.epoch`)."""
+        return epoch_mod.epoch(self.plan, self.step_fn(self._resolve(hp)), state, data,
+                               shard_batch=shard_batch)
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        names = ["train_loss", "train_objective", "train_accuracy", "grad_norm", "val_loss"]
-        if self.classification:
-            names.append("val_accuracy")
-        if self.exact_last:
-            names.append("val_exact_match")
-        if self.windows is not None:
-            names.append("step")
-        if self.diagnostics:
-            names.extend(diag_mod.history_keys(len(self.net.param_layers())))
-        return tuple(names)
+        """The history's metrics, in order (without "trained")."""
+        return self.plan.metric_names
 
     def evaluate_fn(self, params, x, y, net_state=None) -> dict:
         """Loss (and accuracy for classification) of ``params`` on (x, y): evaluation mode (no
         dropout; BatchNorm with the running statistics of ``net_state``). Traceable.
         (:meth:`fnn.engine.evaluation.Evaluator.fn`.)"""
         return self.evaluator.fn(params, x, y, net_state)
-
-    def _evaluate_windows(self, params, rows, key, net_state):
-        return self.evaluator.on_windows(params, rows, key, net_state, self.windows,
-                                         self.batch_size)
-
-    def _evaluate_in_chunks(self, params, x, y, net_state) -> dict:
-        return self.evaluator.in_chunks(params, x, y, net_state)
 
     def evaluate(self, params, x, y, *, state=None, chunk: int = 2048) -> dict:
         """Host-side evaluation of ``params`` on (x, y): {"loss", "accuracy"?} as floats
@@ -426,37 +291,10 @@ class Trainer:
             epoch_fn = jax.vmap(self._epoch, in_axes=(0, 0, None))
         else:
             epoch_fn = functools.partial(self._epoch, shard_batch=self.mesh is not None)
-
-        def body(state, _):
-            # sweep parallel: members split over the mesh; data parallel: state replicated
-            state = parallel.constrain(state, self.mesh, shard=batched)
-            state, hist = epoch_fn(state, hp, data)
-            if self.progress:
-                epoch = state.epoch[0] if batched else state.epoch
-                summary = {k: (jnp.nanmean(v) if batched else v) for k, v in hist.items()
-                           if k != "trained"}
-                # Only epochs that trained are reported (a stopped run's skipped epochs carry
-                # NaN metrics), and the last trained epoch always is (the stop epoch).
-                trained = jnp.any(hist["trained"])
-                active = ~state.halted
-                if state.early is not None:
-                    active = active & ~state.early.stopped
-                last = trained & ~jnp.any(active)
-
-                def report(_):
-                    # Unordered: ordered effects cannot run on more than one device. Under a
-                    # mesh the callback runs once, on the mesh's first device (process 0).
-                    jax.debug.callback(self._report, epoch, summary, ordered=False)
-
-                jax.lax.cond(trained & ((epoch % self.progress_every == 0)
-                                        | (epoch == self.epochs) | last),
-                             report, lambda _: None, None)
-            return state, hist
-
-        state, hist = jax.lax.scan(body, state, None, length=num_epochs)
-        if batched:  # (epochs, members) -> (members, epochs)
-            hist = jax.tree.map(lambda h: jnp.swapaxes(h, 0, 1), hist)
-        return state, hist
+        return epoch_mod.run_epochs(self.plan, epoch_fn, state, hp, data, num_epochs=num_epochs,
+                                    batched=batched,
+                                    report=self._report if self.progress else None,
+                                    report_every=self.progress_every)
 
     def _report(self, epoch, metrics) -> None:
         if self._receiver is not None:

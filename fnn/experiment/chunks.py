@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from fnn.engine import parallel
+from fnn.engine.hparams import traced_for
 from fnn.experiment import build as exp
 from fnn.experiment import checkpoint
 from fnn.experiment.progress import ProgressBar
@@ -74,11 +75,7 @@ def concat(history, new):
 
 def traced_names(cfg, group) -> Optional[tuple]:
     """Hyperparameters a group traces: the defaults plus those its sweep varies."""
-    if not group.traced:
-        return None
-    hp = exp.hparams_of(group.config)
-    default = ("learning_rate",) + tuple(n for n in hp._fields[1:] if float(getattr(hp, n) or 0) != 0)
-    return tuple(dict.fromkeys(default + tuple(group.traced)))
+    return traced_for(exp.hparams_of(group.config), group.traced)
 
 
 def initial_state(group, trainer):
