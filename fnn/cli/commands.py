@@ -225,7 +225,7 @@ def cmd_summary(args) -> int:
 def cmd_evaluate(args) -> int:
     from fnn.experiment import build as exp
     from fnn.experiment import handle
-    from fnn.experiment import report as report_mod
+    from fnn.util.table import format_table
     from fnn.experiment.rundir import UsageError
 
     labels = handle.member_labels(args.run_dir)
@@ -250,7 +250,7 @@ def cmd_evaluate(args) -> int:
     else:
         cols = ["member", "split", "examples"] + [k for k in ("loss", "accuracy", "exact_match")
                                                    if k in rows[0]]
-        print(report_mod.format_table(rows, cols))
+        print(format_table(rows, cols))
     return EXIT_OK
 
 

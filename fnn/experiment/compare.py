@@ -19,10 +19,11 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from fnn.experiment import report
+from fnn.experiment.plot_style import log_ticks
+from fnn.util.table import format_table
 from fnn.experiment.config.errors import suggest
 from fnn.experiment.members import RunDirError
-from fnn.experiment.progress import short_name
+from fnn.experiment.history import short_name
 from fnn.experiment.rundir import check_output, write_output
 
 DEFAULT_OUT = "compare.png"
@@ -158,7 +159,7 @@ def table(metric: str, series: Sequence[Series]) -> str:
             "wall_s": _number(s.summary.get("wall_time_s")),
         })
     cols = [c for c in rows[0] if any(r[c] is not None for r in rows)]
-    return report.format_table(rows, cols)
+    return format_table(rows, cols)
 
 
 def plot(path, metric: str, series: Sequence[Series]) -> bool:
@@ -187,7 +188,7 @@ def plot(path, metric: str, series: Sequence[Series]) -> bool:
     if metric.endswith("loss") and finite.size and np.all(finite > 0) and \
             finite.max() / finite.min() > 5:
         ax.set_yscale("log")  # labels kept apart (minor ticks unlabelled: 0.09 next to 0.1)
-        ax.yaxis.set_major_locator(ticker.FixedLocator(report.log_ticks(finite.min(),
+        ax.yaxis.set_major_locator(ticker.FixedLocator(log_ticks(finite.min(),
                                                                         finite.max())))
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
         ax.yaxis.set_minor_formatter(ticker.NullFormatter())

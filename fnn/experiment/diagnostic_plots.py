@@ -26,7 +26,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fnn.experiment.report import PathLike, history_arrays, import_matplotlib, atomic_write_bytes
+from fnn.experiment.curve_plots import PathLike
+from fnn.experiment.history import history_arrays
+from fnn.experiment.plot_style import import_matplotlib
+from fnn.util.fileio import atomic_write_bytes
 
 _LAYER_KEY = re.compile(r"^(?P<stat>[a-z_]+)/layer(?P<layer>\d+)$")
 
@@ -153,7 +156,7 @@ def plot_gradients(path: PathLike, history: dict, *, member_labels: Optional[Seq
       path: the PNG file (written atomically).
       history: with ``grad_norm/layer<l>`` keys; (epochs,) or (members, epochs).
       member_labels: unused in the drawing (lines are group medians); accepted for symmetry
-        with :func:`fnn.report.plot_curves`.
+        with :func:`fnn.experiment.curve_plots.plot_curves`.
       groups: sweeps: (group title, [member indices]) per panel; default all members.
       title: the figure title.
     Returns:

@@ -18,7 +18,8 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from fnn.experiment.report import atomic_write_bytes, import_matplotlib
+from fnn.experiment.plot_style import import_matplotlib
+from fnn.util.fileio import atomic_write_bytes
 
 MAX_SHOWN = 24  # images in the grid at most
 COLUMNS = 8

@@ -14,7 +14,8 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from fnn.experiment.report import atomic_write_bytes, wrap_title
+from fnn.experiment.plot_style import wrap_title
+from fnn.util.fileio import atomic_write_bytes
 
 MAX_POINTS = 3000  # training points drawn per panel (a random subset beyond this)
 

@@ -13,12 +13,9 @@ import sys
 
 import numpy as np
 
+from fnn.experiment.history import short_name
+
 SHOWN = ("train_loss", "val_loss", "val_accuracy")  # shown as train_loss, val_loss, val_acc
-
-
-def short_name(metric: str) -> str:
-    """The bar's label of a history metric: val_accuracy -> val_acc."""
-    return metric.replace("accuracy", "acc")
 
 
 class ProgressBar:

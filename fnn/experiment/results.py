@@ -9,7 +9,8 @@ import numpy as np
 
 from fnn.version import __version__
 from fnn.engine import summarize
-from fnn.experiment import memory, report
+from fnn.experiment import memory
+from fnn.util.table import format_table
 
 
 def member_of(tree, i: int, batched: bool):
@@ -109,4 +110,4 @@ def results_table(cfg, members: list[dict]) -> str:
     if any(m.get("stopped_early") for m in rows):
         cols.append("stop_epoch")
     rows = [{**m, "best_epoch": m.get("best_epoch", m.get(f"best_epoch_by_{monitor}"))} for m in rows]
-    return report.format_table(rows, cols)
+    return format_table(rows, cols)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from fnn.engine import parallel
 from fnn.experiment import build as exp
-from fnn.experiment import model_report, report, runlock, tensorboard_log
+from fnn.experiment import curve_plots, model_report, plot_style, report, runlock, tensorboard_log
 from fnn.experiment import config as config_mod
 from fnn.experiment.chunks import (InterruptFlag, Interrupted, traced_names,
                                    train_group)
@@ -38,6 +38,7 @@ from fnn.data.text import VOCAB_FILE
 from fnn.experiment.rundir import (CONFIG_FILE, UsageError, adopt_legacy, check_resume_config,
                                    check_run_dir, checkpoint_dir, clear_run_dir, real_path, run_dir_for)
 from fnn.util import fileio
+from fnn.util.fileio import atomic_write_text
 
 __all__ = ["run", "resolve", "plan_run", "build", "train", "report_run",
            "UsageError", "Interrupted", "CONFIG_FILE", "SUMMARY_COLUMNS", "member_of",
@@ -109,7 +110,7 @@ def resolve(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=N
         if main:
             check_run_dir(run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
             if cfg.output.plots:  # matplotlib's ~0.6 s import overlaps compilation and training
-                report.prefetch_matplotlib()
+                plot_style.prefetch_matplotlib()
         if resume:
             check_resume_config(run_dir, cfg)
         if cfg.output.tensorboard:  # a missing extra: one line before anything is built or written
@@ -194,7 +195,7 @@ def writing(b: Built) -> Iterator[None]:
                     clear_run_dir(run_dir, inputs=r.inputs)
                 # checkpoints/ first: a directory with a config always has one
                 (run_dir / "checkpoints").mkdir(exist_ok=True)
-                report.atomic_write_text(run_dir / CONFIG_FILE, b.config_text)
+                atomic_write_text(run_dir / CONFIG_FILE, b.config_text)
             vocab = getattr(b.dataset, "vocab", None)
             if vocab is not None:  # token data: what generate and predict read back
                 vocab.save(run_dir / VOCAB_FILE)
@@ -298,7 +299,7 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
     if cfg.output.plots:
         kw = dict(member_labels=labels, groups=t.plot_groups if sweep else None,
                   title=Path(cfg.source).stem if cfg.source else None)
-        ok = report.plot_curves(run_dir / "curves.png", history, **kw)
+        ok = curve_plots.plot_curves(run_dir / "curves.png", history, **kw)
         if not ok and not r.quiet:
             echo("note: matplotlib is not installed; curves.png skipped "
                  "(pip install 'fnn[cli]' to get plots)")

@@ -221,3 +221,27 @@ def atomic_write_group(files: Sequence[tuple[PathLike, Callable[[BinaryIO], obje
         fsync_dir(parent)
     for path, _ in items:
         _notify(path)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> pathlib.Path:
+    """Write ``data`` to ``path`` atomically (readers see the old file or the new one).
+
+    Args:
+      path: destination; its directory is created if missing.
+      data: the file's contents.
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+    """
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`.
+
+    Args:
+      path: destination.
+      text: the file's contents.
+    Returns:
+      ``path`` as a :class:`pathlib.Path`.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8"))

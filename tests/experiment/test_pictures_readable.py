@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fnn.experiment import model_plots, report
+from fnn.experiment import curve_plots, model_plots, plot_style
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_log_axis_tick_labels_do_not_collide(tmp_path, saved_figures, lo, hi):
     epochs = 30
     loss = np.geomspace(hi, lo, epochs)
     history = {"train_loss": loss, "val_loss": loss * 1.01, "train_accuracy": np.linspace(0.5, 1, epochs)}
-    assert report.plot_curves(tmp_path / "c.png", history, title="t")
+    assert curve_plots.plot_curves(tmp_path / "c.png", history, title="t")
     fig = saved_figures[-1]
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
@@ -100,7 +100,7 @@ def test_log_axis_tick_labels_do_not_collide(tmp_path, saved_figures, lo, hi):
 
 
 def test_log_ticks_keep_apart():
-    ticks = report.log_ticks(0.085, 0.35)
+    ticks = plot_style.log_ticks(0.085, 0.35)
     assert not {0.09, 0.1} <= set(ticks)
     gaps = np.diff(np.log10(ticks))
     assert gaps.min() >= np.log10(0.35 / 0.085) / 7 - 1e-12

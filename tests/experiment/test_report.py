@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnn.experiment import report
+from fnn.experiment import curve_plots, report
+from fnn.util import fileio
+from fnn.util.table import format_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -57,8 +59,8 @@ def no_temp_files(directory):
 # Atomic writes
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("write, payload, read", [
-    (report.atomic_write_text, "héllo\nworld\n", lambda p: p.read_text("utf-8")),
-    (report.atomic_write_bytes, b"\x00\x01binary", lambda p: p.read_bytes()),
+    (fileio.atomic_write_text, "héllo\nworld\n", lambda p: p.read_text("utf-8")),
+    (fileio.atomic_write_bytes, b"\x00\x01binary", lambda p: p.read_bytes()),
 ])
 def test_atomic_write_creates_and_replaces(tmp_path, write, payload, read):
     path = tmp_path / "sub" / "file"
@@ -71,14 +73,14 @@ def test_atomic_write_creates_and_replaces(tmp_path, write, payload, read):
 
 def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
     path = tmp_path / "summary.json"
-    report.atomic_write_text(path, "old")
+    fileio.atomic_write_text(path, "old")
 
     def boom(*args, **kwargs):
         raise OSError("rename failed")
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="rename failed"):
-        report.atomic_write_text(path, "new")
+        fileio.atomic_write_text(path, "new")
     monkeypatch.undo()
     assert path.read_text() == "old"
     assert no_temp_files(tmp_path)
@@ -208,7 +210,7 @@ def png_size(path):
 def test_plot_writes_png(tmp_path, history, kwargs, panels):
     pytest.importorskip("matplotlib")
     path = tmp_path / "curves.png"
-    assert report.plot_curves(path, history, **kwargs) is True
+    assert curve_plots.plot_curves(path, history, **kwargs) is True
     assert_png(path)
     height, width = png_size(path)
     rows, cols = panels
@@ -222,7 +224,7 @@ def test_plot_all_nan_member_does_not_fail(tmp_path):
     h = sweep_history(members=2)
     h["trained"][1] = False
     h["train_loss"][1] = np.nan
-    assert report.plot_curves(tmp_path / "c.png", h)
+    assert curve_plots.plot_curves(tmp_path / "c.png", h)
     assert_png(tmp_path / "c.png")
 
 
@@ -235,7 +237,7 @@ def test_plot_without_matplotlib_returns_false(tmp_path, monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    assert report.plot_curves(tmp_path / "c.png", single_history()) is False
+    assert curve_plots.plot_curves(tmp_path / "c.png", single_history()) is False
     assert list(tmp_path.iterdir()) == []
 
 
@@ -247,7 +249,7 @@ def test_plot_without_matplotlib_returns_false(tmp_path, monkeypatch):
 ])
 def test_plot_rejects_bad_input(tmp_path, history, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        report.plot_curves(tmp_path / "c.png", history, **kwargs)
+        curve_plots.plot_curves(tmp_path / "c.png", history, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def test_format_table_alignment():
         {"name": "x", "loss": np.float32(12345.678), "epochs": np.int64(100), "stopped": False,
          "halted_step": 7},
     ]
-    table = report.format_table(rows, ["name", "loss", "epochs", "stopped", "halted_step"])
+    table = format_table(rows, ["name", "loss", "epochs", "stopped", "halted_step"])
     assert table.splitlines() == [
         "name           loss  epochs  stopped  halted_step",
         "--------  ---------  ------  -------  -----------",
@@ -276,10 +278,10 @@ def test_format_table_alignment():
     (float("inf"), ".4g", "inf"),
 ])
 def test_format_table_cells(value, floatfmt, expected):
-    table = report.format_table([{"v": value}], ["v"], floatfmt=floatfmt)
+    table = format_table([{"v": value}], ["v"], floatfmt=floatfmt)
     assert table.splitlines()[2].strip() == expected
 
 
 def test_format_table_empty_rows_and_missing_keys():
-    assert report.format_table([], ["a", "bb"]).splitlines() == ["a  bb", "-  --"]
-    assert report.format_table([{"a": 1}], ["a", "b"]).splitlines()[2] == "1  -"
+    assert format_table([], ["a", "bb"]).splitlines() == ["a  bb", "-  --"]
+    assert format_table([{"a": 1}], ["a", "b"]).splitlines()[2] == "1  -"
