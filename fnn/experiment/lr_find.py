@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 import warnings
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
@@ -88,15 +89,17 @@ def check_args(min_lr, max_lr, steps, constant=0, *, names: Sequence[str] = FLAG
     """
     lo, hi, n_steps, n_const = names
     for name, v in ((lo, min_lr), (hi, max_lr)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
                 or v <= 0:
-            raise UsageError(f"lr-find: {name} {v!r}; expected a finite learning rate > 0")
+            shown = f"{v:g}" if isinstance(v, numbers.Real) and not isinstance(v, bool) \
+                else repr(v)
+            raise UsageError(f"lr-find: {name} {shown}; expected a finite learning rate > 0")
     if min_lr >= max_lr:
         raise UsageError(f"lr-find: {lo} {min_lr:g} must be below {hi} {max_lr:g}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < MIN_STEPS:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < MIN_STEPS:
         raise UsageError(f"lr-find: {n_steps} {steps!r}; expected an integer >= {MIN_STEPS}"
                          " (the slope of the smoothed loss needs a few points)")
-    if isinstance(constant, bool) or not isinstance(constant, int) or \
+    if isinstance(constant, bool) or not isinstance(constant, numbers.Integral) or \
             not (constant == 0 or 2 <= constant <= MAX_CONSTANT):
         raise UsageError(f"lr-find: {n_const} {constant!r}; expected an integer from 2 to "
                          f"{MAX_CONSTANT} (constant rates log-spaced from {lo} to {hi})")
@@ -229,12 +232,12 @@ def program(trainer, steps: int):
         _, losses = jax.lax.scan(body, state._replace(key=key), (lrs, selectors))
         return losses
 
-    def losses(state, lrs, data):
+    def lr_range_test(state, lrs, data):
         key, selectors = _batches(trainer, state.key, steps)  # shared by every row
         return jax.vmap(row, in_axes=(None, None, None, 0, None))(state, key, selectors,
                                                                  lrs.astype(dtype), data)
 
-    return jax.jit(losses)
+    return jax.jit(lr_range_test)
 
 
 def schedule_losses(cfg, lrs, *, dataset=None) -> np.ndarray:
@@ -277,6 +280,7 @@ def lr_find(config, *, min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 1
     """
     check_args(min_lr, max_lr, steps, constant,
                names=("min_lr", "max_lr", "steps", "constant"))
+    steps, constant = int(steps), int(constant)
     cfg = config if isinstance(config, config_mod.Config) else \
         config_mod.load(config, list(overrides))
     ramp = log_ramp(float(min_lr), float(max_lr), steps)
