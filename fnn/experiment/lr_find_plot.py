@@ -34,7 +34,7 @@ def png_bytes(result, *, title: str = ""):
     mpl = import_matplotlib()
     if mpl is None:
         return None
-    Figure, FigureCanvasAgg, ticker, Line2D = mpl
+    Figure, FigureCanvasAgg, ticker, _ = mpl
     fig = Figure(figsize=(7.2, 5.4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()

@@ -14,7 +14,7 @@ TINY = ["--set", "data.n_samples=400", "--set", "model.hidden=[16]",
         "--set", "optimizer.name=sgd", "--set", "training.batch_size=32"]
 FAST = ["--steps", "20", "--min", "1e-2", "--max", "1e3", *TINY]
 SUGGESTION = re.compile(r"^suggested learning rate: \d\.\de[-+]\d\d \(steepest descent of the "
-                        r"smoothed loss\)$", re.M)
+                        r"smoothed loss\)$", re.MULTILINE)
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def test_lr_find_prints_the_suggestion_and_writes_into_the_current_directory(tmp
 
 def test_constant_rates_and_output_dir(tmp_path):
     pytest.importorskip("matplotlib")
-    rc, out, err = run_cli("lr-find", QUICK, *FAST, "--constant", "3", "--output", "figs/lr")
+    rc, _, err = run_cli("lr-find", QUICK, *FAST, "--constant", "3", "--output", "figs/lr")
     assert rc == 0, err
     assert listing(tmp_path / "figs" / "lr") == ["lr_find.csv", "lr_find.png",
                                                  "lr_find_constant.csv"]
@@ -70,8 +70,8 @@ def _run_dir(tmp):  # a run directory: lr-find never writes into its checkpoints
     (["--set", "training.batch_size=100000"], "training.batch_size", None),
     (["--output", "taken"], "--output: 'taken' is a file; expected a directory",
      lambda tmp: (tmp / "taken").write_text("mine")),
-    (["--output", "runs/quickstart/checkpoints"], "is the file checkpoints/lr_find.png of the"
-     " run directory", _run_dir),
+    (["--output", "runs/quickstart/checkpoints"],
+     "is the file checkpoints/lr_find.png of the run directory", _run_dir),
 ], ids=["order", "equal", "zero", "negative", "nan", "steps", "constant-1", "constant-big",
         "bad-batch", "bad-activation", "batch-too-big", "output-file", "run-checkpoints"])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, fragment, setup, tmp_path):
@@ -107,9 +107,9 @@ def test_lr_find_files_in_a_run_directory_are_fnn_files(tmp_path):
     train = ["train", QUICK, *TINY, "--set", "training.epochs=1", "--set", "output.plots=false",
              "--quiet", "--out", "runs/q"]
     assert run_cli(*train)[0] == 0
-    rc, out, err = run_cli("lr-find", QUICK, *FAST, "--output", "runs/q")
+    rc, _, err = run_cli("lr-find", QUICK, *FAST, "--output", "runs/q")
     assert rc == 0, err
     assert (tmp_path / "runs" / "q" / "lr_find.png").is_file()
-    rc, out, err = run_cli(*train, "--overwrite")
+    rc, _, err = run_cli(*train, "--overwrite")
     assert rc == 0, err
     assert not (tmp_path / "runs" / "q" / "lr_find.png").exists()
