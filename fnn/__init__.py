@@ -46,6 +46,8 @@ _EXPORTS = {
     "make_train_step": ("fnn.engine", "make_train_step"),
     "load_run": ("fnn.experiment.handle", "load_run"),
     "RunHandle": ("fnn.experiment.handle", "RunHandle"),
+    "lr_find": ("fnn.experiment.lr_find", "lr_find"),
+    "LRFindResult": ("fnn.experiment.lr_find", "LRFindResult"),
     "retain_freed_memory": ("fnn.util.allocator", "retain_freed_memory"),
     "analysis": ("fnn.analysis", None),
     "data": ("fnn.data", None),
@@ -135,6 +137,8 @@ __all__ = [
     "losses",
     "load_run",
     "RunHandle",
+    "lr_find",
+    "LRFindResult",
     "retain_freed_memory",
     "__version__",
 ]

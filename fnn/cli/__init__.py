@@ -10,6 +10,8 @@
     fnn export RUN_DIR [--output FILE] [--member M] [--format jax|safetensors]
     fnn compare RUN_DIR [RUN_DIR ...] [--metric NAME] [--out FILE]
     fnn generate RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]
+    fnn lr-find CONFIG [--min 1e-6] [--max 1] [--steps 100] [--constant K] [--set ...]
+                [--output DIR]
 
 Exit status: 0 success; 1 training failure (a run halted on a non-finite loss, gradient or
 update; gradcheck out of tolerance) or a write that failed for lack of space or an I/O error
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from fnn.cli.commands import (EXIT_FAIL, EXIT_INTERRUPT, EXIT_OK, EXIT_USAGE, cmd_compare,
                               cmd_evaluate, cmd_export, cmd_generate, cmd_gradcheck, cmd_inspect,
-                              cmd_predict,
+                              cmd_lr_find, cmd_predict,
                               cmd_summary, cmd_sweep, cmd_train, parse_grid)
 from fnn.cli.parser import build_parser
 from fnn.util.allocator import retain_freed_memory
@@ -39,7 +41,8 @@ from fnn.version import __version__
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
             "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "compare": cmd_compare, "generate": cmd_generate}
+            "export": cmd_export, "compare": cmd_compare, "generate": cmd_generate,
+            "lr-find": cmd_lr_find}
 
 
 EXIT_INTERNAL = 3

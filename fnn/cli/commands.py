@@ -222,6 +222,31 @@ def cmd_summary(args) -> int:
     return EXIT_OK
 
 
+def cmd_lr_find(args) -> int:
+    """Smith's range test of the config (:mod:`fnn.experiment.lr_find`): every check, then one
+    compiled program, then lr_find.png and lr_find.csv in --output."""
+    from fnn.experiment import lr_find as lr_mod
+
+    lr_mod.check_args(args.min_lr, args.max_lr, args.steps, args.constant)
+    cfg = _load_config(args)
+    if cfg.sweep or cfg.training.seeds:
+        print("fnn lr-find: the [sweep] table and training.seeds are ignored; this is the "
+              "config's base network (pick a member with --set KEY=VALUE)", file=sys.stderr)
+    lr_mod.output_paths(args.output, bool(args.constant))  # refused before anything runs
+    _setup_jax(cfg)
+    result = lr_mod.lr_find(cfg, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
+                            constant=args.constant)
+    print(f"lr-find: {cfg.source}  {args.steps} steps from {args.min_lr:g} to {args.max_lr:g}"
+          f" (log-spaced)  {cfg.optimizer.name}  batch {cfg.training.batch_size}")
+    print(lr_mod.suggestion_line(result))
+    print(lr_mod.divergence_line(result))
+    title = (f"learning-rate range test: {Path(cfg.source).name} ({cfg.optimizer.name}, "
+             f"batch {cfg.training.batch_size}, {args.steps} steps)")
+    written = lr_mod.write_files(result, args.output, title=title)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
 def cmd_evaluate(args) -> int:
     from fnn.experiment import build as exp
     from fnn.experiment import handle
@@ -298,4 +323,5 @@ def cmd_compare(args) -> int:
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
             "inspect": cmd_inspect, "summary": cmd_summary, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "export": cmd_export, "compare": cmd_compare, "generate": cmd_generate}
+            "export": cmd_export, "compare": cmd_compare, "generate": cmd_generate,
+            "lr-find": cmd_lr_find}

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="override a config key (configs only)")
     m.add_argument("--json", action="store_true", help="machine-readable output")
 
+    _lr_find_parser(sub, common)
+
     e = sub.add_parser("evaluate", help="metrics of a finished run's model")
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--split", choices=("test", "val", "train"), default=None,
@@ -115,6 +117,24 @@ def _export_compare_parsers(sub) -> None:
     c.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     c.add_argument("--metric", metavar="NAME", help="a metrics.csv column (default val_loss)")
     c.add_argument("--out", metavar="FILE", help="the figure (default ./compare.png)")
+
+
+def _lr_find_parser(sub, common) -> None:
+    f = sub.add_parser("lr-find", help="learning-rate range test: the loss over a log-spaced "
+                       "ramp of rates, one compiled program; writes lr_find.png and lr_find.csv "
+                       "and prints the suggested rate")
+    common(f)
+    f.add_argument("--min", dest="min_lr", type=float, default=1e-6, metavar="LR",
+                   help="the ramp's first rate (default 1e-6)")
+    f.add_argument("--max", dest="max_lr", type=float, default=1.0, metavar="LR",
+                   help="the ramp's last rate (default 1)")
+    f.add_argument("--steps", type=int, default=100, metavar="N",
+                   help="mini-batch steps of the ramp (default 100)")
+    f.add_argument("--constant", type=int, default=0, metavar="K",
+                   help="also train K constant rates log-spaced in [--min, --max] for --steps "
+                        "steps each, as one vmapped sweep, drawn on the same axes")
+    f.add_argument("--output", metavar="DIR", default=".",
+                   help="where lr_find.png and lr_find.csv go (default: the current directory)")
 
 
 def _parallel_flags(sp) -> None:

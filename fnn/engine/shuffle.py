@@ -95,3 +95,22 @@ def permutation(key: Array, n: int) -> Array:
     slot = jnp.where(keep, slot, n + i)
     return jnp.zeros((n,), jnp.int32).at[slot].set(y.astype(jnp.int32), mode="drop",
                                                    unique_indices=True)
+
+
+def epoch_batches(key: Array, n: int, batch_size: int) -> Array:
+    """One epoch's mini-batches of example indices, as the scanned run draws them.
+
+    The permutation of :func:`permutation` padded with its own first ``pad`` entries
+    (pad = ceil(n/B)·B − n), so every example is seen at least once per epoch.
+
+    Args:
+      key: a JAX PRNG key.  n: static number of examples.  batch_size: static B, 1 <= B <= n.
+    Returns:
+      int32 (ceil(n / B), B): row b holds the indices of batch b.
+    """
+    nb = -(-int(n) // int(batch_size))
+    perm = permutation(key, n)
+    pad = nb * batch_size - n
+    if pad:
+        perm = jnp.concatenate([perm, perm[:pad]])  # every example at least once
+    return perm.reshape(nb, batch_size)

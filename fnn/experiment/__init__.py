@@ -13,6 +13,8 @@ to a model.
   :mod:`~fnn.experiment.model_report`, :mod:`~fnn.experiment.model_plots` — files and pictures;
 * :mod:`~fnn.experiment.handle` (``fnn.load_run``), :mod:`~fnn.experiment.predict`,
   :mod:`~fnn.experiment.export`, :mod:`~fnn.experiment.compare` — a trained model leaving fnn.
+* :mod:`~fnn.experiment.lr_find` (``fnn.lr_find``, ``fnn lr-find``) with
+  :mod:`~fnn.experiment.lr_find_plot` — the learning-rate range test, one compiled program.
 
 See docs/architecture.md for one ``fnn train`` traced through the pipeline.
 """

@@ -29,7 +29,8 @@ RUN_FILES = frozenset({CONFIG_FILE, "metrics.csv", "summary.json", "checkpoints"
                        "gradients.png", "activations.png", "decision_boundary.png",
                        "confusion.png", "predictions.csv", "model.jax", "model.jax.json",
                        "model.safetensors", "misclassified.png", "tensorboard",
-                       "preprocessing.json", "error.log", "vocab.json"})
+                       "preprocessing.json", "error.log", "vocab.json",
+                       "lr_find.png", "lr_find.csv", "lr_find_constant.csv"})
 # Further names fnn writes at the top: a sweep member's export (model-<i>.jax, ...).
 _MEMBER_EXPORT = re.compile(r"^model-\d+\.(jax|jax\.json|safetensors)$")
 _CHECKPOINT = re.compile(r"^ckpt-\d+\.npz$")
