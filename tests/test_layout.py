@@ -30,11 +30,11 @@ EXPERIMENT_FAMILIES = {
               "history", "plot_style"},
     "pipeline": {"runner", "chunks", "progress", "results", "report", "model_report",
                  "tensorboard_log", "curve_plots", "model_plots", "diagnostic_plots",
-                 "misclassified"},
+                 "misclassified", "lr_find", "lr_find_plot"},
     "runs": {"rundir", "runlock", "members", "handle", "predict", "export", "compare",
              "generate", "checkpoint", "checkpoint_format", "weights", "model_summary"},
 }
-PLOTS = {"curve_plots", "model_plots", "diagnostic_plots", "misclassified"}
+PLOTS = {"curve_plots", "model_plots", "diagnostic_plots", "misclassified", "lr_find_plot"}
 
 
 def modules():

@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 
-from fnn.experiment.report import import_matplotlib, log_ticks, wrap_title
+from fnn.experiment.plot_style import import_matplotlib, log_ticks, wrap_title
 
 
 def _ylim(result) -> tuple[float, float]:
