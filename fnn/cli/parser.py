@@ -133,8 +133,9 @@ def _lr_find_parser(sub, common) -> None:
     f.add_argument("--constant", type=int, default=0, metavar="K",
                    help="also train K constant rates log-spaced in [--min, --max] for --steps "
                         "steps each, as one vmapped sweep, drawn on the same axes")
-    f.add_argument("--output", metavar="DIR", default=".",
-                   help="where lr_find.png and lr_find.csv go (default: the current directory)")
+    f.add_argument("--output", "--out", metavar="DIR", default=".", dest="output",
+                   help="where lr_find.png and lr_find.csv go (default: the current directory;"
+                        " --out is the same flag, as in fnn train)")
 
 
 def _parallel_flags(sp) -> None:

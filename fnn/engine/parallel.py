@@ -253,8 +253,10 @@ def check_same_config(text: str) -> None:
                          "process 0's; start every process with the same config and --set values")
 
 
-def check_divisible(mesh: Optional[Mesh], *, batch_size: int, members: Optional[int]) -> None:
-    """Clear errors for shapes a mesh cannot split evenly."""
+def check_divisible(mesh: Optional[Mesh], *, batch_size: int, members: Optional[int],
+                    accumulate: int = 1) -> None:
+    """Clear errors for shapes a mesh cannot split evenly (with gradient accumulation, each
+    micro-batch of ``batch_size / accumulate`` rows is split over the devices)."""
     if mesh is None:
         return
     n = mesh.devices.size
@@ -262,6 +264,10 @@ def check_divisible(mesh: Optional[Mesh], *, batch_size: int, members: Optional[
         if members % n:
             raise ValueError(f"parallel.devices: a sweep of {members} members cannot be split "
                              f"over {n} devices; use a member count divisible by {n}")
+    elif accumulate > 1 and (batch_size // accumulate) % n:
+        raise ValueError(f"training.accumulate: {accumulate} gives micro-batches of "
+                         f"{batch_size // accumulate} rows, not divisible by the {n} devices of "
+                         f"parallel.devices; use micro-batches of a multiple of {n} rows")
     elif batch_size % n:
         raise ValueError(f"training.batch_size: {batch_size} is not divisible by the {n} devices "
                          f"of parallel.devices; use a multiple of {n}")

@@ -17,6 +17,7 @@ from fnn import optim
 from fnn.analysis import diagnostics as diag_mod
 from fnn.data import prepare_inputs
 from fnn.engine import metrics as metrics_mod
+from fnn.engine.accumulate import evaluate_accumulated
 from fnn.engine.state import TrainState
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
@@ -57,7 +58,8 @@ def check_nan_guard(nan_guard) -> str:
 def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
                   l1=0.0, l2=0.0, drop_rate=None, augment: Optional[Callable] = None,
                   multilabel: Optional[bool] = None, diagnostics: bool = False,
-                  nan_guard: str = "halt", input_shape: Optional[tuple] = None) -> Callable:
+                  nan_guard: str = "halt", input_shape: Optional[tuple] = None,
+                  accumulate: int = 1) -> Callable:
     """The pure (un-jitted) train step: ``step(state, batch) -> (state, metrics)``.
 
     Args:
@@ -71,6 +73,8 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
         (:func:`fnn.diagnostics.step_stats`); the state is unaffected.
       input_shape: one example's shape, for a user network (``init``/``apply`` only) that does
         not say it; it is wrapped into a :class:`~fnn.nn.protocol.Network` here, once.
+      accumulate: K, the micro-batches whose mean gradient makes one update (K divides the
+        batch; :mod:`fnn.engine.accumulate`). 1: the whole batch at once.
       nan_guard: what a non-finite step does (see :data:`NAN_GUARDS`):
 
         * ``"halt"`` (default): the loss and ‖g‖² are checked *before* the update; a step that
@@ -92,6 +96,8 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
     loss = losses_mod.get(loss)
     obj.check_mode(grad)
     check_nan_guard(nan_guard)
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"training.accumulate: {accumulate!r}; expected an integer >= 1")
     net = as_network(net, input_shape=input_shape)  # a user network is wrapped here, once
     if grad == "manual":
         check_manual(net)
@@ -119,9 +125,20 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
             x = augment(x, key=k_aug)
         x = prepare_inputs(x, shape=net.input_shape, keep_integers=ids)
         y = losses_mod.prepare_targets(loss, y, k, dtype, output_shape=net.output_shape)
-        out = obj.evaluate(net, loss, state.params, x, y, mode=grad,
-                           key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate,
-                           state=state.net_state)
+        if accumulate == 1:
+            out = obj.evaluate(net, loss, state.params, x, y, mode=grad,
+                               key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate,
+                               state=state.net_state)
+        else:  # K micro-batches, one update (the batch size was checked to divide by K)
+            if x.shape[0] % accumulate:
+                raise ValueError(f"training.accumulate: {accumulate}; expected a divisor of "
+                                 f"the batch size {x.shape[0]}")
+            out, y = evaluate_accumulated(
+                lambda p, xm, ym, km, s: obj.evaluate(
+                    net, loss, p, xm, ym, mode=grad, key=km, l1=l1, l2=l2, drop_rate=rate,
+                    state=s),
+                state.params, x, y, k=accumulate, key=k_drop if dropout else None,
+                state=state.net_state)
         # ‖g‖² (the grad_norm metric) is finite only if every gradient entry is, so this one
         # reduction is also the guard's gradient check.
         grad_sq = sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(out.grads))
@@ -187,7 +204,7 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
 def make_train_step(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
                     l1=0.0, l2=0.0, drop_rate=None, augment=None, donate: bool = False,
                     diagnostics: bool = False, nan_guard: str = "halt",
-                    input_shape: Optional[tuple] = None) -> Callable:
+                    input_shape: Optional[tuple] = None, accumulate: int = 1) -> Callable:
     """A jitted ``step(state, batch) -> (state, metrics)`` for a user's own Python loop.
 
     The same function is the body of the scanned run (:class:`Trainer`), so a Python loop over
@@ -202,10 +219,11 @@ def make_train_step(net, loss, optimizer: optim.Optimizer, *, grad: str = "manua
       donate: donate the input state's buffers (faster; the old state must not be reused).
       diagnostics: add per-layer gradient norms and update ratios to the metrics.
       nan_guard: "halt" | "revert" | "off" (see :func:`train_step_fn`).
+      accumulate: K micro-batches per update (see :func:`train_step_fn`).
     Returns:
       jitted ``step(state, (x, y)) -> (state, metrics)``.
     """
     step = train_step_fn(net, loss, optimizer, grad=grad, l1=l1, l2=l2, drop_rate=drop_rate,
                          augment=augment, diagnostics=diagnostics, nan_guard=nan_guard,
-                         input_shape=input_shape)
+                         input_shape=input_shape, accumulate=accumulate)
     return jax.jit(step, donate_argnums=(0,) if donate else ())

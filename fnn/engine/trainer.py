@@ -43,6 +43,7 @@ from fnn import optim
 from fnn.engine import epoch as epoch_mod
 from fnn.engine import hparams as hp_mod
 from fnn.engine import parallel
+from fnn.engine.accumulate import check_accumulate
 from fnn.engine.device_data import DeviceData, as_data, check_data
 from fnn.engine.early_stopping import EarlyStopping
 from fnn.engine.evaluation import Evaluator
@@ -89,6 +90,8 @@ class Trainer:
       windows: a :class:`~fnn.engine.windows.Windows` for a step-based run on token rows:
         ``data`` is then (train rows, val rows) of int ids (rows, length), ``epochs`` the
         number of rounds (evaluations) and every round ``windows.steps`` steps.
+      accumulate: K: each step sums the gradients of K micro-batches of ``batch_size / K``
+        rows before one update (:mod:`fnn.engine.accumulate`); K must divide ``batch_size``.
     """
 
     def __init__(self, net, loss, optimizer: OptimizerLike, data, *, epochs: int,
@@ -96,7 +99,8 @@ class Trainer:
                  traced: Optional[tuple] = None, early_stopping: Optional[EarlyStopping] = None,
                  augment: Optional[Callable] = None, progress: Optional[Callable] = None,
                  progress_updates: int = 100, mesh=None, diagnostics: bool = False,
-                 nan_guard: str = "halt", windows: Optional[Windows] = None):
+                 nan_guard: str = "halt", windows: Optional[Windows] = None,
+                 accumulate: int = 1):
         self.loss = losses_mod.get(loss)
         self.diagnostics = bool(diagnostics)
         obj.check_mode(grad)
@@ -132,8 +136,10 @@ class Trainer:
         self.has_val = xv is not None
         if xv is None:
             xv, yv = x, y
+        self.accumulate = check_accumulate(accumulate, batch_size)
         self.mesh = mesh  # a 1-d jax.sharding.Mesh (see fnn.parallel) or None
-        parallel.check_divisible(mesh, batch_size=batch_size, members=None)
+        # data parallel: every micro-batch is split over the devices
+        parallel.check_divisible(mesh, batch_size=batch_size, members=None, accumulate=accumulate)
         self._host_data = (x, y, xv, yv)  # placed on the device(s) once, at first use
         self._data = None
         self.epochs, self.batch_size, self.grad = epochs, batch_size, grad
@@ -229,7 +235,7 @@ class Trainer:
         return train_step_fn(
             self.net, self.loss, self.make_optimizer(hp), grad=self.grad, l1=hp.l1, l2=hp.l2,
             drop_rate=hp.drop_rate, augment=self.augment, multilabel=self.multilabel,
-            diagnostics=self.diagnostics, nan_guard=self.nan_guard,
+            diagnostics=self.diagnostics, nan_guard=self.nan_guard, accumulate=self.accumulate,
         )
 
     # --- init ----------------------------------------------------------------------------------
@@ -336,14 +342,16 @@ class Trainer:
           (TrainState with a leading members axis, history of (members, epochs) arrays).
         """
         members = int(keys.shape[0])
-        parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members)
+        parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members,
+                                 accumulate=self.accumulate)
         hp = self.place(self.hparams_array(hparams, members=members), shard=True)
         state = self._init(self.place(keys, shard=True), hp, batched=True)
         return self._run(state, hp, self.data, num_epochs=self.epochs, batched=True)
 
     def init_sweep(self, keys: Array, hparams=None) -> TrainState:
         members = int(keys.shape[0])
-        parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members)
+        parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members,
+                                 accumulate=self.accumulate)
         return self._init(self.place(keys, shard=True),
                           self.place(self.hparams_array(hparams, members=members), shard=True),
                           batched=True)

@@ -43,15 +43,20 @@ def activations_per_example(net) -> int:
 
 
 def estimate(net, *, optimizer: str, batch_size: int, members: int = 1,
-             early_stopping: bool = False) -> dict:
-    """The estimate's parts in bytes: {"params", "training_state", "activations", "total"}."""
+             early_stopping: bool = False, accumulate: int = 1) -> dict:
+    """The estimate's parts in bytes: {"params", "training_state", "activations", "total"}.
+
+    With gradient accumulation (``accumulate`` = K > 1) the activations are those of one
+    micro-batch of ``batch_size / K`` rows, and the gradient sum is one more parameter-sized
+    buffer."""
     shapes = jax.eval_shape(net.init, jax.random.key(0))
     count = sum(int(np.prod(leaf.shape, dtype=np.int64)) for leaf in jax.tree.leaves(shapes))
     itemsize = np.dtype(net.dtype).itemsize
-    copies = 3 + SLOTS.get(optimizer, 2) + (1 if early_stopping else 0)
+    copies = 3 + SLOTS.get(optimizer, 2) + (1 if early_stopping else 0) + (accumulate > 1)
     params = count * itemsize
     state = params * copies * members
-    acts = 2 * batch_size * activations_per_example(net) * itemsize * members
+    rows = batch_size // accumulate  # the micro-batch alive at a time
+    acts = 2 * rows * activations_per_example(net) * itemsize * members
     return {"params": params, "count": count, "training_state": state, "activations": acts,
             "total": state + acts}
 
@@ -68,16 +73,20 @@ def check(cfg, net, *, members: int = 1) -> None:
     if limit <= 0:
         return
     est = estimate(net, optimizer=cfg.optimizer.name, batch_size=cfg.training.batch_size,
-                   members=members, early_stopping=cfg.early_stopping.enabled)
+                   members=members, early_stopping=cfg.early_stopping.enabled,
+                   accumulate=cfg.training.accumulate)
     if est["count"] > MAX_PARAMS and limit_gb <= 0:
         raise ValueError(
             f"model: {est['count']:,} parameters; expected at most 2**28 = {MAX_PARAMS:,} (its"
             f" compilation alone takes minutes); set training.memory_limit_gb to train it anyway")
     if est["total"] > limit:
+        k = cfg.training.accumulate
+        batch = (f"a micro-batch of {cfg.training.batch_size // k} rows" if k > 1
+                 else "a batch")
         where = ("training.memory_limit_gb" if limit_gb > 0 else
                  "80% of this machine's memory; raise it with --set training.memory_limit_gb=...")
         raise ValueError(
             f"model: the run needs about {est['total'] / GB:.3g} GB ({est['count']:,} parameters"
             f" with gradients and optimizer state: {est['training_state'] / GB:.3g} GB;"
-            f" activations of a batch: {est['activations'] / GB:.3g} GB) for {members} member(s);"
+            f" activations of {batch}: {est['activations'] / GB:.3g} GB) for {members} member(s);"
             f" the limit is {limit / GB:.3g} GB ({where})")

@@ -137,7 +137,8 @@ def build(p: Plan) -> Built:
     trainers = []
     for g in p.groups:
         parallel.check_divisible(r.mesh, batch_size=g.config.training.batch_size,
-                                 members=len(g.members))
+                                 members=len(g.members),
+                                 accumulate=g.config.training.accumulate)
         data_g = dataset if g.config.data == cfg.data else exp.load_dataset(g.config)
         show_progress = g.config.output.progress and not r.quiet
         trainers.append((data_g, exp.build_trainer(g.config, data_g, traced=traced_names(cfg, g),

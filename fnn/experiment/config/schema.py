@@ -192,6 +192,9 @@ class TrainingConfig:
                           type="int", min=1)
     batch_size: int = opt(32, "mini-batch size B (1: SGD; the split size: batch GD)",
                           type="int", min=1)
+    accumulate: int = opt(1, "gradient accumulation: each optimizer step sums the gradients of "
+                          "this many micro-batches of batch_size / accumulate rows (the memory of "
+                          "one micro-batch); must divide training.batch_size", type="int", min=1)
     grad: str = opt("manual", "gradients: manual (hand-written backprop) or autodiff (jax.grad)",
                     type="str", choices=("manual", "autodiff"))
     seed: int = opt(0, "seed of initialization, shuffling, dropout and augmentation", type="int",

@@ -221,6 +221,10 @@ def _step_errors(cfg: Config) -> list[str]:
     if tokens and not cfg.model.layers:
         errors.append(f"model.layers: empty; data.name = {d.name!r} needs a [[model.layers]]"
                       " stack starting with an embedding layer")
+    if t.batch_size % t.accumulate:
+        errors.append(f"training.accumulate: {t.accumulate}; expected a divisor of"
+                      f" training.batch_size = {t.batch_size} (each micro-batch has"
+                      f" batch_size / accumulate rows)")
     if t.iterations and t.iterations % t.eval_interval:
         errors.append(f"training.eval_interval: {t.eval_interval}; expected a divisor of"
                       f" training.iterations = {t.iterations}")
