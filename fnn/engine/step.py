@@ -21,6 +21,7 @@ from fnn.engine.accumulate import evaluate_accumulated
 from fnn.engine.state import TrainState
 from fnn.nn import losses as losses_mod
 from fnn.nn import objective as obj
+from fnn.nn import precision as precision_mod
 from fnn.nn.adapter import as_network, check_manual, num_outputs
 
 Array = jax.Array
@@ -59,7 +60,7 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
                   l1=0.0, l2=0.0, drop_rate=None, augment: Optional[Callable] = None,
                   multilabel: Optional[bool] = None, diagnostics: bool = False,
                   nan_guard: str = "halt", input_shape: Optional[tuple] = None,
-                  accumulate: int = 1) -> Callable:
+                  accumulate: int = 1, precision: str = "full") -> Callable:
     """The pure (un-jitted) train step: ``step(state, batch) -> (state, metrics)``.
 
     Args:
@@ -75,6 +76,9 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
         not say it; it is wrapped into a :class:`~fnn.nn.protocol.Network` here, once.
       accumulate: K, the micro-batches whose mean gradient makes one update (K divides the
         batch; :mod:`fnn.engine.accumulate`). 1: the whole batch at once.
+      precision: "full" (compute in the parameters' dtype) or "bfloat16": mixed precision,
+        the forward and backward in bfloat16 on float32 master parameters, the loss and the
+        update in float32 (:mod:`fnn.nn.precision`).
       nan_guard: what a non-finite step does (see :data:`NAN_GUARDS`):
 
         * ``"halt"`` (default): the loss and ‖g‖² are checked *before* the update; a step that
@@ -101,6 +105,10 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
     net = as_network(net, input_shape=input_shape)  # a user network is wrapped here, once
     if grad == "manual":
         check_manual(net)
+    precision_mod.check_precision(precision, net.dtype)
+    compute = precision_mod.compute_dtype(precision)
+    if compute is not None:
+        net.replace(dtype=compute.name)  # a user network cannot: one line, here
     rate = net.drop_rate if drop_rate is None else drop_rate
     check_drop_rate(net, rate)
     dropout = net.uses_dropout(rate)
@@ -128,7 +136,7 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
         if accumulate == 1:
             out = obj.evaluate(net, loss, state.params, x, y, mode=grad,
                                key=k_drop if dropout else None, l1=l1, l2=l2, drop_rate=rate,
-                               state=state.net_state)
+                               state=state.net_state, compute=compute)
         else:  # K micro-batches, one update (the batch size was checked to divide by K)
             if x.shape[0] % accumulate:
                 raise ValueError(f"training.accumulate: {accumulate}; expected a divisor of "
@@ -136,7 +144,7 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
             out, y = evaluate_accumulated(
                 lambda p, xm, ym, km, s: obj.evaluate(
                     net, loss, p, xm, ym, mode=grad, key=km, l1=l1, l2=l2, drop_rate=rate,
-                    state=s),
+                    state=s, compute=compute),
                 state.params, x, y, k=accumulate, key=k_drop if dropout else None,
                 state=state.net_state)
         # ‖g‖² (the grad_norm metric) is finite only if every gradient entry is, so this one
@@ -204,7 +212,8 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
 def make_train_step(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual",
                     l1=0.0, l2=0.0, drop_rate=None, augment=None, donate: bool = False,
                     diagnostics: bool = False, nan_guard: str = "halt",
-                    input_shape: Optional[tuple] = None, accumulate: int = 1) -> Callable:
+                    input_shape: Optional[tuple] = None, accumulate: int = 1,
+                    precision: str = "full") -> Callable:
     """A jitted ``step(state, batch) -> (state, metrics)`` for a user's own Python loop.
 
     The same function is the body of the scanned run (:class:`Trainer`), so a Python loop over
@@ -220,10 +229,11 @@ def make_train_step(net, loss, optimizer: optim.Optimizer, *, grad: str = "manua
       diagnostics: add per-layer gradient norms and update ratios to the metrics.
       nan_guard: "halt" | "revert" | "off" (see :func:`train_step_fn`).
       accumulate: K micro-batches per update (see :func:`train_step_fn`).
+      precision: "full" | "bfloat16" (mixed precision; see :func:`train_step_fn`).
     Returns:
       jitted ``step(state, (x, y)) -> (state, metrics)``.
     """
     step = train_step_fn(net, loss, optimizer, grad=grad, l1=l1, l2=l2, drop_rate=drop_rate,
                          augment=augment, diagnostics=diagnostics, nan_guard=nan_guard,
-                         input_shape=input_shape, accumulate=accumulate)
+                         input_shape=input_shape, accumulate=accumulate, precision=precision)
     return jax.jit(step, donate_argnums=(0,) if donate else ())

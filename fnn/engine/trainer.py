@@ -44,6 +44,7 @@ from fnn.engine import epoch as epoch_mod
 from fnn.engine import hparams as hp_mod
 from fnn.engine import parallel
 from fnn.engine.accumulate import check_accumulate
+from fnn.nn.precision import check_precision
 from fnn.engine.device_data import DeviceData, as_data, check_data
 from fnn.engine.early_stopping import EarlyStopping
 from fnn.engine.evaluation import Evaluator
@@ -92,6 +93,9 @@ class Trainer:
         number of rounds (evaluations) and every round ``windows.steps`` steps.
       accumulate: K: each step sums the gradients of K micro-batches of ``batch_size / K``
         rows before one update (:mod:`fnn.engine.accumulate`); K must divide ``batch_size``.
+      precision: "full" or "bfloat16": mixed precision, the train step's forward and backward in
+        bfloat16 on float32 master parameters (:mod:`fnn.nn.precision`); evaluation runs in
+        the parameters' dtype.
     """
 
     def __init__(self, net, loss, optimizer: OptimizerLike, data, *, epochs: int,
@@ -100,7 +104,7 @@ class Trainer:
                  augment: Optional[Callable] = None, progress: Optional[Callable] = None,
                  progress_updates: int = 100, mesh=None, diagnostics: bool = False,
                  nan_guard: str = "halt", windows: Optional[Windows] = None,
-                 accumulate: int = 1):
+                 accumulate: int = 1, precision: str = "full"):
         self.loss = losses_mod.get(loss)
         self.diagnostics = bool(diagnostics)
         obj.check_mode(grad)
@@ -137,6 +141,7 @@ class Trainer:
         if xv is None:
             xv, yv = x, y
         self.accumulate = check_accumulate(accumulate, batch_size)
+        self.precision = check_precision(precision, net.dtype)
         self.mesh = mesh  # a 1-d jax.sharding.Mesh (see fnn.parallel) or None
         # data parallel: every micro-batch is split over the devices
         parallel.check_divisible(mesh, batch_size=batch_size, members=None, accumulate=accumulate)
@@ -236,6 +241,7 @@ class Trainer:
             self.net, self.loss, self.make_optimizer(hp), grad=self.grad, l1=hp.l1, l2=hp.l2,
             drop_rate=hp.drop_rate, augment=self.augment, multilabel=self.multilabel,
             diagnostics=self.diagnostics, nan_guard=self.nan_guard, accumulate=self.accumulate,
+            precision=self.precision,
         )
 
     # --- init ----------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
         traced=traced, early_stopping=build_early_stopping(cfg),
         diagnostics=cfg.diagnostics.enabled, nan_guard=t.nan_guard,
         augment=build_augment(cfg, dataset), progress=progress, mesh=mesh, windows=windows,
-        accumulate=t.accumulate,
+        accumulate=t.accumulate, precision=cfg.model.precision,
     )
 
 

@@ -129,14 +129,15 @@ def plot_decision_regions(path, panels: Sequence[RegionPanel], class_names: Sequ
     colors = [f"C{i % 10}" for i in range(k)]
     fig, axes = _figure(len(panels), 5.6, 4.8, title)
     for ax, p in zip(axes, panels):
-        cls = np.argmax(p.probs, axis=-1)
+        probs = np.asarray(p.probs, np.float32)  # a bfloat16 network's too (matplotlib: floats)
+        cls = np.argmax(probs, axis=-1)
         ax.contourf(p.gx, p.gy, cls, levels=np.arange(k + 1) - 0.5,
                     cmap=ListedColormap(colors), alpha=0.25)
         if k == 2:
-            levels, values = [0.1, 0.25, 0.5, 0.75, 0.9], p.probs[..., 1]
+            levels, values = [0.1, 0.25, 0.5, 0.75, 0.9], probs[..., 1]
             what = f"P({class_names[1]})"
         else:
-            levels, values = [0.5, 0.7, 0.9], p.probs.max(axis=-1)
+            levels, values = [0.5, 0.7, 0.9], probs.max(axis=-1)
             what = "max class probability"
         cs = ax.contour(p.gx, p.gy, values, levels=levels, colors="0.25",
                         linewidths=[2.0 if v == 0.5 and k == 2 else 0.8 for v in levels])

@@ -14,6 +14,12 @@ from typing import NamedTuple, Optional
 
 from fnn.util import registry
 
+# Parameter dtypes a network may hold (Sequential(dtype=...), model.dtype), and the compute
+# precisions of model.precision: "full" (the parameters' dtype) or mixed bfloat16
+# (fnn.nn.precision).
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+PRECISIONS = ("full", "bfloat16")
+
 ACTIVATIONS = ("identity", "sigmoid", "relu", "leaky_relu", "tanh", "softmax", "gelu")
 ACTIVATION_ALIASES = {"linear": "identity", "none": "identity", "logistic": "sigmoid"}
 

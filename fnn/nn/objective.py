@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from fnn.nn import losses as losses_mod
 from fnn.nn import regularizers
+from fnn.nn.precision import cast_floats
 from fnn.nn.adapter import as_network, num_outputs
 
 Array = jax.Array
@@ -108,7 +109,7 @@ def objective(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
 
 
 def evaluate(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0,
-             drop_rate=None, state=None) -> LossOutput:
+             drop_rate=None, state=None, compute=None) -> LossOutput:
     """Objective, gradients and outputs for a prepared batch (no validation; jit-friendly).
 
     Args:
@@ -117,11 +118,16 @@ def evaluate(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0
       mode: "manual" (hand-written backprop) or "autodiff" (``jax.grad``).
       key: dropout key or None.  l1, l2: penalty coefficients.  drop_rate: dropout override.
       state: the network's state (None: ``net.init_state()``); training mode either way.
+      compute: mixed precision's compute dtype (``jnp.bfloat16``) or None (the parameters'):
+        see :func:`evaluate_mixed`.
     Returns:
       :class:`LossOutput`.
     """
     loss = losses_mod.get(loss)
     state = net.init_state() if state is None else state
+    if compute is not None and jnp.dtype(compute) != jnp.dtype(net.dtype):
+        return evaluate_mixed(net, loss, params, x, y, mode=mode, key=key, l1=l1, l2=l2,
+                              drop_rate=drop_rate, state=state, compute=compute)
     if mode == "manual":
         y_hat, caches, new_state = net.forward_state(params, state, x, key=key,
                                                      drop_rate=drop_rate)
@@ -137,6 +143,52 @@ def evaluate(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0
         objective, argnums=2, has_aux=True)(
         net, loss, params, x, y, key=key, l1=l1, l2=l2, drop_rate=drop_rate, state=state)
     return LossOutput(value, data, grads, y_hat, new_state)
+
+
+def evaluate_mixed(net, loss, params, x, y, *, mode, key, l1, l2, drop_rate, state,
+                   compute) -> LossOutput:
+    """:func:`evaluate` in mixed precision (:mod:`fnn.nn.precision`).
+
+    The network runs as ``net.replace(dtype=compute)`` on the parameters cast to ``compute``;
+    its output is cast back up before the loss, so the loss, the penalties and the returned
+    gradients are in the parameters' (master) dtype:
+
+        L = loss(f32(ŷ_c), y) + penalty(W),   g = f32(∂L/∂W_c) + ∂penalty/∂W.
+
+    The state (BatchNorm's running statistics) is passed in the master dtype: a momentum
+    update m·s + (1 − m)·μ_batch in bfloat16 would round away steps below 2⁻⁸ of s.
+    Args and Returns: as :func:`evaluate`, with ``compute`` the compute dtype.
+    """
+    master = jnp.dtype(net.dtype)
+    net_c = net.replace(dtype=jnp.dtype(compute).name)  # the same layers, computing in bf16
+
+    def data_loss(caches, y_hat):  # in the master dtype: f32 logits, f32 reduction
+        logits = net_c.output_logits(caches)
+        return loss.value(None if logits is None else logits.astype(master),
+                          y_hat.astype(master), y)
+
+    if mode == "manual":
+        p_c = cast_floats(params, compute)
+        y_hat, caches, new_state = net_c.forward_state(p_c, state, x, key=key,
+                                                       drop_rate=drop_rate)
+        data = data_loss(caches, y_hat)
+        value = data + regularizers.penalty(params, l1=l1, l2=l2)
+        # the delta recurrence in bf16; the gradient comes back to the master dtype
+        grads = cast_floats(net_c.backward(p_c, caches, loss, y.astype(compute)), master)
+        reg = regularizers.penalty_grad(params, l1=l1, l2=l2)
+        if reg is not None:
+            grads = jax.tree.map(jnp.add, grads, reg)
+        return LossOutput(value, data, grads, y_hat.astype(master), new_state)
+    check_mode(mode)
+
+    def f(p):  # the cast's transpose brings the bf16 cotangents back to the master dtype
+        y_hat, caches, new_state = net_c.forward_state(cast_floats(p, compute), state, x,
+                                                       key=key, drop_rate=drop_rate)
+        data = data_loss(caches, y_hat)
+        return data + regularizers.penalty(p, l1=l1, l2=l2), (data, y_hat, new_state)
+
+    (value, (data, y_hat, new_state)), grads = jax.value_and_grad(f, has_aux=True)(params)
+    return LossOutput(value, data, grads, y_hat.astype(master), new_state)
 
 
 def loss_and_grad(net, loss, params, x, y, *, mode="manual", key=None, l1=0.0, l2=0.0,

@@ -27,12 +27,10 @@ from fnn.nn import losses as losses_mod
 from fnn.nn.layers import chain
 from fnn.nn.layers.base import shape_str
 from fnn.nn.layers.dropout import Dropout
-from fnn.nn.layers.residual import Residual
+from fnn.nn.precision import check_dtype
 from fnn.nn.protocol import LayerView
 
 Array = jax.Array
-
-DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
 @jax.tree_util.register_dataclass
@@ -107,8 +105,7 @@ class Sequential:
                        for d in shape)):
             raise ValueError(f"input_shape: {shape!r}; expected a tuple of positive ints like"
                              f" (28, 28, 1)")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype: {self.dtype!r}; expected one of: {', '.join(DTYPES)}")
+        check_dtype(self.dtype)
         layers = tuple(self.layers)
         object.__setattr__(self, "layers", layers)
         object.__setattr__(self, "input_shape", tuple(int(d) for d in shape))

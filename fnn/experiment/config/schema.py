@@ -109,7 +109,12 @@ class ModelConfig:
                       choices=("",) + ACTIVATIONS)
     initializer: str = opt("", "weight initializer; empty: he_normal for ReLU layers, "
                            "glorot_uniform otherwise", type="str", choices=("",) + INITIALIZERS)
-    dtype: str = opt("float32", "parameter dtype", type="str", choices=("float32", "float64"))
+    dtype: str = opt("float32", "parameter dtype (of the master parameters under mixed "
+                     "precision)", type="str", choices=_names.DTYPES)
+    precision: str = opt("full", "compute precision: full (the parameter dtype) or bfloat16 "
+                         "(mixed: forward and hand-written backward in bfloat16, float32 master "
+                         "parameters, optimizer state and loss)", type="str",
+                         choices=_names.PRECISIONS)
     layers: tuple = opt((), "the hidden stack as [[model.layers]] tables (type = \"conv2d\", ...;"
                         " see the README's Layers section); the output dense layer is appended."
                         " Replaces hidden / activation / initializer", type="layers")

@@ -143,6 +143,14 @@ def cross_check(cfg: Config) -> list[str]:
     if cfg.data.name in ("csv", "npz") and cfg.data.path and not os.path.isfile(cfg.data.path):
         errors.append(f"data.path: {cfg.data.path!r} does not exist or is not a file")
     errors.extend(_step_errors(cfg))
+    if cfg.model.precision != "full" and cfg.model.dtype != "float32":
+        errors.append(f"model.precision: {cfg.model.precision!r} with model.dtype ="
+                      f" {cfg.model.dtype!r}; expected model.dtype = 'float32' (mixed precision"
+                      f" keeps float32 master parameters)")
+    if cfg.training.batch_size % cfg.training.accumulate:
+        errors.append(f"training.accumulate: {cfg.training.accumulate}; expected a divisor of"
+                      f" training.batch_size = {cfg.training.batch_size} (each micro-batch has"
+                      f" batch_size / accumulate rows)")
     if cfg.data.name in ("fashion_mnist", "mnist") and cfg.data.path and not os.path.isdir(
             cfg.data.path):
         errors.append(f"data.path: {cfg.data.path!r} is not a directory of IDX files")
@@ -221,10 +229,6 @@ def _step_errors(cfg: Config) -> list[str]:
     if tokens and not cfg.model.layers:
         errors.append(f"model.layers: empty; data.name = {d.name!r} needs a [[model.layers]]"
                       " stack starting with an embedding layer")
-    if t.batch_size % t.accumulate:
-        errors.append(f"training.accumulate: {t.accumulate}; expected a divisor of"
-                      f" training.batch_size = {t.batch_size} (each micro-batch has"
-                      f" batch_size / accumulate rows)")
     if t.iterations and t.iterations % t.eval_interval:
         errors.append(f"training.eval_interval: {t.eval_interval}; expected a divisor of"
                       f" training.iterations = {t.iterations}")

@@ -11,6 +11,12 @@ Shapes: X (B, T, D), H heads of size E = D/H, scale s = 1/√E; Q, K, V, O are (
                dQ = dS K·s;  dK = dSᵀ Q·s
                dW_qkv = Xᵀ [dQ dK dV];  db_qkv = Σ [dQ dK dV];  dX = [dQ dK dV] W_qkvᵀ
 
+The key bias has no gradient: b_K adds q_t·b_K to every score of row t, and a softmax row is
+shift-invariant. In the formulas, every row of dS sums to zero (Σ_u dS[t, u] = 0), so
+db_K = Σ_u dK[u] = s Σ_t (Σ_u dS[t, u]) q_t = 0. It is written as an exact zero: summed from
+dK it is rounding noise, which Adam's first steps would blow up to ±learning_rate per step and
+make the run depend on the machine's summation order.
+
 Masked entries have P = 0, so dS = 0 there and no gradient crosses the mask. The products sum
 over every leading axis (B·T rows). The output dropout of GPT-2 (``resid_dropout``) is a
 :class:`~fnn.nn.layers.Dropout` after this layer (see :class:`~fnn.nn.layers.TransformerBlock`).
@@ -152,4 +158,6 @@ class CausalSelfAttention:
         dk = (jnp.swapaxes(ds, -1, -2) @ q) * scale  # dK = dSᵀ Q·s
         d_qkv = jnp.concatenate([_merge(dq), _merge(dk), _merge(dv)], axis=-1)
         g_qkv, dx = _dense_backward(x, params["qkv"]["w"], d_qkv)
+        d = x.shape[-1]
+        g_qkv["b"] = g_qkv["b"].at[d:2 * d].set(0)  # db_K = 0 exactly (module docstring)
         return {"qkv": g_qkv, "proj": g_proj}, dx

@@ -134,8 +134,10 @@ class BatchNorm:
         if training:
             xhat, inv_std, mu, var = _normalize(x, axes, self.eps)
             m = self.momentum
-            new_state = {"mean": m * state["mean"] + (1 - m) * mu.reshape(-1),
-                         "var": m * state["var"] + (1 - m) * var.reshape(-1)}
+            # in the state's own dtype: float32 statistics under bfloat16 compute (fnn.nn.precision)
+            sd = state["mean"].dtype
+            new_state = {"mean": m * state["mean"] + (1 - m) * mu.reshape(-1).astype(sd),
+                         "var": m * state["var"] + (1 - m) * var.reshape(-1).astype(sd)}
             cache = NormCache(xhat, inv_std)
         else:
             inv_std = bcast_last(jax.lax.rsqrt(state["var"] + self.eps), nd)
