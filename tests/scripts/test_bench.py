@@ -394,3 +394,22 @@ def test_memory_case_smoke(tmp_path):
         assert r["peak_rss_mb"] >= r["after_import_jax_peak_rss_mb"] > 0
     assert res["torch-fashion_cnn"]["status"] == "skipped"
     assert "## Memory" in md and "temporaries MB" in md
+
+
+def test_precision_bench_quick(tmp_path):
+    """scripts/bench_precision.py --quick times both precisions of every case and writes the
+    ratio table."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_precision", Path(__file__).resolve().parents[2] / "scripts" / "bench_precision.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick", "--repeats", "1", "--steps", "1", "--out", str(tmp_path)]) == 0
+    got = json.loads((tmp_path / "precision.json").read_text())["results"]
+    assert sorted(got) == ["cnn", "gpt", "mlp"]
+    for r in got.values():
+        assert r["ms_per_step"]["full"] > 0 and r["ms_per_step"]["bfloat16"] > 0
+        assert r["ratio_bf16_over_f32"] > 0
+    assert "| cnn |" in (tmp_path / "precision.md").read_text()
