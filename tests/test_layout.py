@@ -27,12 +27,13 @@ MAX_LINES = 400  # no exceptions: a module past it holds more than one concept
 # the history's names, the pictures' common style.
 EXPERIMENT_FAMILIES = {
     "model": {"config", "build", "layer_specs", "optimizer_config", "memory", "preprocessing",
-              "history", "plot_style"},
+              "history", "plot_style", "layer_selection"},
     "pipeline": {"runner", "chunks", "progress", "results", "report", "model_report",
                  "tensorboard_log", "curve_plots", "model_plots", "diagnostic_plots",
-                 "misclassified", "lr_find", "lr_find_plot"},
+                 "misclassified", "lr_find", "lr_find_plot", "init_from"},
     "runs": {"rundir", "runlock", "members", "handle", "predict", "export", "compare",
-             "generate", "checkpoint", "checkpoint_format", "weights", "model_summary"},
+             "generate", "checkpoint", "checkpoint_format", "weights", "model_summary",
+             "extend"},
 }
 PLOTS = {"curve_plots", "model_plots", "diagnostic_plots", "misclassified", "lr_find_plot"}
 

@@ -41,11 +41,46 @@ def _load_config(args):
     overrides = list(args.overrides)
     for flag, key in (("process_id", "parallel.process_id"),
                       ("num_processes", "parallel.num_processes"),
-                      ("coordinator", "parallel.coordinator")):
+                      ("coordinator", "parallel.coordinator"),
+                      ("init_from", "model.init_from"), ("init_layers", "model.init_layers"),
+                      ("init_member", "model.init_member")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
-    return config_mod.load(args.config, overrides)
+    path = args.config
+    if os.path.isdir(path) and hasattr(args, "resume"):  # train / sweep: a run directory
+        path = _run_dir_config(args)
+        cfg = config_mod.load(path, overrides)
+        return dataclasses.replace(cfg, source=_original_source(args.config) or cfg.source)
+    return config_mod.load(path, overrides)
+
+
+def _run_dir_config(args) -> str:
+    """``--resume RUN_DIR``: the run's own config.toml, the run continued in place."""
+    from fnn.experiment.rundir import CONFIG_FILE, UsageError, real_path
+
+    run_dir = args.config
+    if not args.resume:
+        raise UsageError(f"CONFIG: {run_dir!r} is a run directory; pass --resume to continue "
+                         f"it, or its {CONFIG_FILE} to train the config anew elsewhere (--out)")
+    if args.out and real_path(Path(args.out)) != real_path(Path(run_dir)):
+        raise UsageError(f"--out: {args.out!r}; --resume {run_dir!r} continues that run in "
+                         f"place (leave --out out)")
+    args.out = run_dir
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise UsageError(f"--resume: {run_dir!r} holds no run to resume (no {CONFIG_FILE})")
+    return path
+
+
+def _original_source(run_dir: str):
+    """The config file a run was trained from (summary.json's ``config``), for its titles."""
+    try:
+        with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as f:
+            source = json.load(f).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) and source else None
 
 
 def cmd_train(args) -> int:

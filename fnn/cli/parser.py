@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a non-empty run directory")
     t.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _init_flags(t)
     _parallel_flags(t)
 
     s = sub.add_parser("sweep", help="train a grid of hyperparameters x seeds in one vmapped run")
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--quiet", action="store_true")
+    _init_flags(s)
     _parallel_flags(s)
 
     g = sub.add_parser("gradcheck", help="manual vs jax.grad vs finite differences, per layer")
@@ -136,6 +138,20 @@ def _lr_find_parser(sub, common) -> None:
     f.add_argument("--output", "--out", metavar="DIR", default=".", dest="output",
                    help="where lr_find.png and lr_find.csv go (default: the current directory;"
                         " --out is the same flag, as in fnn train)")
+
+
+def _init_flags(sp) -> None:
+    """Fine-tuning: the model.init_* keys as flags (fnn.experiment.init_from)."""
+    sp.add_argument("--init-from", dest="init_from", metavar="RUN_DIR",
+                    help="start from a finished run's parameters and BatchNorm state "
+                    "(model.init_from)")
+    sp.add_argument("--layers", dest="init_layers", metavar="all|SPEC",
+                    help="the layers --init-from gives: all (default; every layer must fit), "
+                    "or indices and slices, e.g. :-1 (all but the output layer), 0,2, 1:3 "
+                    "(model.init_layers)")
+    sp.add_argument("--init-member", dest="init_member", metavar="M",
+                    help="the member of a sweep --init-from takes (index or label; default: "
+                    "its best)")
 
 
 def _parallel_flags(sp) -> None:

@@ -59,22 +59,27 @@ class TrainState(NamedTuple):
 
     @classmethod
     def create(cls, net, optimizer: optim.Optimizer, *, key: Array, params=None,
-               early_stopping=None) -> "TrainState":
+               early_stopping=None, net_state=None) -> "TrainState":
         """The first state of a run.
 
         Args:
           net: the :class:`~fnn.nn.protocol.Network` (its ``init`` and ``init_state``).
           optimizer: an :class:`fnn.optim.Optimizer`.
           key: PRNG key; split into the init key and the training key.
-          params: initial parameters; ``None`` initializes them from the key.
+          params: initial parameters; ``None`` initializes them from the key. A tree shaped
+            like the network's with ``None`` subtrees (e.g. ``(None, p1, None)`` for a
+            Sequential of three layers) takes the given subtrees and draws the rest from the
+            key, as if nothing were given (:func:`fill`): fine-tuning.
           early_stopping: an :class:`EarlyStopping` to carry its state, or None.
+          net_state: the network's initial state, completed like ``params``; None: its own.
         Returns:
           a :class:`TrainState` at step 0.
+        Raises:
+          ValueError: a given subtree whose structure or shapes differ from the network's.
         """
         init_key, train_key = jax.random.split(key)
-        if params is None:
-            params = net.init(init_key)
-        net_state = net.init_state()
+        params = fill(params, net.init(init_key), "params")
+        net_state = fill(net_state, net.init_state(), "net_state")
         early = None
         if early_stopping is not None:
             dtype = _float_dtype(params)
@@ -93,6 +98,43 @@ class TrainState(NamedTuple):
             opt_state=optimizer.init(params), key=train_key, halted=jnp.asarray(False),
             halted_step=jnp.asarray(-1, jnp.int32), early=early, net_state=net_state,
         )
+
+
+def fill(given, own, name: str = "params"):
+    """``own`` with the subtrees of ``given`` put in, cast to ``own``'s dtypes.
+
+    Args:
+      given: None (all of ``own``), or a tree shaped like ``own`` whose ``None`` entries keep
+        ``own``'s subtree there.
+      own: the network's own tree (drawn from the key, or its initial state).
+      name: the tree's name for errors.
+    Returns:
+      the completed tree, structured like ``own``.
+    Raises:
+      ValueError: ``name[path]``: a given subtree with another structure or shape (one line).
+    """
+    if given is None:
+        return own
+    def one(path, g, o):
+        if g is None:
+            return o
+        where = f"{name}{jax.tree_util.keystr(path)}"
+        if not hasattr(o, "shape"):
+            raise ValueError(f"{where}: an array; the network has a subtree there "
+                             f"({jax.tree.structure(o)})")
+        if tuple(jnp.shape(g)) != tuple(o.shape):
+            raise ValueError(f"{where}: shape {tuple(jnp.shape(g))}; the network's is "
+                             f"{tuple(o.shape)}")
+        return jnp.asarray(g, o.dtype)
+
+    try:
+        return jax.tree_util.tree_map_with_path(one, given, own, is_leaf=lambda t: t is None)
+    except (ValueError, TypeError) as err:
+        if str(err).startswith(name):
+            raise
+        raise ValueError(f"{name}: the given tree's structure differs from the network's "
+                         f"({jax.tree.structure(given, is_leaf=lambda t: t is None)} vs "
+                         f"{jax.tree.structure(own)})") from None
 
 
 def _float_dtype(params):

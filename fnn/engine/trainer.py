@@ -245,19 +245,34 @@ class Trainer:
         )
 
     # --- init ----------------------------------------------------------------------------------
-    def _init_impl(self, key, hp, batched: bool):
+    def _init_impl(self, key, hp, start, batched: bool):
+        params, net_state = start
+
         def one(k, h):
             h = self._resolve(h)
-            return TrainState.create(self.net, self.make_optimizer(h), key=k,
-                                     early_stopping=self.early_stopping)
-        if batched:
+            return TrainState.create(self.net, self.make_optimizer(h), key=k, params=params,
+                                     net_state=net_state, early_stopping=self.early_stopping)
+        if batched:  # ``start`` is shared: every member begins from it
             return jax.vmap(one)(key, hp)
         return one(key, hp)
 
-    def init(self, key: Array, hparams=None) -> TrainState:
-        """The first :class:`TrainState` for ``key`` (params from the key)."""
+    def init(self, key: Array, hparams=None, *, params=None, net_state=None) -> TrainState:
+        """The first :class:`TrainState` for ``key``.
+
+        Args:
+          key: PRNG key (split into the init key and the training key).
+          hparams: :class:`HParams` or dict of the traced values; None: the Trainer's.
+          params: initial parameters, or a tree with ``None`` subtrees drawn from the key
+            (:meth:`TrainState.create`; e.g. ``fnn.experiment.init_from.start``); None: all
+            drawn from the key.
+          net_state: the network's initial state, completed the same way; None: its own.
+        """
         return self._init(self.place(key), self.place(self.hparams_array(hparams)),
-                          batched=False)
+                          self._start(params, net_state), batched=False)
+
+    def _start(self, params, net_state):
+        """Given initial params / state as arrays on the mesh (replicated)."""
+        return self.place((params, net_state))
 
     def place(self, tree, *, shard: bool = False):
         """Host values -> arrays on the mesh (replicated, or members split); no-op without one."""
@@ -335,7 +350,7 @@ class Trainer:
     def train(self, key: Array, hparams=None):
         """A whole run from ``key``: (final TrainState, history of (epochs,) arrays)."""
         hp = self.place(self.hparams_array(hparams))
-        state = self._init(self.place(key), hp, batched=False)
+        state = self._init(self.place(key), hp, (None, None), batched=False)
         return self._run(state, hp, self.data, num_epochs=self.epochs, batched=False)
 
     def sweep(self, keys: Array, hparams=None):
@@ -351,13 +366,17 @@ class Trainer:
         parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members,
                                  accumulate=self.accumulate)
         hp = self.place(self.hparams_array(hparams, members=members), shard=True)
-        state = self._init(self.place(keys, shard=True), hp, batched=True)
+        state = self._init(self.place(keys, shard=True), hp, (None, None), batched=True)
         return self._run(state, hp, self.data, num_epochs=self.epochs, batched=True)
 
-    def init_sweep(self, keys: Array, hparams=None) -> TrainState:
+    def init_sweep(self, keys: Array, hparams=None, *, params=None,
+                   net_state=None) -> TrainState:
+        """The first state of a sweep: one member per key (leading axis), every member from
+        the same given ``params`` / ``net_state`` (as in :meth:`init`; None subtrees are drawn
+        from each member's key)."""
         members = int(keys.shape[0])
         parallel.check_divisible(self.mesh, batch_size=self.batch_size, members=members,
                                  accumulate=self.accumulate)
         return self._init(self.place(keys, shard=True),
                           self.place(self.hparams_array(hparams, members=members), shard=True),
-                          batched=True)
+                          self._start(params, net_state), batched=True)

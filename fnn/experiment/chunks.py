@@ -78,22 +78,28 @@ def traced_names(cfg, group) -> Optional[tuple]:
     return traced_for(exp.hparams_of(group.config), group.traced)
 
 
-def initial_state(group, trainer):
-    """(first TrainState, hyperparameters) of a group: a vmapped sweep, or one run."""
+def initial_state(group, trainer, start=None):
+    """(first TrainState, hyperparameters) of a group: a vmapped sweep, or one run.
+
+    ``start``: an :class:`fnn.experiment.init_from.Start` (fine-tuning) or None."""
     hp = exp.group_hparams(group)
+    given = {} if start is None else {"params": start.params, "net_state": start.net_state}
     if len(group.members) > 1:
-        return trainer.init_sweep(exp.member_keys(group.seeds), hp), hp
+        return trainer.init_sweep(exp.member_keys(group.seeds), hp, **given), hp
     hp = {k: float(v[0]) for k, v in hp.items()}
-    return trainer.init(jax.random.key(group.seeds[0]), hp), hp
+    return trainer.init(jax.random.key(group.seeds[0]), hp, **given), hp
 
 
 def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
-                interrupt: InterruptFlag, config_text: str, log=None):
+                interrupt: InterruptFlag, config_text: str, log=None, start=None):
     """Train one group (one compiled program) with its already built ``trainer``.
 
     ``log``, when given, is called as ``log(resume_epoch=E)`` once the starting epoch E is
     known and returns a :class:`fnn.experiment.tensorboard_log.EpochLog` (process 0 only),
     which receives each chunk's metrics before the chunk's checkpoint.
+
+    ``start``, when given, is the :class:`fnn.experiment.init_from.Start` of a fresh run
+    (``model.init_from``); a checkpoint to resume from takes its place.
 
     Returns:
       (state, history, seconds) with state and history as host (NumPy) copies.
@@ -103,7 +109,7 @@ def train_group(group, trainer, ckpt_dir: Path, *, resume: bool, quiet: bool,
     main = parallel.is_main_process()
     bar = ProgressBar(exp.rounds(gcfg), group.title if batched else "train",
                       enabled=gcfg.output.progress and not quiet and main)
-    state, hp = initial_state(group, trainer)
+    state, hp = initial_state(group, trainer, start)
     history, epoch = None, 0
     if resume:
         path = checkpoint.latest(ckpt_dir)

@@ -31,6 +31,7 @@ import numpy as np
 from fnn.experiment import build as exp
 from fnn.experiment import members as members_mod
 from fnn.experiment import memory, misclassified, model_plots, preprocessing
+from fnn.experiment.results import best_position
 
 GRID = 200  # decision-region grid points per axis
 
@@ -54,16 +55,6 @@ def _eval_split(ds) -> tuple[str, np.ndarray, np.ndarray]:
         if arrays is not None:
             return split, np.asarray(arrays[0]), np.asarray(arrays[1])
     raise AssertionError("a dataset always has a training split")  # pragma: no cover
-
-
-def _best(entries: list[dict], positions: list[int], monitor: str) -> int:
-    """The position (in ``positions``) of the best member by ``best_<monitor>``."""
-    key = f"best_{monitor}" if all(f"best_{monitor}" in entries[i] for i in positions) \
-        else "best_val_loss"
-    values = [entries[i].get(key) for i in positions]
-    if any(v is None for v in values):
-        return 0
-    return int(np.argmax(values) if monitor.endswith("accuracy") else np.argmin(values))
 
 
 class Pictures:
@@ -113,14 +104,14 @@ def prepare(run_dir, cfg, dataset, summary: dict) -> Pictures:
     refs = members_mod.member_refs(groups)
     conf_panels, region_panels, curve_panels = [], [], []
     # misclassified.png: the run's best member, over every group
-    top = refs[_best(entries, list(range(len(refs))), cfg.early_stopping.monitor)]
+    top = refs[best_position(entries, list(range(len(refs))), cfg.early_stopping.monitor)]
     wrong = None
     for gi, (g, ds, spec) in enumerate(zip(groups, datasets, specs)):
         net, params, state = members_mod.load_group(run_dir, run_cfg, groups, gi, spec)
         fn = jax.jit(members_mod.prediction_fn(net, spec))
         n = len(g.members)
         mine = [r for r in refs if r.group_index == gi]
-        best = _best(entries, [r.index for r in mine], cfg.early_stopping.monitor)
+        best = best_position(entries, [r.index for r in mine], cfg.early_stopping.monitor)
         # the best member's label names the group's values too (one spelling: full keys)
         title = f"best of {n}: {mine[best].label}" if n > 1 else \
             (g.title if len(groups) > 1 else "")

@@ -18,6 +18,24 @@ def member_of(tree, i: int, batched: bool):
     return jax.tree.map(lambda a: a[i], tree) if batched else tree
 
 
+def best_position(entries: list[dict], positions: list[int], monitor: str) -> int:
+    """The position (in ``positions``) of the best member by ``best_<monitor>``.
+
+    Args:
+      entries: the members' summary dicts (``summary.json``'s ``members``).
+      positions: the indices of ``entries`` to choose among.
+      monitor: ``early_stopping.monitor`` (max for accuracies, min otherwise).
+    Returns:
+      an index into ``positions`` (0 when a member lacks the metric).
+    """
+    key = f"best_{monitor}" if all(f"best_{monitor}" in entries[i] for i in positions) \
+        else "best_val_loss"
+    values = [entries[i].get(key) for i in positions]
+    if any(v is None for v in values):
+        return 0
+    return int(np.argmax(values) if monitor.endswith("accuracy") else np.argmin(values))
+
+
 def best_epoch_metrics(history: dict, monitor: str) -> tuple[int, dict]:
     """(1-based best epoch, metrics at it) by the monitored metric among trained epochs."""
     trained = np.asarray(history.get("trained", np.ones_like(history[monitor], bool)), bool)

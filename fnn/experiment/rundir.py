@@ -298,17 +298,26 @@ def adopt_legacy(run_dir: Path) -> None:
                 runlock.record(run_dir, path)
 
 
-def check_resume_config(run_dir: Path, cfg) -> None:
-    """The config of a resumed run must equal the saved one (output.* aside)."""
+def check_resume_config(run_dir: Path, cfg, *, allowed: Sequence[str] = ()):
+    """The config of a resumed run must equal the saved one, output.* and parallel.* aside
+    (and the dotted keys ``allowed``, which the caller checks: a longer run,
+    :mod:`fnn.experiment.extend`).
+
+    Returns:
+      the saved config.
+    Raises:
+      UsageError: another key differs (one line naming the first three).
+    """
     saved = read_config(run_dir)
     a, b = config_mod.to_dict(saved), config_mod.to_dict(cfg)
     for d in (a, b):  # where and how a run executes may change between sessions
         d.pop("output", None), d.pop("parallel", None)
     fa, fb = config_mod.flatten(a), config_mod.flatten(b)
-    diff = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+    diff = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k) and k not in allowed)
     if diff:
         shown = ", ".join(f"{k} ({fa.get(k)!r} -> {fb.get(k)!r})" for k in diff[:3])
         raise UsageError(f"--resume: the config differs from {run_dir / CONFIG_FILE}: {shown}")
+    return saved
 
 
 def checkpoint_dir(run_dir: Path, group_index: int, num_groups: int) -> Path:

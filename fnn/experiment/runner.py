@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from fnn.engine import parallel
 from fnn.experiment import build as exp
-from fnn.experiment import curve_plots, model_report, plot_style, report, runlock, tensorboard_log
+from fnn.experiment import curve_plots, extend, model_report, plot_style, report, runlock, tensorboard_log
 from fnn.experiment import config as config_mod
 from fnn.experiment.chunks import (InterruptFlag, Interrupted, traced_names,
                                    train_group)
@@ -59,6 +59,7 @@ class Resolved(NamedTuple):
     seeds: Any
     inputs: tuple = ()  # the run's own files (config, data): never inside what it replaces
     lock: Optional[runlock.RunLock] = None  # held from here when the directory has one
+    longer: Optional[tuple] = None  # (old, new) length of a finished run continued further
 
 
 class Plan(NamedTuple):
@@ -73,6 +74,7 @@ class Built(NamedTuple):
     dataset: Any
     trainers: list  # (dataset, trainer) per group
     config_text: str
+    starts: tuple = ()  # per group: an init_from.Start (model.init_from), or None
 
 
 class Trained(NamedTuple):
@@ -98,7 +100,15 @@ def resolve(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=N
     """Absolute data path, the checked run directory, joined processes, the mesh."""
     if cfg.data.path:  # saved absolute, so evaluate / predict work from any directory
         cfg = cfg.replace("data.path", str(Path(cfg.data.path).resolve()))
+    if cfg.model.init_from:
+        cfg = cfg.replace("model.init_from", str(Path(cfg.model.init_from).resolve()))
     run_dir = run_dir_for(cfg, out)
+    if cfg.model.init_from and not resume:
+        src, dst = real_path(Path(cfg.model.init_from)), real_path(run_dir)
+        if src == dst or dst in src.parents:
+            raise UsageError(f"model.init_from: {cfg.model.init_from!r} is inside the run "
+                             f"directory {str(run_dir)!r}, which this run writes; train into "
+                             f"another directory (--out)")
     spec = parallel_spec(cfg)
     parallel.initialize(spec)  # multi-process runs: join before any other JAX work
     main = parallel.is_main_process()
@@ -111,8 +121,11 @@ def resolve(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=N
             check_run_dir(run_dir, overwrite=overwrite, resume=resume, inputs=inputs)
             if cfg.output.plots:  # matplotlib's ~0.6 s import overlaps compilation and training
                 plot_style.prefetch_matplotlib()
+        longer = None
         if resume:
-            check_resume_config(run_dir, cfg)
+            ckpts = real_path(run_dir) / "checkpoints"
+            saved = check_resume_config(run_dir, cfg, allowed=extend.LENGTH_KEYS)
+            longer = extend.check(saved, cfg, run_dir, [ckpts, *sorted(ckpts.glob("group-*"))])
         if cfg.output.tensorboard:  # a missing extra: one line before anything is built or written
             tensorboard_log.require()
         mesh = parallel.make_mesh(spec.devices)
@@ -121,7 +134,7 @@ def resolve(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=N
             lock.release()
         raise
     return Resolved(cfg, run_dir, mesh, main, quiet or not main, overwrite, resume, grid, seeds,
-                    inputs, lock)
+                    inputs, lock, longer)
 
 
 def plan_run(r: Resolved) -> Plan:
@@ -134,8 +147,10 @@ def build(p: Plan) -> Built:
     r = p.resolved
     cfg = r.cfg
     dataset = exp.load_dataset(cfg)
-    trainers = []
-    for g in p.groups:
+    from fnn.experiment import checkpoint, init_from
+
+    trainers, starts = [], []
+    for gi, g in enumerate(p.groups):
         parallel.check_divisible(r.mesh, batch_size=g.config.training.batch_size,
                                  members=len(g.members),
                                  accumulate=g.config.training.accumulate)
@@ -144,11 +159,15 @@ def build(p: Plan) -> Built:
         trainers.append((data_g, exp.build_trainer(g.config, data_g, traced=traced_names(cfg, g),
                                                    mesh=r.mesh, progress=show_progress,
                                                    members=len(g.members))))
+        resumed = r.resume and checkpoint.latest(
+            checkpoint_dir(real_path(r.run_dir), gi, len(p.groups))) is not None
+        # a resumed run starts from its checkpoint: the source is not read again
+        starts.append(None if resumed else init_from.for_config(g.config, trainers[-1][1].net))
     swept = cfg if r.grid is None else dataclasses.replace(cfg, sweep=tuple(r.grid))
     config_text = config_mod.to_toml(swept)
     parallel.check_same_config(config_mod.to_toml(dataclasses.replace(
         cfg, parallel=config_mod.ParallelConfig(), sweep=tuple(r.grid or cfg.sweep))))
-    return Built(p, dataset, trainers, config_text)
+    return Built(p, dataset, trainers, config_text, tuple(starts))
 
 
 @contextlib.contextmanager
@@ -191,6 +210,8 @@ def writing(b: Built) -> Iterator[None]:
         with fileio.watch(run_dir, note):
             if r.resume:
                 adopt_legacy(run_dir)
+                if r.longer:  # the run's length grew: its config says so from now on
+                    atomic_write_text(run_dir / CONFIG_FILE, b.config_text)
             else:
                 if r.overwrite:
                     clear_run_dir(run_dir, inputs=r.inputs)
@@ -249,14 +270,16 @@ def train(b: Built) -> Trained:
     groups = b.plan.groups
     total = sum(len(g.members) for g in groups)
     with InterruptFlag() as interrupt:
-        for gi, (g, (data_g, trainer)) in enumerate(zip(groups, b.trainers)):
+        starts = b.starts or (None,) * len(groups)
+    for gi, (g, (data_g, trainer)) in enumerate(zip(groups, b.trainers)):
             log = None
             if r.cfg.output.tensorboard:
                 log = functools.partial(tensorboard_log.EpochLog, run_dir, g.labels,
                                         members=total)
             state, history, _ = train_group(
                 g, trainer, checkpoint_dir(run_dir, gi, len(groups)), resume=r.resume,
-                quiet=r.quiet, interrupt=interrupt, config_text=b.config_text, log=log)
+                quiet=r.quiet, interrupt=interrupt, config_text=b.config_text, log=log,
+                start=starts[gi])
             ms = member_summaries(g.config, g, trainer, state, history, data_g)
             samples += sum(m["epochs_trained"] for m in ms) * trainer.examples_per_epoch
             start = len(labels)
@@ -282,6 +305,9 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
         "wall_time_s": t.wall, "samples_per_s": t.samples / t.wall if t.wall > 0 else None,
         **environment(),
     }
+    start = next((s for s in b.starts if s is not None), None)
+    if start is not None:
+        summary["init_from"] = start.record()
     if len(t.members) == 1:
         summary.update({k: v for k, v in t.members[0].items() if k not in ("member", "group")})
     if not r.main:  # only process 0 writes the run directory
@@ -313,29 +339,53 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
 
 
 def run(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=None, seeds=None,
-        echo=print) -> dict:
+        echo=print, init_from=None, layers=None, init_member=None) -> dict:
     """Train every member of ``cfg`` (one run, or a sweep) and write the run directory.
 
     Every input is validated before anything is written; the run directory is created only
     when data, network and trainer have been built, and it is locked for the whole run (a
     second run on it is refused: :mod:`fnn.experiment.runlock`).
 
+    Args:
+      init_from / layers / init_member: set ``model.init_from`` (a finished run directory to
+        start from), ``model.init_layers`` (a layer spec, e.g. ":-1") and
+        ``model.init_member``: fine-tuning (:mod:`fnn.experiment.init_from`); None keeps the
+        config's.
+
     Returns:
       the summary dict (also written to summary.json).
     Raises:
       UsageError / ValueError: bad input (exit 2).  Interrupted: Ctrl-C (exit 130).
     """
+    cfg = with_init(cfg, init_from, layers, init_member)
     resolved = resolve(cfg, out=out, overwrite=overwrite, resume=resume, quiet=quiet, grid=grid,
                        seeds=seeds)
     try:
         built = build(plan_run(resolved))
         if not resolved.quiet:
             echo(summary_text(built))
+            for start in dict.fromkeys(s.describe() for s in built.starts if s is not None):
+                echo(start)
         with writing(built):
             return report_run(train(built), echo=echo)
     finally:
         if resolved.lock is not None:
             resolved.lock.release()
+
+
+def with_init(cfg, init_from=None, layers=None, init_member=None):
+    """``cfg`` with the model.init_* keys given (None: kept), cross-checked (ConfigError)."""
+    changes = {"model.init_from": init_from, "model.init_layers": layers,
+               "model.init_member": init_member}
+    changes = {k: str(v) for k, v in changes.items() if v is not None}
+    if not changes:
+        return cfg
+    for key, value in changes.items():
+        cfg = cfg.replace(key, value)
+    errors = config_mod.cross_check(cfg)
+    if errors:
+        raise config_mod.ConfigError(errors, cfg.source)
+    return cfg
 
 
 def summary_text(b: Built) -> str:

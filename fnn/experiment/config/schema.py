@@ -115,6 +115,16 @@ class ModelConfig:
                          "(mixed: forward and hand-written backward in bfloat16, float32 master "
                          "parameters, optimizer state and loss)", type="str",
                          choices=_names.PRECISIONS)
+    init_from: str = opt("", "a finished run directory whose parameters and BatchNorm state"
+                         " start this run (fine-tuning; fnn train --init-from); empty: drawn"
+                         " from training.seed", type="str")
+    init_layers: str = opt("all", "the layers model.init_from gives (fnn train --layers): all"
+                           " (every layer must fit), or indices and slices of the config's"
+                           " layers, e.g. ':-1' (all but the output layer), '0,2', '1:3'; the"
+                           " others are drawn from training.seed", type="str")
+    init_member: str = opt("", "the member of a sweep model.init_from takes: an index or a"
+                           " label; empty: the sweep's best member (early_stopping.monitor)",
+                           type="str")
     layers: tuple = opt((), "the hidden stack as [[model.layers]] tables (type = \"conv2d\", ...;"
                         " see the README's Layers section); the output dense layer is appended."
                         " Replaces hidden / activation / initializer", type="layers")

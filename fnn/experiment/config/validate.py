@@ -147,6 +147,7 @@ def cross_check(cfg: Config) -> list[str]:
         errors.append(f"model.precision: {cfg.model.precision!r} with model.dtype ="
                       f" {cfg.model.dtype!r}; expected model.dtype = 'float32' (mixed precision"
                       f" keeps float32 master parameters)")
+    errors.extend(_init_errors(cfg.model))
     if cfg.training.batch_size % cfg.training.accumulate:
         errors.append(f"training.accumulate: {cfg.training.accumulate}; expected a divisor of"
                       f" training.batch_size = {cfg.training.batch_size} (each micro-batch has"
@@ -187,6 +188,21 @@ def cross_check(cfg: Config) -> list[str]:
         except ConfigError as err:
             errors.extend(f"sweep.{e}" for e in err.errors)
     return errors
+
+
+def _init_errors(m) -> list[str]:
+    """model.init_from / init_layers / init_member: the spec's syntax, and no init_* without
+    a source."""
+    from fnn.experiment import layer_selection
+
+    if not m.init_from:
+        unused = [f"model.{k}: {getattr(m, k)!r} has no effect without model.init_from (a run"
+                  f" directory to start from)" for k, d in (("init_layers", "all"),
+                                                              ("init_member", ""))
+                  if getattr(m, k) != d]
+        return unused
+    err = layer_selection.spec_error(m.init_layers)
+    return [err] if err else []
 
 
 def cross_check_value(cfg: Config, key: str, value) -> None:
