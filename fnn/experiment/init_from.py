@@ -134,7 +134,8 @@ def load(run_dir, net, *, layers: str = "all", member: str = "") -> Start:
         src = handle.load_run(run_dir, member=chosen)
     except ValueError as err:
         msg = " ".join(str(err).split())
-        raise ValueError(f"{FIELD}: {shown!r}: {msg}") from None
+        named = msg.startswith(repr(shown)) or msg.startswith(repr(str(run_dir)))
+        raise ValueError(f"{FIELD}: {msg}" if named else f"{FIELD}: {shown!r}: {msg}") from None
     dst_layers = getattr(net, "layers", None)
     src_layers = getattr(src.net, "layers", None)
     if dst_layers is None or src_layers is None:
