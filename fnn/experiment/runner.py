@@ -271,7 +271,7 @@ def train(b: Built) -> Trained:
     total = sum(len(g.members) for g in groups)
     with InterruptFlag() as interrupt:
         starts = b.starts or (None,) * len(groups)
-    for gi, (g, (data_g, trainer)) in enumerate(zip(groups, b.trainers)):
+        for gi, (g, (data_g, trainer)) in enumerate(zip(groups, b.trainers)):
             log = None
             if r.cfg.output.tensorboard:
                 log = functools.partial(tensorboard_log.EpochLog, run_dir, g.labels,

@@ -20,8 +20,9 @@ Layouts (arrays are stored exactly as fnn holds them; nothing is transposed):
     LayerNorm  scale γ (C,), bias β (C,)        over the last axis
     Flatten    row-major over (H, W, C): a framework with NCHW activations must permute to NHWC
                before flattening (or reorder the next Dense kernel's rows)
-    recurrent  fnn has no recurrent layer yet; one that stores gates stacked in a kernel
-               documents its order here (the common one: i, f, g, o)
+    LSTM       w (D + H, 4H) = [W_x; W_h], gates i, f, g, o along the last axis (PyTorch's
+               order): torch weight_ih_l0 = w[:D].T, weight_hh_l0 = w[D:].T, bias_ih_l0 = b
+    attention  qkv.w (D, 3D): Q, K, V in that order along the last axis
 
 The file's metadata (``safetensors.safe_open(path, "np").metadata()``, strings) holds
 ``format`` ("fnn-weights"), ``format_version``, ``network`` (the one-line description),
