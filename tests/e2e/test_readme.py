@@ -74,6 +74,7 @@ NOT_RUN = {
                           "write (tests/e2e/test_text_e2e.py, test_cli's shipped char_* configs)",
 }
 SET_UP = ("pip install",)  # the set-up commands: run verbatim by .ci/run (test above)
+IN_ORDER = "# in order"  # a block whose commands build on each other: one case, one directory
 
 
 def _commands(block: str) -> list[str]:
@@ -92,11 +93,16 @@ def _commands(block: str) -> list[str]:
 
 
 def _bash_cases():
+    """One case per command; a block opening with ``# in order`` is one case of its commands."""
     cases = []
     for block in _blocks("bash"):
         if any(block.startswith(k) for k in NOT_RUN):
             continue
-        cases += _commands(block)
+        commands = _commands(block)
+        if block.startswith(IN_ORDER):
+            cases.append(" && ".join(commands))
+        else:
+            cases += commands
     return cases
 
 
@@ -110,17 +116,23 @@ def test_every_bash_block_is_run_or_listed_with_a_reason():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", _bash_cases())
-def test_bash_blocks_run(command, tmp_path):
+@pytest.mark.parametrize("commands", _bash_cases())
+def test_bash_blocks_run(commands, tmp_path):
+    import shutil
+
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    for command in commands.split(" && "):  # in order, in one directory
+        _run_readme_command(command, tmp_path)
+
+
+def _run_readme_command(command: str, tmp_path: Path) -> None:
     import os
     import shlex
-    import shutil
 
     sys.path.insert(0, str(ROOT / "tests"))
     from cli_helpers import SHRINK
     from model_runs import FASHION_DIR
 
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
     words = shlex.split(command)
     env = dict(os.environ, PYTHONPATH=str(ROOT), FNN_COMPILATION_CACHE="0")
     env.pop("XLA_FLAGS", None)
