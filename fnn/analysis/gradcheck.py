@@ -219,7 +219,9 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
         net64 = net.replace(dtype="float64")
         p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
         net64.check_params(p64)
-        x64 = jnp.asarray(np.asarray(x), jnp.float64)
+        x_np = np.asarray(x)
+        ids = net64.integer_inputs and x_np.dtype.kind in "iu"  # token ids stay ids
+        x64 = jnp.asarray(x_np, jnp.int32 if ids else jnp.float64)
         y_np = np.asarray(y)
         y_in = jnp.asarray(y_np if y_np.dtype.kind in "iu" else y_np.astype(np.float64))
         xb, yb, _ = obj.prepare_batch(net64, loss, x64, y_in)

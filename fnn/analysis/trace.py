@@ -141,7 +141,7 @@ class BackpropTrace:
 
         batch = int(np.shape(self.x)[0])
         head = (f"backprop trace: {self.loss_name} loss {float(self.loss):.6g}  batch {batch}  "
-                f"dtype {jnp.asarray(self.x).dtype}\nnetwork {self.network}")
+                f"dtype {jnp.asarray(self.loss).dtype}\nnetwork {self.network}")
         notes = ("layer: index in net.layers.  output: the layer's output shape (per example).  "
                  "|.|: Frobenius norm (batch included).\nZ: the activation's input (layers with "
                  "an activation).  A: the layer's output.  delta: dL/dZ for layers with an "
@@ -214,7 +214,8 @@ def backprop_trace(net, loss, params, x, y, *, key=None, drop_rate=None) -> Back
                               db=_first(g, "b", "bias"), mask=v.mask, grads=g)
                    for v, d, g in zip(views, deltas, grads))
     sizes = (tuple(net.input_shape),) + tuple(v.output_shape for v in views)
-    return BackpropTrace(layers=layers, loss=value, x=jnp.asarray(x).astype(net.dtype), y=y,
+    x = x if net.integer_inputs else jnp.asarray(x).astype(net.dtype)  # ids stay ids
+    return BackpropTrace(layers=layers, loss=value, x=x, y=y,
                          sizes=sizes, activations=tuple(v.activation for v in views),
                          loss_name=loss.name, kinds=tuple(v.kind for v in views),
                          network=net.describe())

@@ -326,3 +326,34 @@ def conform_inputs(x: Any, shape: tuple, what: str = "x", *,
     if len(shape) == 3 and x.ndim == 4 and tuple(x.shape[1:]) == (shape[2], *shape[:2]):
         hint = " (channels first? fnn images are channels last: (examples, H, W, C))"
     raise DataError(f"{what}: inputs of shape {x.shape}; the model expects {expected}{hint}")
+
+
+def token_ids(x: Any, vocab_size: int, what: str = "x") -> np.ndarray:
+    """Token-id inputs of a sequence model as int32, each in ``[0, vocab_size - 1]``.
+
+    The one rule for ids entering a trained sequence model (``RunHandle.predict``,
+    ``fnn predict`` on a run or an exported model): integer arrays, or floats holding whole
+    numbers (a CSV is read as floats). An id out of range is refused rather than clamped, as
+    an embedding's gather would clamp it silently.
+
+    Args:
+      x: array-like (N, T) ids.  vocab_size: V.  what: the name the message gives the inputs.
+    Returns:
+      (N, T) int32 NumPy array.
+    Raises:
+      DataError: non-integer values or an id outside [0, V - 1], naming its row and column.
+    """
+    x = np.asarray(x)
+    expected = f"integer token ids in [0, {int(vocab_size) - 1}]"
+    if x.dtype.kind not in "iubf":
+        raise DataError(f"{what}: dtype {x.dtype}; expected {expected}")
+    flat = x.reshape(x.shape[0], -1) if x.ndim >= 2 else x.reshape(1, -1)
+    with np.errstate(invalid="ignore"):
+        bad = (flat < 0) | (flat >= vocab_size)
+        if x.dtype.kind == "f":
+            bad |= ~np.isfinite(flat) | (np.floor(flat) != flat)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{what}: row {r}, column {c}: {flat[r, c].item()!r} is not a token "
+                        f"id; expected {expected}")
+    return x.astype(np.int32)

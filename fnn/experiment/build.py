@@ -354,7 +354,7 @@ def first_batch(cfg: Config, n: int) -> FirstBatch:
     net = build_net(cfg, dataset)
     n = min(n, dataset.num_train)
     x = prepare_inputs(jnp.asarray(np.asarray(dataset.x_train[:n])), shape=net.input_shape,
-                       dtype=jnp.dtype(net.dtype))
+                       dtype=jnp.dtype(net.dtype), keep_integers=net.integer_inputs)
     y = np.asarray(dataset.y_train[:n])
     init_key, drop_key = jax.random.split(jax.random.key(cfg.training.seed))
     r = cfg.regularization

@@ -1,7 +1,8 @@
 """``fnn export``: a trained model as a serialized ``jax.export.Exported`` (StableHLO).
 
 The file holds exactly ``jax.export.export(jax.jit(f))(x_spec).serialize()`` where ``f`` maps
-raw float32 inputs ``(batch, *input_shape)`` to the network's outputs, with the trained
+raw float32 inputs ``(batch, *input_shape)`` to the network's outputs (for a sequence model:
+int32 token windows ``(batch, T)`` to logits ``(batch, T, V)``), with the trained
 parameters and the training-time preprocessing (1/255 for uint8 images, the standardization
 statistics) folded in as constants, and ``batch`` a symbolic dimension. Loading needs only JAX::
 
@@ -34,7 +35,8 @@ DEFAULT_NAME = "model.jax"
 PLATFORMS = ("cpu", "cuda")  # lowered for both: the file runs on either
 
 
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "sequence")
+INPUT_DTYPES = ("float32", "int32")  # int32: a sequence model's token ids
 HASHES = ("sha256", "metadata_sha256")
 
 
@@ -88,7 +90,10 @@ def handle_and_output(run_dir, output, member, *, extension: str, sidecar: bool)
 def output_kind(task: str, output: str, units: int) -> str:
     """What the outputs mean: "probabilities" (softmax over classes), "probability" (one
     sigmoid unit: P(class 1)), "independent_probabilities" (sigmoid units), "scores"
-    (other classification outputs) or "regression"."""
+    (other classification outputs), "logits" (a sequence model's Z(L) (T, V) per example:
+    softmax over the last axis gives the next token's probabilities) or "regression"."""
+    if task == "sequence":
+        return "logits"
     if task != "classification":
         return "regression"
     if output == "softmax":
@@ -110,18 +115,22 @@ def export_handle(handle, *, platforms=PLATFORMS) -> tuple[bytes, dict]:
     from fnn.version import __version__
 
     shape = tuple(handle.input_shape)
+    tokens = bool(handle.net.integer_inputs)  # int32 token windows in, logits out
+    in_dtype = "int32" if tokens else "float32"
     dims = jax.export.symbolic_shape(", ".join(["b", *map(str, shape)]))
-    x_spec = jax.ShapeDtypeStruct(dims, jnp.float32)
-    exported = jax.export.export(jax.jit(handle.prediction_fn()), platforms=platforms)(x_spec)
+    x_spec = jax.ShapeDtypeStruct(dims, jnp.dtype(in_dtype))
+    exported = jax.export.export(jax.jit(handle.prediction_fn(logits=tokens)),
+                                 platforms=platforms)(x_spec)
     data = exported.serialize()
     out_shape = [int(d) for d in exported.out_avals[0].shape[1:]]
+    classes = (handle.vocabulary if tokens else handle.classes) or None
     meta = {
         "format": FORMAT, "format_version": 1,
-        "input_shape": list(shape), "input_dtype": "float32", "batch": "symbolic",
+        "input_shape": list(shape), "input_dtype": in_dtype, "batch": "symbolic",
         "output_shape": out_shape, "output_dtype": str(exported.out_avals[0].dtype),
         "output_kind": output_kind(handle.task, handle.net.output, out_shape[-1]),
         "output_activation": handle.net.output,
-        "task": handle.task, "classes": handle.classes or None,
+        "task": handle.task, "classes": classes,
         "preprocessing": preprocessing_text(handle.spec),
         "dataset": handle.spec.name, "run_dir": str(handle.run_dir.resolve()),
         "member": handle.member, "member_label": handle.label,
@@ -244,17 +253,22 @@ def check_metadata(meta: dict, exported, name: str = "metadata") -> None:
     if shape != model_in:
         raise ArtifactError(f"{name}: input_shape {shape} differs from the model's input "
                             f"{model_in}")
+    in_dtype, model_dtype = meta.get("input_dtype"), str(exported.in_avals[0].dtype)
+    if in_dtype not in INPUT_DTYPES or in_dtype != model_dtype:
+        raise ArtifactError(f"{name}: input_dtype is {_shown(in_dtype, 'input_dtype' not in meta)}; "
+                            f"expected the model's input dtype {model_dtype!r}")
     task = meta.get("task")
     if task not in TASKS:
         raise ArtifactError(f"{name}: task is {_shown(task, 'task' not in meta)}; expected one of: "
                             f"{', '.join(TASKS)}")
     outputs = int(exported.out_avals[0].shape[-1])
     classes = meta.get("classes")
-    if task == "classification" and classes is not None:
-        want = 2 if outputs == 1 else outputs
+    if task in ("classification", "sequence") and classes is not None:
+        want = 2 if outputs == 1 and task == "classification" else outputs
+        what = "tokens" if task == "sequence" else "class names"
         if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
             raise ArtifactError(f"{name}: classes is {_shown(classes)}; expected a list of "
-                                f"{want} class names")
+                                f"{want} {what}")
         if len(classes) != want:
             raise ArtifactError(f"{name}: {len(classes)} class name(s) for a model of {outputs} "
                                 f"output(s); expected {want} names")
@@ -262,12 +276,16 @@ def check_metadata(meta: dict, exported, name: str = "metadata") -> None:
 
 def call(exported, meta: dict, x: np.ndarray) -> np.ndarray:
     """``exported.call(x)`` as NumPy, on inputs (n, *input_shape), (n, H, W) or flat (n, F)
-    (:func:`fnn.data.validate.conform_inputs`), cast to float32."""
-    from fnn.data.validate import conform_inputs
+    (:func:`fnn.data.validate.conform_inputs`), cast to float32; a sequence model's token ids
+    (n, T) are checked against the vocabulary (:func:`fnn.data.validate.token_ids`) and
+    passed as int32."""
+    from fnn.data.validate import conform_inputs, token_ids
 
     x = conform_inputs(x, tuple(meta["input_shape"]))
+    if meta.get("input_dtype") == "int32":
+        x = token_ids(x, int(exported.out_avals[0].shape[-1]))
     try:
-        return np.asarray(exported.call(jnp.asarray(x, jnp.float32)))
+        return np.asarray(exported.call(jnp.asarray(x, meta.get("input_dtype", "float32"))))
     except Exception as err:  # noqa: BLE001 - a corrupt module can still fail to compile
         if not type(err).__name__.endswith("RuntimeError"):
             raise

@@ -57,6 +57,20 @@ class RunHandle:
         return self.spec.class_names
 
     @property
+    def vocab_size(self) -> int:
+        """V, the number of token ids a sequence model takes (0 for other models)."""
+        return int(self.spec.num_classes) if self.task == "sequence" else 0
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The run's tokens (``vocab.json``: token i is the character ``vocabulary[i]``);
+        empty for a run without one."""
+        from fnn.data.text import VOCAB_FILE, Vocabulary
+
+        path = self.run_dir / VOCAB_FILE
+        return list(Vocabulary.load(path).chars) if path.is_file() else []
+
+    @property
     def input_shape(self) -> tuple:
         """One example's raw input shape (``(features,)`` for an MLP)."""
         return members_mod.input_shape(self.net, self.spec)
@@ -101,10 +115,11 @@ class RunHandle:
         return out
 
     # --- use -----------------------------------------------------------------------------------
-    def prediction_fn(self):
-        """``f(x) -> y``: raw float inputs (batch, *input_shape) to outputs, with the trained
-        parameters and the preprocessing closed over (what ``fnn export`` serializes)."""
-        fn = members_mod.prediction_fn(self.net, self.spec)
+    def prediction_fn(self, *, logits: bool = False):
+        """``f(x) -> y``: raw inputs (batch, *input_shape) to outputs, with the trained
+        parameters and the preprocessing closed over (what ``fnn export`` serializes; with
+        ``logits``, the output activation's input, as a sequence model is exported)."""
+        fn = members_mod.prediction_fn(self.net, self.spec, logits=logits)
         params, state = self.params, self.net_state
         return lambda x: fn(params, state, x)
 
@@ -113,14 +128,19 @@ class RunHandle:
 
         Args:
           x: (n, *input_shape) raw values (pixels 0..255 for images; unstandardized features),
-            or (n, prod(input_shape)).
+            or (n, prod(input_shape)); for a sequence model (n, T) token ids.
         Returns:
           (n, outputs) NumPy array: class probabilities (softmax), P(class 1) (one sigmoid
-          unit), or regression outputs.
+          unit), or regression outputs; for a sequence model (n, T, V), the next token's
+          probabilities at every position.
         Raises:
-          ValueError: inputs of the wrong shape (one line).
+          ValueError: inputs of the wrong shape, or token ids outside the vocabulary (one line).
         """
         x = members_mod.check_inputs(x, self.input_shape, image_shape=self.spec.image_shape)
+        if self.net.integer_inputs:
+            from fnn.data.validate import token_ids
+
+            x = token_ids(x, self.vocab_size)
         if self._fn is None:
             self._fn = jax.jit(members_mod.prediction_fn(self.net, self.spec))
         return members_mod.apply_chunked(self._fn, self.params, self.net_state, x,

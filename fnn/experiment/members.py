@@ -181,9 +181,12 @@ def select(tree, position: int, members: int):
     return jax.tree.map(lambda a: a[position], tree)
 
 
-def prediction_fn(net, spec) -> Callable:
+def prediction_fn(net, spec, *, logits: bool = False) -> Callable:
     """``f(params, net_state, x) -> y``: raw inputs (batch, *input_shape) to network outputs,
-    with :func:`fnn.experiment.preprocessing.prepare` applied. Pure and traceable."""
+    with :func:`fnn.experiment.preprocessing.prepare` applied. Pure and traceable.
+
+    With ``logits``, y is Z(L), the output activation's input (``net.output_logits``): what a
+    sequence model's export returns, (batch, T, V)."""
     shape = input_shape(net, spec)
     dtype = jnp.dtype(net.dtype)
 
@@ -191,6 +194,9 @@ def prediction_fn(net, spec) -> Callable:
         b = x.shape[0]
         z = preprocessing.prepare(spec, x.reshape((b, int(spec.num_features))), dtype)
         z = z.reshape((b, *shape))
+        if logits:
+            state = net.init_state() if net_state is None else net_state
+            return net.output_logits(net.forward_state(params, state, z, training=False)[1])
         if net_state is None:
             return net.apply(params, z)
         return net.apply(params, z, state=net_state)
@@ -207,7 +213,8 @@ def check_inputs(x, shape: tuple, what: str = "x", *, image_shape=None) -> np.nd
 
 def apply_chunked(fn, params, net_state, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """``fn(params, net_state, x)`` over row chunks (bounded device memory), as NumPy."""
-    outs = [np.asarray(fn(params, net_state, jnp.asarray(x[i:i + chunk], jnp.float32)))
+    dtype = jnp.int32 if x.dtype == np.int32 else jnp.float32  # token ids stay ids
+    outs = [np.asarray(fn(params, net_state, jnp.asarray(x[i:i + chunk], dtype)))
             for i in range(0, x.shape[0], chunk)]
     return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 

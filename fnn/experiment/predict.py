@@ -1,5 +1,5 @@
 """``fnn predict``: apply a finished run's model (or one written by ``fnn export``) to new inputs
-and write a CSV of predictions."""
+and write a CSV of predictions (a sequence model's: one row per example and position)."""
 
 from __future__ import annotations
 
@@ -136,29 +136,59 @@ def predict_file(source, input_path, output=None, *, member=0) -> Path:
         drop = h.config.data.target if h.config.data.name == "csv" else ""
         x = read_inputs(input_path, shape=tuple(h.input_shape), drop_column=drop,
                         image_shape=h.spec.image_shape)
+        if h.vocab_size:
+            x = _tokens(x, h.vocab_size, input_path)
         y_hat = h.predict(x)
-        task, classes = h.task, h.classes
+        task, classes = h.task, (h.vocabulary if h.task == "sequence" else h.classes)
     elif src.is_file():
         from fnn.experiment import export
 
         exported, meta = export.load(src)
         shape = tuple(meta["input_shape"])
         x = read_inputs(input_path, shape=shape)
+        if meta.get("input_dtype") == "int32":
+            x = _tokens(x, int(exported.out_avals[0].shape[-1]), input_path)
         y_hat = export.call(exported, meta, x)
         task, classes = meta["task"], meta.get("classes") or []
+        if meta.get("output_kind") == "logits":  # a sequence model: softmax over the tokens
+            y_hat = _softmax(y_hat)
     else:
         raise ValueError(f"{str(src)!r} is neither a run directory nor an exported model "
                          "(fnn export)")
-    write_output([(out, predictions_csv(y_hat, task, classes).encode("utf-8"))])
+    text = predictions_csv(y_hat, task, classes, x=x if task == "sequence" else None)
+    write_output([(out, text.encode("utf-8"))])
     return out
 
 
-def predictions_csv(y_hat: np.ndarray, task: str, classes) -> str:
+def _tokens(x, vocab_size: int, path) -> np.ndarray:
+    """A sequence model's inputs as int32 ids, a bad one named with the file."""
+    from fnn.data.validate import token_ids
+
+    return token_ids(x, vocab_size, f"INPUT {Path(path).name}")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    """softmax over the last axis, in float64: e^(z − max z) / Σ e^(z − max z)."""
+    e = np.exp(z.astype(np.float64) - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def predictions_csv(y_hat: np.ndarray, task: str, classes, *, x=None) -> str:
     """The CSV text of ``fnn predict``: the predicted class and each class probability, or the
-    regression outputs ``y_0, y_1, ...`` (6 significant digits)."""
+    regression outputs ``y_0, y_1, ...`` (6 significant digits). A sequence model (y_hat
+    (n, T, V), token ids ``x`` (n, T)) has one row per example and position: the input token,
+    the most likely next token and its probability (tokens by ``classes``, else by id)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    if task == "classification":
+    if task == "sequence":
+        names = list(classes) if classes else [str(i) for i in range(y_hat.shape[-1])]
+        ids = np.argmax(y_hat, axis=-1)
+        w.writerow(["example", "position", "token", "next", "p_next"])
+        for n in range(y_hat.shape[0]):
+            for t in range(y_hat.shape[1]):
+                k = int(ids[n, t])
+                w.writerow([n, t, names[int(x[n, t])], names[k], f"{y_hat[n, t, k]:.6g}"])
+    elif task == "classification":
         names = list(classes) if classes else [str(i) for i in range(max(2, y_hat.shape[1]))]
         if y_hat.shape[1] == 1:
             ids = (y_hat[:, 0] > 0.5).astype(int)

@@ -110,3 +110,32 @@ def test_split_indices():
     # A nonzero fraction of a tiny set still yields one example.
     _, va, _ = data.split_indices(5, val_fraction=0.01)
     assert len(va) == 1
+
+
+# --- token ids entering a trained sequence model ----------------------------------------------
+@pytest.mark.parametrize("x, expected", [
+    (np.array([[0, 9, 3]], np.int64), [[0, 9, 3]]),
+    (np.array([[0.0, 9.0]], np.float32), [[0, 9]]),  # a CSV is read as floats
+    (np.array([[1, 2]], np.uint8), [[1, 2]]),
+])
+def test_token_ids_accepts_whole_numbers_in_range(x, expected):
+    from fnn.data.validate import token_ids
+
+    out = token_ids(x, 10)
+    assert out.dtype == np.int32 and out.tolist() == expected
+
+
+@pytest.mark.parametrize("x, message", [
+    (np.array([[1, 10]]), "x: row 0, column 1: 10 is not a token id; expected integer token ids in [0, 9]"),
+    (np.array([[0, 0], [-1, 0]]), "x: row 1, column 0: -1 is not a token id"),
+    (np.array([[0.5, 0]]), "x: row 0, column 0: 0.5 is not a token id"),
+    (np.array([[np.nan, 0]]), "x: row 0, column 0: nan is not a token id"),
+    (np.array([[0, np.inf]]), "x: row 0, column 1: inf is not a token id"),
+    (np.array([["a", "b"]]), "x: dtype <U1; expected integer token ids in [0, 9]"),
+])
+def test_token_ids_refuses_what_an_embedding_would_clamp(x, message):
+    from fnn.data.validate import DataError, token_ids
+
+    with pytest.raises(DataError) as err:
+        token_ids(x, 10)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)

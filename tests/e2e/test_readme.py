@@ -116,7 +116,7 @@ def test_every_bash_block_is_run_or_listed_with_a_reason():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("commands", _bash_cases())
+@pytest.mark.parametrize("commands", _bash_cases(), ids=lambda c: " ".join(c.split()))
 def test_bash_blocks_run(commands, tmp_path):
     import shutil
 

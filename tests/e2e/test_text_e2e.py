@@ -1,7 +1,8 @@
 """The built-in sequence task end to end through the CLI, at tiny size: train a GPT on the adder
 by steps, kill -9 and ``--resume`` to bitwise the uninterrupted run, evaluate the held-out
-problems (exact match), and generate with a fixed seed twice to the same text; plus a text file
-the test writes, trained by an LSTM and sampled through ``RunHandle.generate``."""
+problems (exact match), generate with a fixed seed twice to the same text, export it and run
+the artifact with JAX alone, predict, gradcheck and inspect it; plus a text file the test
+writes, trained by an LSTM and sampled through ``RunHandle.generate``."""
 from __future__ import annotations
 
 import json
@@ -69,10 +70,17 @@ def work(tmp_path_factory):
 
 
 
-def test_adder_trains_resumes_bitwise_evaluates_and_generates(work):
+@pytest.fixture(scope="module")
+def adder_run(work):
+    """The uninterrupted adder run (RUN_DIR)."""
     root, cache = work
     _finish(root, cache, "train", "adder.toml", "--out", "ref", "--quiet")
-    ref = root / "ref"
+    return root / "ref"
+
+
+def test_adder_trains_resumes_bitwise_evaluates_and_generates(work, adder_run):
+    root, cache = work
+    ref = adder_run
     assert {"vocab.json", "config.toml", "metrics.csv", "summary.json"} <= {
         p.name for p in ref.iterdir()}
     assert json.loads((ref / "vocab.json").read_text())["chars"] == "0123456789"
@@ -142,3 +150,80 @@ def test_text_file_lstm_run_samples_the_same_text_for_the_same_seed(work, tmp_pa
         run.generate("to be ", tokens=5, temperature=0, seed=9)  # greedy ignores the seed
     with pytest.raises(ValueError, match=r"^--prompt: character 'Q' \(U\+0051\) at position 0"):
         run.generate("Q")
+
+
+RUN_ARTIFACT = """
+import json, sys
+import jax, numpy as np
+exported = jax.export.deserialize(open(sys.argv[1], "rb").read())
+x = np.load(sys.argv[2])["x"]
+np.save(sys.argv[3], np.asarray(exported.call(x)))
+print(json.dumps({"fnn": any(m == "fnn" or m.startswith("fnn.") for m in sys.modules),
+                  "in": str(exported.in_avals[0])}))
+"""
+
+
+def test_adder_exports_token_windows_in_logits_out_and_runs_without_fnn(adder_run, tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    run = fnn.load_run(adder_run)
+    rc, out, err = run_cli("export", adder_run, "--output", tmp_path / "m.jax")
+    assert rc == 0, err
+    meta = json.loads((tmp_path / "m.jax.json").read_text())
+    assert (meta["task"], meta["input_dtype"], meta["input_shape"]) == ("sequence", "int32", [3])
+    assert meta["output_kind"] == "logits" and meta["output_shape"] == [3, 10]  # digits = 1: a+b=c in 3 positions
+    assert meta["classes"] == list("0123456789")  # the vocabulary: token i is classes[i]
+
+    x = np.array([[1, 2, 3], [9, 9, 1], [0, 0, 0]], np.int32)
+    np.savez(tmp_path / "x.npz", x=x)
+    proc = subprocess.run([sys.executable, "-c", RUN_ARTIFACT, tmp_path / "m.jax",
+                           tmp_path / "x.npz", tmp_path / "z.npy"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts == {"fnn": False, "in": "int32[b,3]"}, facts
+    z = np.load(tmp_path / "z.npy")
+    assert z.shape == (3, 3, 10)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(p, run.predict(x), atol=1e-6)  # softmax(logits) = predict
+
+    # fnn predict on the artifact and on the run: the same CSV, one row per position
+    for source in (tmp_path / "m.jax", adder_run):
+        out_csv = tmp_path / f"{source.name}.csv"
+        rc, _, err = run_cli("predict", source, tmp_path / "x.npz", "--output", out_csv)
+        assert rc == 0, err
+        lines = out_csv.read_text().splitlines()
+        assert lines[0] == "example,position,token,next,p_next" and len(lines) == 1 + 3 * 3
+        row = lines[1].split(",")
+        assert row[:3] == ["0", "0", "1"] and row[3] in "0123456789" and 0 < float(row[4]) <= 1
+    a, b = ([r.split(",") for r in (tmp_path / f).read_text().splitlines()[1:]]
+            for f in ("m.jax.csv", "ref.csv"))
+    assert [r[:4] for r in a] == [r[:4] for r in b]  # same predicted tokens
+    np.testing.assert_allclose([float(r[4]) for r in a], [float(r[4]) for r in b], atol=1e-5)
+
+    # an id outside the vocabulary is one line naming the file, row and column (not clamped)
+    np.savez(tmp_path / "bad.npz", x=np.array([[1, 2, 10]]))
+    for source in (tmp_path / "m.jax", adder_run):
+        rc, out, err = run_cli("predict", source, tmp_path / "bad.npz",
+                               "--output", tmp_path / "bad.csv")
+        assert rc == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith("fnn: error: INPUT bad.npz: row 0, column 2: 10 is not a token "
+                              "id; expected integer token ids in [0, 9]"), err
+    assert not (tmp_path / "bad.csv").exists()
+    with pytest.raises(ValueError, match=r"row 0, column 0: 1\.5 is not a token id"):
+        run.predict(np.array([[1.5, 0, 0]]))
+
+
+@pytest.mark.parametrize("command", ["gradcheck", "inspect"])
+def test_gradcheck_and_inspect_take_token_batches(command):
+    """The token windows enter as ids (not floats) and every leaf passes in float64."""
+    rc, out, err = run_cli(command, CONFIGS / "adder.toml", "--batch", "4")
+    assert rc == 0, err
+    if command == "gradcheck":
+        assert "layer2.0.1.qkv.w" in out and out.rstrip().splitlines()[-1].startswith("PASS")
+    else:
+        assert "Repeat" in out and "dtype float32" in out
