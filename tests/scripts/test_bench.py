@@ -413,3 +413,29 @@ def test_precision_bench_quick(tmp_path):
         assert r["ms_per_step"]["full"] > 0 and r["ms_per_step"]["bfloat16"] > 0
         assert r["ratio_bf16_over_f32"] > 0
     assert "| cnn |" in (tmp_path / "precision.md").read_text()
+
+
+def test_sequence_bench_quick_copies_the_weights_into_pytorch(tmp_path):
+    """scripts/bench_sequence.py --quick: every contestant of the GPT and LSTM cases starts from
+    the same weights, so their first-step losses agree (the PyTorch models are the same
+    networks); the table has one row per contestant."""
+    import importlib.util
+    import json
+
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location(
+        "bench_sequence", Path(__file__).resolve().parents[2] / "scripts" / "bench_sequence.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--quick", "--repeats", "1", "--steps", "1", "--no-torch-compile",
+                     "--out", str(tmp_path)]) == 0
+    got = json.loads((tmp_path / "sequence.json").read_text())["results"]
+    assert sorted(got) == ["gpt", "lstm"]
+    for r in got.values():
+        losses = r["first_step_loss"]
+        assert set(losses) == {"fnn-manual", "fnn-autodiff", "torch-eager"}, losses
+        assert max(losses.values()) - min(losses.values()) < 1e-5, losses
+        assert r["ratio_to_torch_eager"]["torch-eager"] == 1.0
+        assert r["skipped"] == {"torch-compile": "excluded by --no-torch-compile"}
+    md = (tmp_path / "sequence.md").read_text()
+    assert "| lstm | fnn-manual |" in md and "skipped: excluded by --no-torch-compile" in md
