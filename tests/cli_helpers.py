@@ -219,6 +219,22 @@ def params_of(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v for k, v in arrays.items() if k.startswith("state.params")}
 
 
+# a 3-class blobs run of two epochs, quiet and without pictures (init-from's source run)
+BLOBS_TOML = """
+[data]
+name = "blobs"
+num_classes = 3
+n_samples = 300
+[model]
+hidden = [16, 16]
+[training]
+epochs = 2
+[output]
+progress = false
+plots = false
+"""
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

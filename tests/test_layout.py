@@ -28,7 +28,7 @@ MAX_LINES = 400  # no exceptions: a module past it holds more than one concept
 EXPERIMENT_FAMILIES = {
     "model": {"config", "build", "layer_specs", "optimizer_config", "memory", "preprocessing",
               "history", "plot_style", "layer_selection"},
-    "pipeline": {"runner", "chunks", "progress", "results", "report", "model_report",
+    "pipeline": {"runner", "cpu_devices", "chunks", "progress", "results", "report", "model_report",
                  "tensorboard_log", "curve_plots", "model_plots", "diagnostic_plots",
                  "misclassified", "lr_find", "lr_find_plot", "init_from"},
     "runs": {"rundir", "runlock", "members", "handle", "predict", "export", "compare",

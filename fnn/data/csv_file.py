@@ -116,15 +116,8 @@ def read_csv(
     except ValueError:
         x = None
     if x is None:
-        for r, row in enumerate(rows):
-            for j in f_idx:
-                try:
-                    float(row[j])
-                except ValueError:
-                    raise DataError(
-                        f"{where}: column {header[j]!r}, line {lines[r]}: value {row[j]!r} is not numeric; "
-                        "expected numeric features (only the target may hold text)"
-                    ) from None
+        _raise_not_numeric(rows, f_idx, header, lines, where,
+                           "expected numeric features (only the target may hold text)")
     bad = ~np.isfinite(x)
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
@@ -157,18 +150,22 @@ def read_csv(
         try:
             y_raw = np.array(raw_y.astype(str), dtype=np.float64)
         except ValueError:
-            for r, row in enumerate(rows):
-                for j in t_idx:
-                    try:
-                        float(row[j])
-                    except ValueError:
-                        raise DataError(
-                            f"{where}: column {header[j]!r}, line {lines[r]}: value {row[j]!r} is not numeric; "
-                            "expected numbers for a multi-column regression target"
-                        ) from None
+            _raise_not_numeric(rows, t_idx, header, lines, where,
+                               "expected numbers for a multi-column regression target")
             raise
     (y,), task, k, classes = encode_targets([y_raw], task=task, num_classes=num_classes, where=where,
                                              names=[f"column {targets[0]!r}" if len(targets) == 1 else "target"],
                                              parsed_text=True, lines=[lines])
     return TabularData(x=to_float32(x, f"{where}: features"), y=y, task=task, num_classes=k,
                        classes=classes)
+
+
+def _raise_not_numeric(rows, cols, header, lines, where: str, expected: str) -> None:
+    """One line naming the first cell of ``cols`` that is not a number (returns if none is)."""
+    for r, row in enumerate(rows):
+        for j in cols:
+            try:
+                float(row[j])
+            except ValueError:
+                raise DataError(f"{where}: column {header[j]!r}, line {lines[r]}: value {row[j]!r} "
+                                f"is not numeric; {expected}") from None

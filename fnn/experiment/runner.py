@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 from fnn.engine import parallel
 from fnn.experiment import build as exp
-from fnn.experiment import curve_plots, extend, model_report, plot_style, report, runlock, tensorboard_log
+from fnn.experiment import (cpu_devices, curve_plots, extend, model_report, plot_style, report,
+                            runlock, tensorboard_log)
 from fnn.experiment import config as config_mod
 from fnn.experiment.chunks import (InterruptFlag, Interrupted, traced_names,
                                    train_group)
@@ -110,6 +111,7 @@ def resolve(cfg, *, out=None, overwrite=False, resume=False, quiet=False, grid=N
                              f"directory {str(run_dir)!r}, which this run writes; train into "
                              f"another directory (--out)")
     spec = parallel_spec(cfg)
+    cpu_devices.configure(cfg, len(config_mod.sweep_members(cfg, grid, seeds)))  # sweeps on CPUs
     parallel.initialize(spec)  # multi-process runs: join before any other JAX work
     main = parallel.is_main_process()
     inputs = tuple(Path(p) for p in (cfg.source, cfg.data.path) if p and Path(p).exists())
@@ -151,13 +153,15 @@ def build(p: Plan) -> Built:
 
     trainers, starts = [], []
     for gi, g in enumerate(p.groups):
-        parallel.check_divisible(r.mesh, batch_size=g.config.training.batch_size,
+        data_g = dataset if g.config.data == cfg.data else exp.load_dataset(g.config)
+        mesh = r.mesh or cpu_devices.sweep_mesh(g.config, len(g.members),
+                                                lambda: exp.build_net(g.config, data_g))
+        parallel.check_divisible(mesh, batch_size=g.config.training.batch_size,
                                  members=len(g.members),
                                  accumulate=g.config.training.accumulate)
-        data_g = dataset if g.config.data == cfg.data else exp.load_dataset(g.config)
         show_progress = g.config.output.progress and not r.quiet
         trainers.append((data_g, exp.build_trainer(g.config, data_g, traced=traced_names(cfg, g),
-                                                   mesh=r.mesh, progress=show_progress,
+                                                   mesh=mesh, progress=show_progress,
                                                    members=len(g.members))))
         resumed = r.resume and checkpoint.latest(
             checkpoint_dir(real_path(r.run_dir), gi, len(p.groups))) is not None
@@ -303,8 +307,7 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
         "epochs": exp.rounds(cfg), "members": t.members,
         **({"iterations": cfg.training.iterations} if cfg.training.iterations else {}),
         "wall_time_s": t.wall, "samples_per_s": t.samples / t.wall if t.wall > 0 else None,
-        **environment(),
-    }
+        **environment(), "member_devices": cpu_devices.member_devices(b.plan.groups, b.trainers)}
     start = next((s for s in b.starts if s is not None), None)
     if start is not None:
         summary["init_from"] = start.record()

@@ -140,22 +140,25 @@ def case_sweep(settings: dict, only: str, log) -> dict:
     sw = settings["sweep"]
     members = sw["members"]
     results = {}
-    for c in ("fnn-train", "fnn-sweep"):
-        why = selected(c, only, settings)
+    split_env = split_devices_env(sw["split_devices"])
+    for c in ("fnn-train", "fnn-sweep", "fnn-sweep-split"):
+        split = c.endswith("-split")
+        why = selected(c, only, settings) or (split and in_process_split(settings))
         if why:
             results[c] = skip(why)
             continue
         log(f"  sweep/{c} ...")
         r = run_worker({"worker": "sweep", "contestant": c, "cfg": cfg, "members": members,
-                        "repeats": cfg["repeats"], "val_samples": settings["val_samples"]},
-                       settings, log)
+                        "repeats": cfg["repeats"], "val_samples": settings["val_samples"],
+                        "split": sw["split_devices"] if split else 0},
+                       settings, log, env_extra=split_env if split else None)
         if r["status"] == "ok":
             r["samples_per_s"] = r["samples_per_epoch"] / r["median_s"]
             log(f"    median {r['median_s']:.4f} s ({r['samples_per_s']:,.0f} member-samples/s)")
         else:
             log(f"    {r['status']}: {r['reason']}")
         results[c] = r
-    fashion = ("fnn-fashion-seq", "fnn-fashion-sweep")
+    fashion = ("fnn-fashion-seq", "fnn-fashion-sweep", "fnn-fashion-sweep-split")
     why = selected("fnn-fashion-sweep", only, settings) or selected("fnn-fashion-seq", only, settings)
     if why:
         results.update({c: skip(why) for c in fashion})
@@ -163,8 +166,9 @@ def case_sweep(settings: dict, only: str, log) -> dict:
         log(f"  sweep/fashion MLP: {sw['fashion_members']} members, sweep vs one after another ...")
         r = run_worker({"worker": "fashion-sweep", "config": sw["fashion_config"],
                         "members": sw["fashion_members"], "epochs": sw["fashion_epochs"],
-                        "repeats": sw["fashion_repeats"], "n_samples": sw["fashion_n_samples"]},
-                       settings, log)
+                        "repeats": sw["fashion_repeats"], "n_samples": sw["fashion_n_samples"],
+                        "split": 0 if in_process_split(settings) else sw["split_devices"]},
+                       settings, log, env_extra=split_env)
         for c, rc in split_results(r, fashion).items():
             if rc["status"] == "ok":
                 rc["samples_per_s"] = rc["samples_per_epoch"] / rc["median_s"]
@@ -181,7 +185,25 @@ def case_sweep(settings: dict, only: str, log) -> dict:
     seq, swp = results.get("fnn-fashion-seq", {}), results.get("fnn-fashion-sweep", {})
     if seq.get("status") == "ok" and swp.get("status") == "ok":
         out["fashion_throughput_ratio"] = swp["samples_per_s"] / seq["samples_per_s"]
+    split, fsplit = results.get("fnn-sweep-split", {}), results.get("fnn-fashion-sweep-split", {})
+    if one.get("status") == "ok" and split.get("status") == "ok":
+        out["split_wall_ratio"] = split["median_s"] / one["median_s"]
+    if seq.get("status") == "ok" and fsplit.get("status") == "ok":
+        out["fashion_split_throughput_ratio"] = fsplit["samples_per_s"] / seq["samples_per_s"]
     return out
+
+
+def in_process_split(settings: dict) -> Optional[str]:
+    """Why the -split contestants cannot run (the devices are fixed when JAX starts), or None."""
+    return ("needs a child process with its own CPU devices (not --in-process)"
+            if settings["in_process"] else None)
+
+
+def split_devices_env(n: int) -> dict:
+    """A child's environment with ``n`` CPU devices (for the -split contestants; a run without a
+    mesh uses the first device alone, as with one)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    return {"XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={n}".strip()}
 
 
 def case_cnn(settings: dict, only: str, log) -> dict:

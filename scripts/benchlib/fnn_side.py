@@ -157,6 +157,23 @@ def util(spec: dict) -> dict:
     }
 
 
+def split_mesh(spec: dict):
+    """The mesh of a -split contestant: ``spec["split"]`` CPU devices that share the members
+    (the child was started with that many, ``cases.split_devices_env``); None otherwise."""
+    n = spec.get("split") or 0
+    if n < 2:
+        return None
+    import jax
+
+    from fnn.engine import parallel
+
+    if jax.device_count() < n:
+        raise RuntimeError(f"split: {n} CPU devices asked for, {jax.device_count()} present")
+    members = spec["members"]
+    k = max(d for d in range(1, n + 1) if members % d == 0)
+    return parallel.make_mesh(k) if k > 1 else None
+
+
 def sweep(spec: dict) -> dict:
     """``fnn-sweep`` (``Trainer.sweep`` over members) or ``fnn-train`` (one ``Trainer.train``)."""
     import jax
@@ -167,23 +184,26 @@ def sweep(spec: dict) -> dict:
     cfg = spec["cfg"]
     x, y, xv, yv = mlp_data(cfg, spec["seed"], spec["val_samples"])
     net = fnn.MLP(sizes=tuple(cfg["sizes"]), activation="relu", output="softmax")
+    mesh = split_mesh(spec)
     trainer = fnn.Trainer(net, "cross_entropy", lambda hp: fnn.optim.adam(hp.learning_rate),
-                          (x, y, xv, yv), epochs=1, batch_size=cfg["batch"])
+                          (x, y, xv, yv), epochs=1, batch_size=cfg["batch"], mesh=mesh)
     members = spec["members"]
     keys = jax.random.split(jax.random.key(spec["seed"]), members)
     lrs = jnp.geomspace(1e-4, 1e-2, members).astype(jnp.float32)
     box = {}
-    if spec["contestant"] == "fnn-sweep":
+    if spec["contestant"] in ("fnn-sweep", "fnn-sweep-split"):
         def run_epoch(_):
             box["out"] = trainer.sweep(keys, {"learning_rate": lrs})
         notes = f"Trainer.sweep over {members} keys × learning rates (geomspace 1e-4..1e-2)"
+        if mesh is not None:
+            notes += f", members split over {mesh.devices.size} CPU devices"
     else:
         def run_epoch(_):
             box["out"] = trainer.train(keys[0], {"learning_rate": 1e-3})
         notes = "Trainer.train, one member"
     res = timed_epochs(run_epoch, spec["repeats"], lambda: jax.block_until_ready(box["out"]))
     nb = -(-cfg["samples"] // cfg["batch"])
-    many = spec["contestant"] == "fnn-sweep"
+    many = spec["contestant"] != "fnn-train"
     res.update(steps=nb, samples_per_epoch=nb * cfg["batch"] * (members if many else 1),
                members=members if many else 1, notes=notes)
     return res
@@ -211,11 +231,22 @@ def fashion_sweep(spec: dict) -> dict:
     keys = exp.member_keys(range(members))
     runs = {"fnn-fashion-seq": lambda: [trainer.train(keys[i], hp) for i in range(members)],
             "fnn-fashion-sweep": lambda: trainer.sweep(keys, hp)}
+    hows = [("fnn-fashion-seq", f"Trainer.train for seeds 0..{members - 1}, one after another"),
+            ("fnn-fashion-sweep", f"Trainer.sweep over seeds 0..{members - 1}")]
+    mesh = split_mesh(spec)
+    if mesh is not None:
+        split = exp.build_trainer(cfg, dataset, members=members, mesh=mesh)
+        runs["fnn-fashion-sweep-split"] = lambda: split.sweep(keys, hp)
+        hows.append(("fnn-fashion-sweep-split", f"Trainer.sweep over seeds 0..{members - 1}, "
+                     f"members split over {mesh.devices.size} CPU devices"))
     first, times = interleaved(runs, spec["repeats"], jax.block_until_ready)
     samples = members * dataset.num_train * spec["epochs"]
     out = {}
-    for c, how in (("fnn-fashion-seq", f"Trainer.train for seeds 0..{members - 1}, one after another"),
-                   ("fnn-fashion-sweep", f"Trainer.sweep over seeds 0..{members - 1}")):
+    if mesh is None:
+        out["fnn-fashion-sweep-split"] = {"status": "skipped", "reason": (
+            f"{members} members do not split over {spec.get('split')} CPU devices"
+            if spec.get("split") else "needs a child process with its own CPU devices")}
+    for c, how in hows:
         out[c] = {"times_s": times[c], "first_call_s": first[c], "samples_per_epoch": samples,
                   "members": members, "epochs": spec["epochs"], "num_train": dataset.num_train,
                   "notes": how + f", {spec['epochs']} epoch(s) of {dataset.num_train:,} images"}

@@ -15,7 +15,8 @@ CNN_FNN_CONTESTANTS = ("fnn-manual", "fnn-im2col", "fnn-xla", "fnn-hybrid", "fnn
 CNN_TORCH_CONTESTANTS = ("torch", "torch-compile")
 ALL_CONTESTANTS = tuple(dict.fromkeys(
     MLP_CONTESTANTS + CNN_FNN_CONTESTANTS + CNN_TORCH_CONTESTANTS
-    + ("xla-matmul", "fnn-train", "fnn-sweep", "fnn-fashion-seq", "fnn-fashion-sweep", "fnn-cli",
+    + ("xla-matmul", "fnn-train", "fnn-sweep", "fnn-sweep-split", "fnn-fashion-seq", "fnn-fashion-sweep",
+       "fnn-fashion-sweep-split", "fnn-cli",
        "sklearn", "cold", "warm", "help", "train-help", "config-error", "baseline-cold",
        "fnn-memory")))
 PEER_MODULES = {"torch": ("torch",), "torch-fused": ("torch",), "torch-compile": ("torch",),
@@ -49,7 +50,9 @@ def settings_from_args(args) -> dict:
                   "fashion_members": args.fashion_members or (4 if quick else 16),
                   "fashion_config": str(args.fashion_config),
                   "fashion_epochs": 1, "fashion_repeats": 1 if quick else 2,
-                  "fashion_n_samples": args.n_images or (512 if quick else None)},
+                  "fashion_n_samples": args.n_images or (512 if quick else None),
+                  # the -split variants: the members' axis sharded over one CPU device per core
+                  "split_devices": max(2, args.threads or len(allowed_cpus()))},
         "fashion": {"config": str(args.fashion_config), "target": TARGET_ACCURACY,
                     "sklearn_epochs": args.sklearn_epochs, "sklearn_time_cap_s": 900,
                     "n_samples": args.n_images, "epochs": args.fashion_epochs},

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cli_helpers import (CONFIGS, QUIET, assert_bitwise_equal, checkpoint_arrays,
+from cli_helpers import (BLOBS_TOML, CONFIGS, QUIET, assert_bitwise_equal, checkpoint_arrays,
                          final_checkpoint, params_of, read_metrics, read_summary, run_cli,
                          write_config)
 
@@ -15,26 +15,13 @@ QUICK = [*QUIET, "--set", "data.n_samples=300", "--set", "training.epochs=2"]
 # an update of ~1e-30 leaves float32 weights bit for bit: the run ends where it started
 FROZEN = ["--set", "optimizer.learning_rate=1e-30"]
 
-BLOBS = """
-[data]
-name = "blobs"
-num_classes = 3
-n_samples = 300
-[model]
-hidden = [16, 16]
-[training]
-epochs = 2
-[output]
-progress = false
-plots = false
-"""
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A finished 3-class run and its config."""
     root = tmp_path_factory.mktemp("init-from")
-    cfg = write_config(root / "blobs.toml", BLOBS)
+    cfg = write_config(root / "blobs.toml", BLOBS_TOML)
     rc, out, err = run_cli("train", cfg, "--out", root / "src", "--quiet")
     assert rc == 0, out + err
     return cfg, root / "src"

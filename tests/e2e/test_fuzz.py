@@ -303,3 +303,97 @@ def _cleanup_the_shared_run():
     yield
     if "dir" in _RUN:
         shutil.rmtree(_RUN.pop("dir"), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer stacks: any model.layers a user might write, on tabular, image and token data
+# ---------------------------------------------------------------------------------------------
+from fnn.experiment.layer_specs import TYPES  # noqa: E402
+
+_FIELDS = ("units", "filters", "kernel_size", "pool_size", "strides", "padding", "activation",
+           "rate", "num_heads", "features", "n", "eps", "momentum", "return_sequences",
+           "mlp_ratio", "dropout", "name", "vocab_size", "max_len", "bogus")
+_small = st.one_of(st.integers(1, 4), st.integers(1, 4), _scalars,
+                   st.sampled_from(["relu", "same", "valid", "tanh", [2, 2], True]))
+_layer = st.recursive(
+    st.builds(lambda t, f: {"type": t, **f},
+              st.sampled_from([*TYPES, "bogus", "Dense", ""]),
+              st.dictionaries(st.sampled_from(_FIELDS), _small, max_size=3)),
+    lambda inner: st.one_of(
+        st.builds(lambda ls: {"type": "residual", "layers": ls}, st.lists(inner, max_size=2)),
+        st.builds(lambda ly, n: {"type": "repeat", "layer": ly, "n": n}, inner,
+                  st.integers(0, 3))),
+    max_leaves=4)
+_DATA = {"tabular": {"name": "moons", "n_samples": 24},
+         "images": {"name": "shapes", "n_samples": 24},
+         "tokens": {"name": "adder", "digits": 1}}
+
+
+@FUZZ
+@given(layers=st.lists(_layer, max_size=4), data=st.sampled_from(sorted(_DATA)))
+def test_fuzz_layer_stacks(layers, data):
+    raw = C.deepcopy(BASE)
+    raw["data"] = dict(_DATA[data])
+    raw["model"] = {"layers": layers}
+    with Workdir() as root:
+        (root / "c.toml").write_text(_toml(raw))
+        check(root, "train", "c.toml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading runs back: compare on damaged files, predict through a run and its exported artifact
+# ---------------------------------------------------------------------------------------------
+_bytes = st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
+                   st.sampled_from([b"", b"epoch,val_loss\n", b"epoch,val_loss\n1,nan\n2,x\n",
+                                    b"{}", b'{"members": 3}', b"[]", b"\xff\xfe"]))
+
+
+@FUZZ
+@given(victim=st.sampled_from(["metrics.csv", "summary.json", "config.toml"]), blob=_bytes,
+       metric=st.sampled_from(["val_loss", "train_loss", "nope", ""]),
+       out=st.sampled_from(["c.png", "c.pdf", "c.svg", "c", "run/metrics.csv", "."]))
+def test_fuzz_compare(victim, blob, metric, out):
+    src = _a_run()
+    with Workdir() as root:
+        shutil.copytree(src / "run", root / "a")
+        shutil.copytree(src / "run", root / "b")
+        (root / "b" / victim).write_bytes(blob)
+        argv = ["compare", "a", "b", "--out", out] + (["--metric", metric] if metric else [])
+        check(root, *argv)
+
+
+_ARTIFACT: dict = {}
+
+
+def _an_artifact() -> Path:
+    """The tiny run exported once per session (``fnn export``)."""
+    if "dir" not in _ARTIFACT:
+        src = _a_run()
+        assert check(src, "export", "run", "--output", "m.jax") == 0
+        _ARTIFACT["dir"] = src
+    return _ARTIFACT["dir"]
+
+
+@FUZZ
+@given(target=st.sampled_from(["run", "m.jax"]),
+       kind=st.sampled_from(["csv", "npz"]), n=st.integers(0, 4), width=st.integers(0, 4),
+       dtype=_dtypes, cells=st.lists(_cells, min_size=1, max_size=8),
+       member=st.sampled_from([None, "0", "1", "x", "-1"]))
+def test_fuzz_predict_on_runs_and_artifacts(target, kind, n, width, dtype, cells, member):
+    src = _an_artifact()
+    with Workdir() as root:
+        shutil.copytree(src / "run", root / "run")
+        for p in src.glob("m.jax*"):
+            shutil.copy(p, root / p.name)
+        if kind == "csv":
+            header = ",".join(f"x{j}" for j in range(width))
+            rows = [",".join(np.resize(np.array(cells, dtype=object), width)) for _ in range(n)]
+            (root / "in.csv").write_text(header + "\n" + "\n".join(rows) + "\n",
+                                         encoding="utf-8", errors="surrogatepass")
+        else:
+            x = np.random.default_rng(0).normal(size=(n, width))
+            with np.errstate(all="ignore"):
+                a = x.astype(str).astype(dtype) if "U" in dtype else x.astype(dtype)
+            (root / "in.npz").write_bytes(_npz_bytes({"x": a}, None, False))
+        argv = ["predict", target, f"in.{kind}", "--output", "p.csv"]
+        check(root, *argv, *(["--member", member] if member else []))

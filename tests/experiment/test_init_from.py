@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fnn
-from cli_helpers import CONFIGS, run_cli, shrink_args, write_config
+from cli_helpers import BLOBS_TOML, CONFIGS, run_cli, shrink_args, write_config
 from fnn.engine.state import fill
 from fnn.experiment import init_from
 from fnn.experiment.layer_selection import parse_layers, spec_error, spec_of
@@ -159,19 +159,7 @@ def test_all_layers_of_a_run_are_its_parameters():
 
 def test_a_new_head_takes_all_but_the_output_layer(tmp_path):
     """3 classes -> 5 classes: the hidden layers come from the run, the output layer is drawn."""
-    src_cfg = write_config(tmp_path / "blobs.toml", """
-[data]
-name = "blobs"
-num_classes = 3
-n_samples = 300
-[model]
-hidden = [16, 16]
-[training]
-epochs = 2
-[output]
-progress = false
-plots = false
-""")
+    src_cfg = write_config(tmp_path / "blobs.toml", BLOBS_TOML)
     rc, out, err = run_cli("train", src_cfg, "--out", tmp_path / "src", "--quiet")
     assert rc == 0, out + err
     net5 = _net(src_cfg, "data.num_classes=5")

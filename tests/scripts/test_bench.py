@@ -66,8 +66,9 @@ def test_fnn_only_cases_in_process(tmp_path):
     assert util["utilization"]["fnn-scan (interleaved)"]["utilization_nominal"] > 0
     sweep = saved["cases"]["sweep"]
     assert sweep["results"]["fnn-sweep"]["members"] == 2 and sweep["wall_ratio"] > 0
+    assert sweep["results"]["fnn-sweep-split"]["status"] == "skipped"  # its devices need a child
     names = [t["target"] for t in saved["targets"]]
-    assert len(names) == 22 and len(set(names)) == 22  # every target listed once, met or not
+    assert len(names) == 24 and len(set(names)) == 24  # every target listed once, met or not
     status = {t["target"]: t["status"] for t in saved["targets"]}
     assert status["large: fnn ≥ 1.8× PyTorch eager samples/s"] == "n/a"  # no peer ran
     assert status["large: manual grads ≤ 0.8× autodiff time"] in ("met", "missed")
@@ -98,6 +99,20 @@ def test_child_process_worker_reports_memory(tmp_path):
     r = saved["cases"]["util"]["results"]["xla-matmul"]
     assert r["status"] == "ok", r
     assert r["peak_rss_mb"] > 10 and r["cpus"]
+
+
+@pytest.mark.slow
+def test_sweep_split_over_cpu_devices_in_child_processes(tmp_path):
+    """The -split contestants: each child starts with two CPU devices and shards the members."""
+    _, saved, md, _ = _run(tmp_path, *TINY, "--only", "fnn", "--cases", "sweep",
+                           "--fashion-members", "2", "--n-images", "192")
+    c = saved["cases"]["sweep"]
+    split, fsplit = c["results"]["fnn-sweep-split"], c["results"]["fnn-fashion-sweep-split"]
+    _check_timed(split)
+    _check_timed(fsplit)
+    assert "split over 2 CPU devices" in split["notes"] and "split over 2" in fsplit["notes"]
+    assert c["fashion_split_throughput_ratio"] > 0 and c["split_wall_ratio"] > 0
+    assert "members split over the CPU devices" in md
 
 
 def test_missing_peer_is_skipped_with_reason(monkeypatch):

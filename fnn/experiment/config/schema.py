@@ -270,6 +270,10 @@ class ParallelConfig:
     devices: int = opt(1, "devices to train on: 1 = one device, 0 = every device (a single run "
                        "is data parallel over them, a sweep's members are split over them)",
                        type="int", min=0)
+    host_devices: int = opt(0, "on a CPU, a sweep's members split over CPU devices, one per "
+                            "core: 0 = automatic (when a member's parameters x batch reach "
+                            "2^22), 1 = never, N = always, over N devices; only with "
+                            "devices = 1", type="int", min=0)
     coordinator: str = opt("", "multi-process runs: HOST:PORT of process 0 (also "
                            "$FNN_COORDINATOR, --coordinator)", type="str")
     num_processes: int = opt(1, "multi-process runs: number of processes (also "
