@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchlib (PyTorch's modules)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -87,50 +88,13 @@ def fnn_optimizer() -> optim.Optimizer:
 def torch_model(case: str, s: dict, params):
     """The PyTorch module of ``case`` holding fnn's ``params`` (copied, float32)."""
     import torch
-    from torch import nn
-    from torch.nn import functional as F
+
+    from benchlib.torch_sequence import modules
 
     def t_(a):
         return torch.tensor(np.asarray(a, np.float32))
 
-    class Block(nn.Module):  # nanoGPT's Block, pre-LayerNorm
-        def __init__(self, d, heads):
-            super().__init__()
-            self.heads = heads
-            self.ln_1, self.ln_2 = nn.LayerNorm(d), nn.LayerNorm(d)
-            self.c_attn, self.c_proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-            self.c_fc, self.mlp_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-        def forward(self, x):
-            b, t, d = x.shape
-            q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
-            q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-                       for z in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            x = x + self.c_proj(y.transpose(1, 2).contiguous().view(b, t, d))
-            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
-
-    class GPT(nn.Module):
-        def __init__(self, d, heads, depth):
-            super().__init__()
-            self.wte, self.wpe = nn.Embedding(V, d), nn.Embedding(s["t"], d)
-            self.h = nn.ModuleList(Block(d, heads) for _ in range(depth))
-            self.ln_f, self.lm_head = nn.LayerNorm(d), nn.Linear(d, V)
-
-        def forward(self, idx):
-            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
-            for blk in self.h:
-                x = blk(x)
-            return self.lm_head(self.ln_f(x))
-
-    class CharLSTM(nn.Module):
-        def __init__(self, d, h):
-            super().__init__()
-            self.wte, self.lstm = nn.Embedding(V, d), nn.LSTM(d, h, batch_first=True)
-            self.ln, self.head = nn.LayerNorm(h), nn.Linear(h, V)
-
-        def forward(self, idx):
-            return self.head(self.ln(self.lstm(self.wte(idx))[0]))
+    GPT, CharLSTM = modules(V, s["t"])
 
     def dense(lin, p):
         lin.weight.copy_(t_(p["w"]).T)
@@ -281,15 +245,28 @@ def _torch_runner(step, x, y):
 
 
 # --- the accuracy anchor and the whole run: configs/char_gpt.toml against PyTorch ---------------
-def anchor(text: str, *, iterations: int, out: Path) -> dict:
-    """configs/char_gpt.toml on ``text`` through the CLI (``python -m fnn train``, wall time of
-    the process) against the same model and recipe in PyTorch eager (this process, wall of its
-    training loop): both final models' mean cross-entropy over every non-overlapping window of
-    the same validation split (the file's last 10 %), so the two losses are measured alike."""
+def _measured(cmd, cwd) -> tuple[int, str, float, float]:
+    """Run ``cmd``: (exit status, its stderr's tail, wall s, the child's own peak RSS in MB)."""
     import subprocess
+    import tempfile
 
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(p.pid, 0)  # this child's rusage alone
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return p.returncode, err.read()[-500:], wall, usage.ru_maxrss / 1024
+
+
+def anchor(text: str, *, iterations: int, out: Path) -> dict:
+    """configs/char_gpt.toml on ``text`` through the CLI (``python -m fnn train``, wall time and
+    peak RSS of that process) against the same model and recipe in PyTorch eager (a child
+    process of NumPy and PyTorch only, ``benchlib/torch_sequence.py``: the wall of its training
+    loop, its peak RSS), from the same initial weights: both final models' mean cross-entropy
+    over every non-overlapping window of the same validation split (the file's last 10 %)."""
     import torch
-    from torch.nn import functional as F
 
     import fnn
     from fnn.data.text import load_text
@@ -300,13 +277,10 @@ def anchor(text: str, *, iterations: int, out: Path) -> dict:
             f"training.eval_interval={iterations // 8 if iterations % 8 == 0 else iterations}"]
     cmd = [sys.executable, "-m", "fnn", "train", str(root / "configs" / "char_gpt.toml"),
            "--out", str(run), "--overwrite", "--quiet"] + [a for v in sets for a in ("--set", v)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
-    fnn_wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(f"fnn train failed: {proc.stderr.strip()[-500:]}")
-    handle = fnn.load_run(run)
-    fnn_val = handle.evaluate(split="val")["loss"]
+    rc, err, fnn_wall, fnn_rss = _measured(cmd, root)
+    if rc:
+        raise SystemExit(f"fnn train failed: {err.strip()}")
+    fnn_val = fnn.load_run(run).evaluate(split="val")["loss"]
 
     data = load_text(text, block_size=T)  # the split fnn trained on
     v = data.vocab.size
@@ -317,45 +291,28 @@ def anchor(text: str, *, iterations: int, out: Path) -> dict:
         model = torch_model("gpt", s, fnn_net("gpt", s).init(jax.random.key(1337)))
     finally:
         V = V_saved
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": rest, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
-    warmup, lr, lr_min = 100, 1e-3, 1e-4
-
-    def rate(it):  # linear warmup, then cosine to lr_min over the iterations (nanoGPT's get_lr)
-        if it < warmup:
-            return lr * (it + 1) / warmup
-        ratio = (it - warmup) / max(1, iterations - warmup)
-        return lr_min + 0.5 * (1.0 + np.cos(np.pi * ratio)) * (lr - lr_min)
-
-    train = torch.tensor(data.train[0].astype(np.int64))
-    gen = torch.Generator().manual_seed(1337)
-    t0 = time.perf_counter()
-    for it in range(iterations):
-        ix = torch.randint(len(train) - T - 1, (B,), generator=gen)
-        xb = torch.stack([train[i:i + T] for i in ix])
-        yb = torch.stack([train[i + 1:i + T + 1] for i in ix])
-        for g in opt.param_groups:
-            g["lr"] = rate(it)
-        loss = F.cross_entropy(model(xb).reshape(-1, v), yb.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    torch_wall = time.perf_counter() - t0
     xv, yv = data.split("val")
-    with torch.no_grad():
-        losses = [F.cross_entropy(model(torch.tensor(xv[i:i + 256].astype(np.int64))).reshape(-1, v),
-                                  torch.tensor(yv[i:i + 256].astype(np.int64)).reshape(-1),
-                                  reduction="sum").item() for i in range(0, len(xv), 256)]
-    torch_val = sum(losses) / yv.size
+    torch.save(model.state_dict(), out / "anchor_weights.pt")
+    np.savez(out / "anchor_data.npz", train=data.train[0], xv=xv, yv=yv)
+    spec = {"weights": str(out / "anchor_weights.pt"), "data": str(out / "anchor_data.npz"),
+            "result": str(out / "anchor_torch.json"), "vocab": v, "block": T, "batch": B,
+            "iterations": iterations, "lr": 1e-3, "lr_min": 1e-4, "warmup": 100,
+            **s["gpt"]}
+    (out / "anchor_spec.json").write_text(json.dumps(spec))
+    rc, err, _, torch_rss = _measured(
+        [sys.executable, str(root / "scripts" / "benchlib" / "torch_sequence.py"),
+         str(out / "anchor_spec.json")], root)
+    if rc:
+        raise SystemExit(f"the PyTorch anchor failed: {err.strip()}")
+    t = json.loads((out / "anchor_torch.json").read_text())
     return {"text": str(text), "characters": int(data.train.size + data.val.size),
             "vocabulary": v, "iterations": iterations, "val_windows": int(len(xv)),
-            "fnn_val_loss": fnn_val, "torch_val_loss": torch_val,
-            "val_loss_difference": fnn_val - torch_val,
-            "fnn_cli_wall_s": fnn_wall, "torch_train_wall_s": torch_wall,
-            "wall_ratio_fnn_over_torch": fnn_wall / torch_wall}
+            "fnn_val_loss": fnn_val, "torch_val_loss": t["torch_val_loss"],
+            "val_loss_difference": fnn_val - t["torch_val_loss"],
+            "fnn_cli_wall_s": fnn_wall, "torch_train_wall_s": t["torch_train_wall_s"],
+            "wall_ratio_fnn_over_torch": fnn_wall / t["torch_train_wall_s"],
+            "fnn_peak_rss_mb": fnn_rss, "torch_peak_rss_mb": torch_rss,
+            "rss_ratio_fnn_over_torch": fnn_rss / torch_rss}
 
 
 def cpu_flags() -> str:
@@ -422,7 +379,9 @@ def main(argv=None) -> int:
         print(f"anchor: val loss fnn {a['fnn_val_loss']:.4f}, torch {a['torch_val_loss']:.4f}"
               f" (difference {a['val_loss_difference']:+.4f}); wall fnn CLI"
               f" {a['fnn_cli_wall_s']:.1f} s, torch {a['torch_train_wall_s']:.1f} s"
-              f" ({a['wall_ratio_fnn_over_torch']:.2f}x)", flush=True)
+              f" ({a['wall_ratio_fnn_over_torch']:.2f}x); peak RSS fnn {a['fnn_peak_rss_mb']:.0f}"
+              f" MB, torch {a['torch_peak_rss_mb']:.0f} MB ({a['rss_ratio_fnn_over_torch']:.2f}x)",
+              flush=True)
     (out / "sequence.json").write_text(json.dumps({"machine": machine, "results": results,
                                                    **extra}, indent=1) + "\n")
     (out / "sequence.md").write_text(markdown(results, machine))

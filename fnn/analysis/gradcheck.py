@@ -183,13 +183,18 @@ def _worst(stats) -> ErrorStats:
                       max(s.norm_rel for s in stats))
 
 
-def _leaf_paths(params) -> list[str]:
+def _leaf_paths(params, blocks=None) -> list[str]:
     """``layer<i>.<key>`` per leaf, in ``jax.tree.leaves`` order (a Residual's inner entries
-    add their index: ``layer3.0.w``)."""
+    add their index: ``layer3.0.w``; copy j of a Repeat at layer i: ``layer2[j].0.1.qkv.w``).
+    blocks: :meth:`~fnn.nn.protocol.Network.unrolled`'s, or None."""
     out = []
     for path, _ in jax.tree_util.tree_leaves_with_path(params):
         parts = [str(getattr(k, "idx", getattr(k, "key", k))) for k in path]
-        out.append(".".join([f"layer{parts[0]}"] + parts[1:]))
+        head = f"layer{parts[0]}"
+        if blocks is not None:
+            i, j = blocks[int(parts[0])]
+            head = f"layer{i}" if j is None else f"layer{i}[{j}]"
+        out.append(".".join([head] + parts[1:]))
     return out
 
 
@@ -211,10 +216,12 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
       backward: test hook — a replacement for the manual gradient function
         ``(net, loss, params, x, y) -> grads`` (float64 inputs), to show a broken gradient fails.
     Returns:
-      :class:`GradcheckReport`.
+      :class:`GradcheckReport`: one row per parameter leaf; a Repeat's stacked leaves give one
+      row per copy (``layer2[0].0.1.qkv.w``, ``layer2[1]...``: :meth:`Network.unrolled`).
     """
     loss = losses_mod.get(loss)
     net = as_network(net, params=params, x=x, mode="manual")
+    net, params, blocks = net.unrolled(params)  # a Repeat's copies: one row each
     with jax.enable_x64(True):
         net64 = net.replace(dtype="float64")
         p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
@@ -299,7 +306,7 @@ def gradcheck(net, loss, params, x, y, *, key=None, l1=0.0, l2=0.0, drop_rate=No
         floor = ZERO_FLOOR * max([float(np.linalg.norm(np.asarray(g))) for g in auto_leaves]
                                  + [0.0])
         reports = []
-        for li, (path, leaf) in enumerate(zip(_leaf_paths(p64), leaves)):
+        for li, (path, leaf) in enumerate(zip(_leaf_paths(p64, blocks), leaves)):
             idx = samples[li]
             man, fd, ok, moved = probes[li]
             reports.append(LeafReport(

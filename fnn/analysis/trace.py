@@ -18,6 +18,10 @@ dropout with a key) as ``loss_and_grad``, with X(0) = X (``trace.x``):
   inner tuple for a Residual); ``mask``: a Dropout layer's scaled mask.
 * Parameterless layers (pools, Flatten, Dropout, Activation) keep their rows: they show where the
   shapes change and how δ flows. A Residual block is one row (‖∂W‖ over every inner kernel).
+* A Repeat's copies are rows of their own (``layer`` its index, ``block`` the copy): the trace is
+  of :meth:`~fnn.nn.protocol.Network.unrolled`, the same function with the copies as layers, so
+  ``trace[k]`` counts them and ``trace.grads`` is shaped like the unrolled params (with dropout,
+  the unrolled chain's keys draw the masks).
   Slope / saturated / dead are those of :mod:`fnn.analysis.diagnostics`, for layers with an
   element-wise activation.
 
@@ -89,6 +93,7 @@ class BackpropTrace:
     loss_name: str = field(default="", metadata=dict(static=True))
     kinds: tuple = field(default=(), metadata=dict(static=True))
     network: str = field(default="", metadata=dict(static=True))
+    blocks: tuple = field(default=(), metadata=dict(static=True))  # (layer, copy or None)
 
     def __getitem__(self, i) -> LayerTrace:
         return self.layers[i]
@@ -110,7 +115,8 @@ class BackpropTrace:
         mean g'(Z) ("slope"), the fractions of saturated entries and dead units (see
         :mod:`fnn.diagnostics`) and the dropout keep fraction."""
         out = []
-        for i, (t, kind, act) in enumerate(zip(self.layers, self.kinds, self.activations)):
+        blocks = self.blocks or tuple((i, None) for i in range(len(self.layers)))
+        for k, (t, kind, act) in enumerate(zip(self.layers, self.kinds, self.activations)):
             a = jnp.asarray(t.a)
             has_params = bool(jax.tree.leaves(t.grads))
             w_grads = diag.weight_leaves(t.grads)
@@ -118,9 +124,10 @@ class BackpropTrace:
             z = None if t.z is None else jnp.asarray(t.z)
             biases = _bias_leaves(t.grads) if has_params else []
             out.append({
-                "layer": i,
+                "layer": blocks[k][0],
+                "block": blocks[k][1],
                 "type": kind,
-                "output": "x".join(str(d) for d in self.sizes[i + 1]),
+                "output": "x".join(str(d) for d in self.sizes[k + 1]),
                 "activation": act,
                 "|Z|": None if z is None else float(diag.frobenius(z)),
                 "|A|": float(diag.frobenius(a)),
@@ -142,7 +149,8 @@ class BackpropTrace:
         batch = int(np.shape(self.x)[0])
         head = (f"backprop trace: {self.loss_name} loss {float(self.loss):.6g}  batch {batch}  "
                 f"dtype {jnp.asarray(self.loss).dtype}\nnetwork {self.network}")
-        notes = ("layer: index in net.layers.  output: the layer's output shape (per example).  "
+        notes = ("layer: index in net.layers.  block: the copy of a Repeat.  output: the "
+                 "layer's output shape (per example).  "
                  "|.|: Frobenius norm (batch included).\nZ: the activation's input (layers with "
                  "an activation).  A: the layer's output.  delta: dL/dZ for layers with an "
                  "activation, else dL/d(output).\ndW: kernel (w) or normalization scale "
@@ -163,11 +171,13 @@ class BackpropTrace:
 
 def _without_unused_kept(rows: list, notes: str):
     """(rows, columns, notes) with the dropout "kept" column and its note dropped when no layer
-    had a mask."""
+    had a mask, and the "block" column and its note when no layer was a Repeat's copy."""
     cols = list(rows[0])
-    if all(r["kept"] is None for r in rows):
-        cols.remove("kept")
-        notes = notes.replace("  kept: dropout keep fraction.", "")
+    for col, note in (("kept", "  kept: dropout keep fraction."),
+                      ("block", "  block: the copy of a Repeat.")):
+        if all(r[col] is None for r in rows):
+            cols.remove(col)
+            notes = notes.replace(note, "")
     return rows, cols, notes
 
 
@@ -204,6 +214,8 @@ def backprop_trace(net, loss, params, x, y, *, key=None, drop_rate=None) -> Back
     loss = losses_mod.get(loss)
     net = as_network(net, params=params, x=x, mode="manual")
     net.check_params(params)
+    described = net.describe()
+    net, params, blocks = net.unrolled(params)  # a Repeat's copies: one row each
     x, y, _ = obj.prepare_batch(net, loss, x, y)
     y_hat, caches, _ = net.forward_state(params, net.init_state(), x, key=key,
                                          drop_rate=drop_rate)
@@ -218,4 +230,4 @@ def backprop_trace(net, loss, params, x, y, *, key=None, drop_rate=None) -> Back
     return BackpropTrace(layers=layers, loss=value, x=x, y=y,
                          sizes=sizes, activations=tuple(v.activation for v in views),
                          loss_name=loss.name, kinds=tuple(v.kind for v in views),
-                         network=net.describe())
+                         network=described, blocks=tuple(blocks or ()))

@@ -104,6 +104,9 @@ class AutodiffNetwork:
     def param_layers(self) -> tuple:
         return ()
 
+    def unrolled(self, params) -> tuple:
+        return self, params, None
+
     def layer_views(self, caches) -> tuple:
         return ()
 

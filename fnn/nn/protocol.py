@@ -23,7 +23,9 @@ Optional: ``flops(input_shape) -> int``, the forward FLOPs of one example in eva
 XLA's convention (a multiply-add is 2; exp, tanh, rsqrt are transcendentals, not FLOPs); a
 container layer counts only its own work (a Residual's addition), its inner layers count
 theirs. :mod:`fnn.nn.summary` uses it, and XLA's cost analysis of the layer's forward for a
-layer without it.
+layer without it. Optional: ``unroll(params) -> ((layer, params), ...)``, the same function as a
+chain of simpler layers (a Repeat: its n copies); the container's ``unrolled`` uses it so that
+gradcheck and the backprop trace show one row per block.
 
 Layers with an activation (Dense, Conv2D, Activation) also have ``activation`` (a name), ``act``
 (the :class:`fnn.nn.activations.Activation`), a cache with fields ``z`` (pre-activation) and
@@ -158,6 +160,12 @@ class Network(Protocol):
 
     def check_params(self, params) -> None:
         """One-line ValueError naming the layer if ``params`` do not fit."""
+
+    def unrolled(self, params) -> tuple[Any, Any, Optional[tuple]]:
+        """(network, params, blocks): the same function with its repeated blocks as layers of
+        their own, for one analysis row per block; ``blocks[k] = (i, j)``: entry k is copy j of
+        layer i (j None: layer i whole). ``(self, params, None)`` when there is nothing to
+        unroll or no layers to name."""
 
     def replace(self, **changes) -> "Network":
         """A copy with fields changed (``dtype="float64"`` for the float64 checks)."""

@@ -159,6 +159,22 @@ class Sequential:
         layers = fields.pop("layers")
         return Sequential(layers, **fields)
 
+    def unrolled(self, params) -> tuple:
+        """(network, params, blocks) with every layer that has ``unroll`` (a Repeat) replaced by
+        its copies; ``blocks[k] = (i, j)``: entry k is copy j of layer i (j None: layer i whole).
+        The same function of the same numbers; dropout keys are the unrolled chain's."""
+        layers, ps, blocks = [], [], []
+        for i, (layer, p) in enumerate(zip(self.layers, params)):
+            unroll = getattr(layer, "unroll", None)
+            pairs = unroll(p) if unroll is not None else ((layer, p),)
+            for j, (inner, q) in enumerate(pairs):
+                layers.append(inner)
+                ps.append(q)
+                blocks.append((i, None if unroll is None else j))
+        if all(j is None for _, j in blocks):
+            return self, params, tuple(blocks)
+        return self.replace(layers=tuple(layers)), tuple(ps), tuple(blocks)
+
     def describe(self) -> str:
         """A one-line summary: input shape, every layer (non-default fields), output shape and
         parameter count, e.g. ``(16, 16, 1) -> Conv2D(16, activation='relu') -> ... -> (5,)``."""

@@ -224,6 +224,9 @@ def test_gradcheck_and_inspect_take_token_batches(command):
     rc, out, err = run_cli(command, CONFIGS / "adder.toml", "--batch", "4")
     assert rc == 0, err
     if command == "gradcheck":
-        assert "layer2.0.1.qkv.w" in out and out.rstrip().splitlines()[-1].startswith("PASS")
+        # one row per block: the Repeat's two copies (configs/adder.toml: n = 2)
+        assert "layer2[0].0.1.qkv.w" in out and "layer2[1].0.1.qkv.w" in out
+        assert out.rstrip().splitlines()[-1].startswith("PASS")
     else:
         assert "Repeat" in out and "dtype float32" in out
+        assert sum("TransformerBlock" in ln for ln in out.splitlines()[3:]) == 2

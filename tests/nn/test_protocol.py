@@ -92,6 +92,9 @@ class SoftmaxRegression:
     def check_params(self, params):
         pass
 
+    def unrolled(self, params):
+        return self, params, None  # one linear map: no blocks to unroll
+
     def replace(self, **changes):
         new = SoftmaxRegression(*self.input_shape, *self.output_shape)
         object.__setattr__(new, "dtype", changes.get("dtype", self.dtype))

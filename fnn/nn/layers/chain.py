@@ -36,15 +36,24 @@ def layer_str(layer) -> str:
     """``Type(fields that differ from their defaults)``; a container shows its inner layers,
     ``Residual[Conv2D(8) -> BatchNorm()]``."""
     inner = inner_layers(layer)
-    if inner is not None:
-        return f"{type(layer).__name__}[" + " -> ".join(layer_str(x) for x in inner) + "]"
+    if inner is not None:  # its scalar fields too: Repeat(4)[TransformerBlock(4)]
+        head = type(layer).__name__ if not dataclasses.is_dataclass(layer) else _args(
+            layer, lambda v: isinstance(v, (bool, int, float, str)))
+        return head.removesuffix("()") + "[" + " -> ".join(layer_str(x) for x in inner) + "]"
     if not dataclasses.is_dataclass(layer):
         return type(layer).__name__
+    return _args(layer, lambda v: True)
+
+
+def _args(layer, keep) -> str:
+    """``Type(fields that differ from their defaults)``, of the fields whose value ``keep``s."""
     args = []
     for f in dataclasses.fields(layer):
         if not f.init or not f.repr:
             continue
         value = getattr(layer, f.name)
+        if not keep(value):
+            continue
         if f.name == "strides" and value == getattr(layer, "pool_size", None):
             continue  # a pool's default stride is its window
         if isinstance(value, tuple) and len(value) == 2 and value[0] == value[1]:

@@ -60,6 +60,12 @@ class Repeat:
         pairs = [self.layer.init(k, input_shape, dtype) for k in jax.random.split(key, self.n)]
         return _stack([p for p, _ in pairs]), _stack([s for _, s in pairs])
 
+    def unroll(self, params) -> tuple:
+        """The n copies as (layer, params) pairs, copy i's params every leaf's [i]: the same
+        function as a chain of n layers (the analysis shows one row per copy)."""
+        return tuple((self.layer, jax.tree.map(lambda a, i=i: a[i], params))
+                     for i in range(self.n))
+
     def init_state(self, input_shape, dtype):
         one = chain.init_state((self.layer,), (tuple(input_shape),), dtype)[0]
         return _stack([one] * self.n)
