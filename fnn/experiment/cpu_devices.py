@@ -31,7 +31,10 @@ The split changes float32 rounding only: the members' results agree with the uns
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # the annotation only: JAX is imported where it is used
+    import jax
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 # automatic split: a member's parameters x batch rows at least this (the Fashion-MNIST MLP's

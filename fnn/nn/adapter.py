@@ -21,7 +21,7 @@ the protocol.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import ClassVar, Optional
 
 import jax
 import jax.numpy as jnp
