@@ -195,6 +195,11 @@ class Trainer:
                              f" Embedding first)")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"training.batch_size: {batch_size!r}; expected an integer >= 1")
+        out = tuple(net.output_shape)
+        if len(out) != 2 or out[0] != windows.block_size:  # one next-token distribution a position
+            raise ValueError(f"network: output shape {out}; token windows of"
+                             f" {windows.block_size} need a ({windows.block_size}, vocabulary)"
+                             f" output, one next-token distribution per position")
         windows.check_rows(rows, "train split")
         if val_rows is not None:
             windows.check_rows(val_rows, "validation split")

@@ -308,33 +308,59 @@ def _cleanup_the_shared_run():
 # ---------------------------------------------------------------------------------------------
 # Layer stacks: any model.layers a user might write, on tabular, image and token data
 # ---------------------------------------------------------------------------------------------
-from fnn.experiment.layer_specs import TYPES  # noqa: E402
+from fnn.experiment.layer_specs import SPECS  # noqa: E402
 
-_FIELDS = ("units", "filters", "kernel_size", "pool_size", "strides", "padding", "activation",
-           "rate", "num_heads", "features", "n", "eps", "momentum", "return_sequences",
-           "mlp_ratio", "dropout", "name", "vocab_size", "max_len", "bogus")
-_small = st.one_of(st.integers(1, 4), st.integers(1, 4), _scalars,
-                   st.sampled_from(["relu", "same", "valid", "tanh", [2, 2], True]))
-_layer = st.recursive(
-    st.builds(lambda t, f: {"type": t, **f},
-              st.sampled_from([*TYPES, "bogus", "Dense", ""]),
-              st.dictionaries(st.sampled_from(_FIELDS), _small, max_size=3)),
-    lambda inner: st.one_of(
-        st.builds(lambda ls: {"type": "residual", "layers": ls}, st.lists(inner, max_size=2)),
-        st.builds(lambda ly, n: {"type": "repeat", "layer": ly, "n": n}, inner,
-                  st.integers(0, 3))),
-    max_leaves=4)
+# values each field accepts (mostly), so that a fair share of the stacks build and train
+_GOOD = {"units": [1, 2, 4], "filters": [1, 2, 4], "features": [2, 4], "num_heads": [1, 2],
+         "kernel_size": [1, 2, 3], "pool_size": [1, 2], "strides": [1, 2], "padding": ["same",
+         "valid"], "activation": ["relu", "tanh", "gelu"], "name": ["relu", "tanh"],
+         "rate": [0.0, 0.5], "dropout": [0.0, 0.1], "momentum": [0.9], "eps": [1e-5],
+         "return_sequences": [True, False], "mlp_ratio": [1, 2], "vocab_size": [4, 16],
+         "max_len": [4, 16], "n": [1, 2], "initializer": ["he_normal", "glorot_uniform"]}
+
+
+def _spec_layer(inner):
+    """One ``model.layers`` entry: a real type with its fields (mostly good values, sometimes a
+    hostile one, a missing required field or an unknown field), or a type that does not exist."""
+    def build(draw):
+        kind = draw(st.sampled_from([*SPECS, *SPECS, "bogus", "Dense", ""]))
+        spec = {"type": kind}
+        for name, (_, required) in SPECS.get(kind, ("", {}))[1].items():
+            if name == "layer":
+                spec[name] = draw(inner)
+            elif name == "layers":
+                spec[name] = draw(st.lists(inner, max_size=2))
+            elif required or draw(st.booleans()):
+                if draw(st.integers(0, 9)) == 0:
+                    if required and draw(st.booleans()):
+                        continue  # a required field left out
+                    spec[name] = draw(_scalars)
+                else:
+                    spec[name] = draw(st.sampled_from(_GOOD.get(name, [1])))
+        if draw(st.integers(0, 9)) == 0:
+            spec[draw(st.sampled_from(["bogus", "unit", "filter"]))] = draw(_scalars)
+        return spec
+    return st.composite(lambda draw: build(draw))()
+
+
+_leaf_layer = _spec_layer(st.just({"type": "dense", "units": 2}))
+_layer = st.one_of(_leaf_layer, _spec_layer(_leaf_layer))
 _DATA = {"tabular": {"name": "moons", "n_samples": 24},
          "images": {"name": "shapes", "n_samples": 24},
          "tokens": {"name": "adder", "digits": 1}}
+_FIRST = {"tabular": [], "images": [{"type": "conv2d", "filters": 2}],  # a start that fits
+          "tokens": [{"type": "embedding", "features": 4}]}
 
 
 @FUZZ
-@given(layers=st.lists(_layer, max_size=4), data=st.sampled_from(sorted(_DATA)))
-def test_fuzz_layer_stacks(layers, data):
+@given(layers=st.lists(_layer, max_size=4), data=st.sampled_from(sorted(_DATA)),
+       fitted=st.booleans())
+def test_fuzz_layer_stacks(layers, data, fitted):
     raw = C.deepcopy(BASE)
     raw["data"] = dict(_DATA[data])
-    raw["model"] = {"layers": layers}
+    raw["model"] = {"layers": (_FIRST[data] if fitted else []) + layers}
+    if data == "tokens":  # token data train for a number of steps
+        raw["training"] = {"iterations": 2, "eval_interval": 2, "batch_size": 4}
     with Workdir() as root:
         (root / "c.toml").write_text(_toml(raw))
         check(root, "train", "c.toml")

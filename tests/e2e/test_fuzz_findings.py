@@ -88,6 +88,24 @@ def test_bad_layer_stacks_are_one_line(tmp_path, layers, fragment):
     assert fragment in one_line_error(tmp_path, "train", "c.toml")
 
 
+@pytest.mark.parametrize("layers", [
+    [{"type": "embedding", "features": 4}, {"type": "embedding", "features": 4}],  # (T, 4, 4)
+    [{"type": "embedding", "features": 4}, {"type": "lstm", "units": 3,
+                                            "return_sequences": False}],        # (V,) alone
+])
+def test_a_token_stack_without_one_output_per_position_is_refused_before_writing(tmp_path,
+                                                                                  layers):
+    """Found by the layer-stack fuzz: on token windows, a stack whose output is not (T, V) got
+    through to the first step, after the run directory was written (exit 2 with files)."""
+    raw = C.deepcopy(TINY)
+    raw["data"] = {"name": "adder", "digits": 1}
+    raw["model"] = {"layers": layers}
+    raw["training"] = {"iterations": 2, "eval_interval": 2, "batch_size": 4}
+    (tmp_path / "c.toml").write_text(C.dumps(raw))
+    msg = one_line_error(tmp_path, "train", "c.toml")
+    assert "need a (3, vocabulary) output, one next-token distribution per position" in msg, msg
+
+
 @pytest.mark.parametrize("edit,fragment", [
     ({"model": {"hidden": [2] * 101}}, "model.hidden: 101 values; expected at most 100"),
     ({"model": {"hidden": [2**20]}}, "model.hidden: 1048576 out of range; expected <= 65536"),
