@@ -48,22 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn.experiment.checkpoint_format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    HISTORY_PREFIX,
-    META,
-    NAME_RE,
-    STATE_PREFIX,
-    CheckpointError,
-    CheckpointWarning,
-    filename,
-    flatten,
-    is_key,
-    open_checkpoint,
-    read_header,
-    restore_leaf,
-    shape_dtype,
-    to_host,
+    FORMAT_NAME, FORMAT_VERSION, HISTORY_PREFIX, META, NAME_RE, STATE_PREFIX, CheckpointError,
+    CheckpointWarning, filename, flatten, is_checkpoint, is_key, open_checkpoint, read_header,
+    restore_leaf, shape_dtype, to_host,
 )
 from fnn.util import fileio
 
@@ -138,9 +125,13 @@ def save(directory: PathLike, state, history: Optional[dict] = None, *, epoch: i
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / filename(epoch)
+    if final.is_file() and not is_checkpoint(final):  # damaged, or a user's: kept, not replaced
+        kept = fileio.move_aside(final, ".corrupt")
+        warnings.warn(f"checkpoint {final.name}: not a readable checkpoint; kept as {kept.name}",
+                      CheckpointWarning, stacklevel=2)
     fileio.atomic_write(final, lambda f: np.savez(f, **arrays))
-    if keep is not None:
-        older = sorted((e, p) for e, p in _listing(directory) if e < epoch)
+    if keep is not None:  # pruned: fnn's own older checkpoints only
+        older = sorted((e, p) for e, p in _listing(directory) if e < epoch and is_checkpoint(p))
         for _, p in older[: max(0, len(older) - (keep - 1))]:
             try:
                 p.unlink()

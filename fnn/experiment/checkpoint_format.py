@@ -112,6 +112,17 @@ def open_checkpoint(path: pathlib.Path):
             f"checkpoint {path.name}: not an fnn checkpoint or truncated ({err})") from None
 
 
+def is_checkpoint(path: pathlib.Path) -> bool:
+    """Whether ``path`` opens as an fnn checkpoint with a header (not a full CRC check): what
+    may be replaced or pruned; anything else at a checkpoint's name is a user's, or damaged."""
+    try:
+        with open_checkpoint(path) as npz:
+            read_header(npz, path.name, check_version=False)
+    except (CheckpointError, OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return False
+    return True
+
+
 def restore_leaf(arr: np.ndarray, info: dict, template_leaf, name: str, path: str):
     if info.get("view"):
         arr = arr.view(jnp.dtype(info["dtype"]))

@@ -87,6 +87,18 @@ def is_stale_temp(path: PathLike) -> bool:
     return False
 
 
+def move_aside(path: PathLike, suffix: str) -> pathlib.Path:
+    """Rename ``path`` to ``<name><suffix>`` (``<name><suffix>.1``, ... if taken), so that a
+    file about to be replaced is kept; returns the new path."""
+    path = pathlib.Path(path)
+    new, n = path.with_name(path.name + suffix), 0
+    while new.exists():
+        n += 1
+        new = path.with_name(f"{path.name}{suffix}.{n}")
+    os.rename(path, new)
+    return new
+
+
 def remove_stale_temps(directory: PathLike) -> None:
     """Remove the temp files that dead processes left in ``directory`` (not recursive)."""
     d = pathlib.Path(directory)

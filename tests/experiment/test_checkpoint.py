@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import warnings
 import zipfile
 
 import jax
@@ -400,3 +401,37 @@ def test_bad_save_arguments_write_nothing(tmp_path, kwargs, expected):
     with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace(".", r"\.")):
         checkpoint.save(tmp_path / "run", make_state(), None, **kwargs)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("blob", [b"the user's own notes\n", b"", b"PK\x03\x04 torn zip", None])
+def test_a_save_never_replaces_what_is_not_a_checkpoint(tmp_path, blob):
+    """Found by the --resume fuzz: a damaged file at a checkpoint's name (skipped by ``latest``)
+    was overwritten when the resumed run saved that epoch again. It is kept beside it."""
+    target = tmp_path / checkpoint.filename(2)
+    if blob is not None:
+        target.write_bytes(blob)
+    else:  # a good checkpoint of the same epoch is replaced, as before
+        checkpoint.save(tmp_path, make_state(seed=1), make_history(), epoch=2)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        checkpoint.save(tmp_path, make_state(), make_history(), epoch=2)
+    kept = tmp_path / (target.name + ".corrupt")
+    assert checkpoint.latest(tmp_path) == target
+    if blob is None:
+        assert not kept.exists() and not [w for w in seen if w.category is CheckpointWarning]
+    else:
+        assert kept.read_bytes() == blob
+        assert [str(w.message) for w in seen if w.category is CheckpointWarning] == [
+            f"checkpoint {target.name}: not a readable checkpoint; kept as {kept.name}"]
+        checkpoint.save(tmp_path, make_state(), make_history(), epoch=2)  # no second copy
+        assert sorted(p.name for p in tmp_path.iterdir()) == [target.name, kept.name]
+
+
+def test_pruning_deletes_only_checkpoints(tmp_path):
+    """``keep``: the oldest of fnn's checkpoints go; a user's file at a checkpoint name stays."""
+    checkpoint.save(tmp_path, make_state(), make_history(), epoch=1)
+    (tmp_path / checkpoint.filename(2)).write_text("not fnn's\n")
+    checkpoint.save(tmp_path, make_state(), make_history(), epoch=3)
+    checkpoint.save(tmp_path, make_state(), make_history(), epoch=4, keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.filename(2),
+                                                          checkpoint.filename(4)]
