@@ -423,3 +423,27 @@ def test_fuzz_predict_on_runs_and_artifacts(target, kind, n, width, dtype, cells
             (root / "in.npz").write_bytes(_npz_bytes({"x": a}, None, False))
         argv = ["predict", target, f"in.{kind}", "--output", "p.csv"]
         check(root, *argv, *(["--member", member] if member else []))
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-device runs: device counts, batch sizes, members and accumulation that may not divide
+# ---------------------------------------------------------------------------------------------
+def test_fuzz_multi_device_runs(tmp_path):
+    """The property over runs on four CPU devices: parallel.devices (also more than exist or
+    negative), batch sizes and member counts the devices do not divide, accumulation, the
+    members' split over host devices. In a child process (the device count is fixed when JAX
+    starts): tests/e2e/fuzz_devices_worker.py."""
+    import subprocess
+    import sys
+
+    from cli_helpers import subprocess_env
+
+    env = subprocess_env(tmp_path / "cache")
+    env["XLA_FLAGS"] = (os.environ.get("FNN_ORIGINAL_XLA_FLAGS", "") +
+                        " --xla_force_host_platform_device_count=4").strip()
+    env["FNN_FUZZ_EXAMPLES"] = str(EXAMPLES)
+    worker = Path(__file__).with_name("fuzz_devices_worker.py")
+    proc = subprocess.run([sys.executable, str(worker)], env=env, capture_output=True, text=True,
+                          timeout=3000)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert f"examples {EXAMPLES}" in proc.stdout, proc.stdout
