@@ -1,5 +1,7 @@
-"""Fuzzing the CLI's boundaries (issue 17): generated configs, ``--set`` strings, CSV/NPZ/IDX
-files and corrupted run directories, run in-process through ``fnn.cli.main``.
+"""Fuzzing the CLI's boundaries (issues 17 and 23): generated configs, ``--set`` strings, CSV/NPZ/IDX
+files, layer stacks, corrupted run directories, damaged runs to ``fnn compare``, inputs to
+``fnn predict`` on runs and exported models, run in-process through ``fnn.cli.main``; and
+multi-device runs, in a child with four CPU devices (``fuzz_devices_worker.py``).
 
 The property, for every input: the exit status is 0, 1 or 2 (3 is a bug: an internal error);
 no traceback reaches stderr; exit 2 means one message on stderr (one line, or ConfigError's

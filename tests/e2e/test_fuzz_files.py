@@ -11,7 +11,7 @@ asked to replace that run) is lost or changed.
 Hypothesis runs derandomized (tests/conftest.py). Examples per test: $FNN_FUZZ_EXAMPLES
 (default 8, well under half a minute in all). For the issue's campaign:
 
-    FNN_FUZZ_EXAMPLES=200 python -m pytest tests/test_fuzz_files.py -q
+    FNN_FUZZ_EXAMPLES=1000 python -m pytest tests/e2e/test_fuzz_files.py -q
 """
 from __future__ import annotations
 
