@@ -18,12 +18,12 @@ dropout with a key) as ``loss_and_grad``, with X(0) = X (``trace.x``):
   inner tuple for a Residual); ``mask``: a Dropout layer's scaled mask.
 * Parameterless layers (pools, Flatten, Dropout, Activation) keep their rows: they show where the
   shapes change and how δ flows. A Residual block is one row (‖∂W‖ over every inner kernel).
+  Slope / saturated / dead are those of :mod:`fnn.analysis.diagnostics`, for layers with an
+  element-wise activation.
 * A Repeat's copies are rows of their own (``layer`` its index, ``block`` the copy): the trace is
   of :meth:`~fnn.nn.protocol.Network.unrolled`, the same function with the copies as layers, so
   ``trace[k]`` counts them and ``trace.grads`` is shaped like the unrolled params (with dropout,
   the unrolled chain's keys draw the masks).
-  Slope / saturated / dead are those of :mod:`fnn.analysis.diagnostics`, for layers with an
-  element-wise activation.
 
 Nothing here computes a formula: the values are the network's forward caches, its
 :meth:`~fnn.nn.protocol.Network.layer_views` and the deltas and gradients of

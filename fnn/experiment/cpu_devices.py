@@ -113,7 +113,7 @@ def work(net, batch_size: int) -> int:
         return 0
     import jax
 
-    net = net() if callable(net) and not hasattr(net, "init") else net
+    net = net() if callable(net) else net  # networks are not callable; a builder is
     shapes = jax.eval_shape(net.init, jax.random.key(0))
     return batch_size * sum(int(a.size) for a in jax.tree.leaves(shapes))
 

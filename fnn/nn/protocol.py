@@ -164,8 +164,9 @@ class Network(Protocol):
     def unrolled(self, params) -> tuple[Any, Any, Optional[tuple]]:
         """(network, params, blocks): the same function with its repeated blocks as layers of
         their own, for one analysis row per block; ``blocks[k] = (i, j)``: entry k is copy j of
-        layer i (j None: layer i whole). ``(self, params, None)`` when there is nothing to
-        unroll or no layers to name."""
+        layer i (j None: layer i whole). ``self`` and ``params`` themselves when there is
+        nothing to unroll; ``blocks`` None for a network without layers to name (a user's
+        ``init``/``apply`` object)."""
 
     def replace(self, **changes) -> "Network":
         """A copy with fields changed (``dtype="float64"`` for the float64 checks)."""
