@@ -2,14 +2,21 @@
 
 The layout and layer work moves code around without changing arithmetic, so the final parameters
 of a short run at the config's own seed must stay **bitwise** the same. The pins live in
-``tests/pins/<config>.json`` (per ``state.params`` leaf of the final checkpoint: its
-sha256, three moments and its first values) with the
-fingerprint of the machine that wrote them (JAX version, CPU architecture and instruction-set
-flags). On a machine with the same fingerprint the comparison is bitwise; elsewhere XLA may pick
-other kernels, so it is to 1e-5 relative (a real change of the math moves parameters far more).
+``tests/pins/<config>.json``: for each machine that wrote them, keyed by its fingerprint (JAX
+version, CPU architecture and instruction-set flags), per ``state.params`` leaf of the final
+checkpoint its sha256, three moments and its first values. On a machine whose fingerprint is
+pinned the comparison is bitwise. Elsewhere XLA may pick other kernels (AVX2 and AVX-512 round
+differently), so it is a tolerant one against the closest pinned machine: every moment and first
+value to ``fallback_rtol`` relative to the leaf's own scale (its root mean square, its sum of
+absolute values), so that a bias that is rounding noise near 1e-9 is not held to 1e-5 of
+itself. ``fallback_rtol`` is 1e-5, or ten times the spread seen between the pinned machines
+where that is larger (a full Fashion-MNIST epoch drifts 3e-3 between an AVX2 and an AVX-512
+EPYC); a real change of the math moves parameters far more.
 
-Regenerate after a deliberate change of the arithmetic (say why in the commit):
-``FNN_REGEN_PINS=1 python -m pytest tests/e2e/test_pinned.py``.
+Regenerate after a deliberate change of the arithmetic (say why in the commit), on each kind of
+machine, or add this machine's pins beside the others':
+``FNN_REGEN_PINS=1 python -m pytest tests/e2e/test_pinned.py`` (replaces this machine's entry,
+keeps the others; ``FNN_REGEN_PINS=reset`` drops them).
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ import jax
 import numpy as np
 import pytest
 
-from cli_helpers import (CONFIGS, TEXT_CONFIGS, assert_bitwise_equal, checkpoint_arrays,
+from cli_helpers import (CONFIGS, TEXT_CONFIGS, checkpoint_arrays,
                          final_checkpoint, params_of, run_cli, shrink_args, write_text_file)
 
 PINS = Path(__file__).resolve().parents[1] / "pins"
@@ -32,17 +39,72 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 NAMES = sorted(p.stem for p in CONFIGS.glob("*.toml"))
 
 
-def fingerprint() -> str:
-    flags = ""
+def cpu_flags() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
-                flags = " ".join(sorted(line.split(":", 1)[1].split()))
-                break
+                return " ".join(sorted(line.split(":", 1)[1].split()))
     except OSError:
         pass
-    text = f"jax {jax.__version__} {platform.machine()} {flags}"
+    return ""
+
+
+def fingerprint() -> str:
+    text = f"jax {jax.__version__} {platform.machine()} {cpu_flags()}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cpu_description() -> str:
+    """The CPU model and its widest vector extension, for a reader of the pin files."""
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in
+                      Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    flags = cpu_flags().split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model or platform.processor() or platform.machine()} ({isa}), jax {jax.__version__}"
+
+
+def read_pin(path: Path) -> dict:
+    """A pin file as {"machines": {fingerprint: {"cpu", "leaves"}}, "fallback_rtol"}; the
+    one-machine layout written before (``fingerprint``, ``leaves``) reads as one entry."""
+    data = json.loads(path.read_text())
+    if "machines" not in data:
+        data = {"machines": {data["fingerprint"]: {"cpu": "unrecorded",
+                                                   "leaves": data["leaves"]}}}
+    data.setdefault("fallback_rtol", FALLBACK_RTOL)
+    return data
+
+
+FALLBACK_RTOL = 1e-5
+
+
+def _scales(pin: dict) -> tuple[np.ndarray, float]:
+    """(per-moment scale, per-value scale) of a leaf pin: |f| summed, f² summed, |f| summed;
+    the root mean square."""
+    s1, s2, s_abs = pin["moments"]
+    n = max(1, int(np.prod(pin["shape"])))
+    return np.array([s_abs, s2, s_abs]), float(np.sqrt(s2 / n))
+
+
+def relative_gap(got: dict, want: dict) -> float:
+    """The largest difference of two leaf pins' moments and first values, each relative to the
+    pinned leaf's own scale (:func:`_scales`)."""
+    m_scale, v_scale = _scales(want)
+    dm = np.abs(np.subtract(got["moments"], want["moments"])) / np.maximum(m_scale, 1e-30)
+    head_w = np.asarray(want["head"])
+    dv = np.abs(np.asarray(got["head"]) - head_w) / np.maximum(np.abs(head_w) + v_scale, 1e-30)
+    return float(max(dm.max(initial=0.0), dv.max(initial=0.0)))
+
+
+def spread(machines: dict) -> float:
+    """The largest :func:`relative_gap` between the leaves of any two pinned machines."""
+    entries = list(machines.values())
+    return max((relative_gap(a["leaves"][k], b["leaves"][k]) for i, a in enumerate(entries)
+                for b in entries[i + 1:] for k in a["leaves"] if k in b["leaves"]), default=0.0)
 
 
 def leaf_pin(v: np.ndarray) -> dict:
@@ -78,27 +140,37 @@ def test_short_run_parameters_are_pinned(tmp_path, name):
     if "fashion" in text and not FASHION.is_dir():
         pytest.skip("Fashion-MNIST files not installed")
     got = final_params(tmp_path, name)
-    pin = PINS / f"{name}.npz"
     pin = PINS / f"{name}.json"
-    if os.environ.get("FNN_REGEN_PINS") == "1":
+    here = fingerprint()
+    regen = os.environ.get("FNN_REGEN_PINS", "")
+    if regen in ("1", "reset"):
         PINS.mkdir(exist_ok=True)
-        pin.write_text(json.dumps({"fingerprint": fingerprint(),
-                                   "leaves": {k: leaf_pin(v) for k, v in got.items()}},
+        machines = {} if regen == "reset" or not pin.exists() else read_pin(pin)["machines"]
+        machines[here] = {"cpu": cpu_description(),
+                          "leaves": {k: leaf_pin(v) for k, v in got.items()}}
+        rtol = max(FALLBACK_RTOL, float(f"{10 * spread(machines):.2g}"))
+        pin.write_text(json.dumps({"fallback_rtol": rtol, "machines": machines},
                                   indent=1, sort_keys=True) + "\n")
-        pytest.skip(f"wrote {pin}")
+        pytest.skip(f"wrote {pin} ({len(machines)} machines, fallback_rtol {rtol:g})")
     assert pin.exists(), f"no pin for {name}: run FNN_REGEN_PINS=1 python -m pytest {__file__}"
-    want = json.loads(pin.read_text())
-    assert sorted(got) == sorted(want["leaves"]), name
-    same_machine = want["fingerprint"] == fingerprint()
-    for k, v in got.items():
-        w = want["leaves"][k]
-        assert [v.dtype.name, list(v.shape)] == [w["dtype"], w["shape"]], k
-        if same_machine:
+    want = read_pin(pin)
+    machines = want["machines"]
+    for entry in machines.values():
+        assert sorted(got) == sorted(entry["leaves"]), name
+    if here in machines:  # a pinned machine: bitwise
+        for k, v in got.items():
+            w = machines[here]["leaves"][k]
+            assert [v.dtype.name, list(v.shape)] == [w["dtype"], w["shape"]], k
             assert hashlib.sha256(v.tobytes()).hexdigest() == w["sha256"], (
                 f"{name}: {k} is no longer bitwise the pinned value: got {leaf_pin(v)['head']}"
                 f" want {w['head']}")
-        else:
-            np.testing.assert_allclose(leaf_pin(v)["moments"], w["moments"], rtol=1e-5,
-                                       err_msg=k)
-            np.testing.assert_allclose(leaf_pin(v)["head"], w["head"], rtol=1e-5, atol=1e-6,
-                                       err_msg=k)
+        return
+    # another machine: within fallback_rtol of the closest pinned one
+    gaps = {fp: max(relative_gap(leaf_pin(v), e["leaves"][k]) for k, v in got.items())
+            for fp, e in machines.items()}
+    closest = min(gaps, key=gaps.get)
+    assert gaps[closest] <= want["fallback_rtol"], (
+        f"{name}: this machine ({cpu_description()}, fingerprint {here}) is not pinned, and its"
+        f" parameters differ from the closest pinned machine's ({machines[closest]['cpu']}) by"
+        f" {gaps[closest]:.3g} of their scale (allowed {want['fallback_rtol']:g}); if the"
+        f" arithmetic is unchanged, add this machine: FNN_REGEN_PINS=1 python -m pytest {__file__}")
