@@ -10,8 +10,10 @@ differently), so it is a tolerant one against the closest pinned machine: every 
 value to ``fallback_rtol`` relative to the leaf's own scale (its root mean square, its sum of
 absolute values), so that a bias that is rounding noise near 1e-9 is not held to 1e-5 of
 itself. ``fallback_rtol`` is 1e-5, or ten times the spread seen between the pinned machines
-where that is larger (a full Fashion-MNIST epoch drifts 3e-3 between an AVX2 and an AVX-512
-EPYC); a real change of the math moves parameters far more.
+where that is larger (the Fashion CNN's short run drifts 3e-4 between an AVX2 and an AVX-512
+EPYC); a real change of the math moves parameters far more. A config whose run is chaotic across
+CPUs (the Fashion MLP's epoch of Adam with dropout drifts 0.19 of its scale) has no tolerant
+check: on a machine that is not pinned it is skipped, with the command that adds the machine.
 
 Regenerate after a deliberate change of the arithmetic (say why in the commit), on each kind of
 machine, or add this machine's pins beside the others':
@@ -80,6 +82,8 @@ def read_pin(path: Path) -> dict:
 
 
 FALLBACK_RTOL = 1e-5
+#: A config whose runs differ more than this between pinned CPUs is checked bitwise only.
+MEANINGFUL_RTOL = 1e-2
 
 
 def _scales(pin: dict) -> tuple[np.ndarray, float]:
@@ -149,9 +153,10 @@ def test_short_run_parameters_are_pinned(tmp_path, name):
         machines[here] = {"cpu": cpu_description(),
                           "leaves": {k: leaf_pin(v) for k, v in got.items()}}
         rtol = max(FALLBACK_RTOL, float(f"{10 * spread(machines):.2g}"))
+        rtol = None if rtol > MEANINGFUL_RTOL else rtol  # chaotic across CPUs: bitwise only
         pin.write_text(json.dumps({"fallback_rtol": rtol, "machines": machines},
                                   indent=1, sort_keys=True) + "\n")
-        pytest.skip(f"wrote {pin} ({len(machines)} machines, fallback_rtol {rtol:g})")
+        pytest.skip(f"wrote {pin} ({len(machines)} machines, fallback_rtol {rtol})")
     assert pin.exists(), f"no pin for {name}: run FNN_REGEN_PINS=1 python -m pytest {__file__}"
     want = read_pin(pin)
     machines = want["machines"]
@@ -166,6 +171,11 @@ def test_short_run_parameters_are_pinned(tmp_path, name):
                 f" want {w['head']}")
         return
     # another machine: within fallback_rtol of the closest pinned one
+    if want["fallback_rtol"] is None:
+        pytest.skip(f"{name}: this machine ({cpu_description()}) is not pinned, and this"
+                    f" config's short run drifts by {spread(machines):.2g} of its scale between"
+                    f" the pinned CPUs, too far for a tolerant check; add this machine:"
+                    f" FNN_REGEN_PINS=1 python -m pytest {__file__}")
     gaps = {fp: max(relative_gap(leaf_pin(v), e["leaves"][k]) for k, v in got.items())
             for fp, e in machines.items()}
     closest = min(gaps, key=gaps.get)
@@ -174,3 +184,28 @@ def test_short_run_parameters_are_pinned(tmp_path, name):
         f" parameters differ from the closest pinned machine's ({machines[closest]['cpu']}) by"
         f" {gaps[closest]:.3g} of their scale (allowed {want['fallback_rtol']:g}); if the"
         f" arithmetic is unchanged, add this machine: FNN_REGEN_PINS=1 python -m pytest {__file__}")
+
+
+@pytest.mark.parametrize("change, low, high", [
+    (lambda f: f, 0.0, 0.0),                                   # the same leaf
+    (lambda f: f + np.where(np.arange(f.size) == 0, 2e-9, 0), 0.0, 1e-7),  # noise on a ~0 entry
+    (lambda f: f * (1 + 1e-6), 5e-7, 2e-6),                    # rounding-sized drift
+    (lambda f: f * 1.01, 5e-3, 3e-2),                          # a real change
+])
+def test_relative_gap_is_scaled_by_the_leaf(change, low, high):
+    """The tolerant check measures a difference against the leaf's scale, not against an entry
+    that is itself rounding noise (a bias of -1.9e-9 against -3.7e-9 is no change at all)."""
+    f = np.array([-3.7e-9, 4.2e-4, 2.9e-2, -0.5, 0.25], np.float32)
+    gap = relative_gap(leaf_pin(change(f).astype(np.float32)), leaf_pin(f))
+    assert low <= gap <= high
+
+
+def test_spread_and_read_pin_of_the_one_machine_layout(tmp_path):
+    f = np.linspace(-1, 1, 9, dtype=np.float32)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"fingerprint": "abc", "leaves": {"w": leaf_pin(f)}}))
+    pin = read_pin(old)
+    assert list(pin["machines"]) == ["abc"] and pin["fallback_rtol"] == FALLBACK_RTOL
+    assert spread(pin["machines"]) == 0.0
+    pin["machines"]["def"] = {"cpu": "x", "leaves": {"w": leaf_pin(f * np.float32(1.001))}}
+    assert 5e-4 < spread(pin["machines"]) < 2e-3
