@@ -103,6 +103,17 @@ def run_cli(*argv) -> tuple[int, str, str]:
 # ---------------------------------------------------------------------------------------------
 # Subprocesses
 # ---------------------------------------------------------------------------------------------
+def child_xla_flags(devices: int | None = None) -> str:
+    """XLA_FLAGS for a child process: this session's (tests/conftest.py's cheap compile
+    settings, 3x faster to compile, the same arithmetic), plus ``devices`` forced CPU devices.
+    A test whose claim is about the programs users run (bitwise at XLA's default optimization)
+    passes ``FNN_ORIGINAL_XLA_FLAGS`` instead."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if devices:
+        flags += f" --xla_force_host_platform_device_count={devices}"
+    return flags.strip()
+
+
 def subprocess_env(cache_dir: Path) -> dict:
     """Environment of an ``fnn`` subprocess: this checkout importable, a private JAX cache."""
     env = dict(os.environ)

@@ -130,15 +130,16 @@ def _run_readme_command(command: str, tmp_path: Path) -> None:
     import shlex
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from cli_helpers import SHRINK
+    from cli_helpers import SHRINK, child_xla_flags
     from model_runs import FASHION_DIR
 
     words = shlex.split(command)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), FNN_COMPILATION_CACHE="0")
-    env.pop("XLA_FLAGS", None)
+    # the commands as written, compiled with the suite's cheap settings (child_xla_flags)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FNN_COMPILATION_CACHE="0",
+               XLA_FLAGS=child_xla_flags())
     while "=" in words[0] and not words[0].startswith("-"):  # VAR=value prefixes
         key, _, value = words.pop(0).partition("=")
-        env[key] = value
+        env[key] = f"{env[key]} {value}" if key == "XLA_FLAGS" else value
     assert words[0] == "fnn", command
     config = next(Path(w).stem for w in words if w.endswith(".toml"))
     extra = [a for item in SHRINK.get(config, ["training.epochs=2"]) for a in ("--set", item)]
@@ -148,7 +149,7 @@ def _run_readme_command(command: str, tmp_path: Path) -> None:
         extra += ["--set", f"data.path={FASHION_DIR}", "--set", "data.n_samples=512"]
     if "parallel.devices=4" in command and "XLA_FLAGS" not in command:
         # "one device per GPU": a CPU runner has one device, so four are forced
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+        env["XLA_FLAGS"] = child_xla_flags(4)
     if "--out" not in words:
         extra += ["--out", str(tmp_path / "run")]
     proc = subprocess.run([sys.executable, "-m", "fnn", *words[1:], *extra], cwd=tmp_path,

@@ -25,7 +25,7 @@ from fnn import layers as L
 from fnn import optim
 from fnn.engine import EarlyStopping, Trainer
 from cli_helpers import finish_process as _finish
-from cli_helpers import (REPO, assert_bitwise_equal, checkpoint_arrays, final_checkpoint,
+from cli_helpers import (REPO, assert_bitwise_equal, child_xla_flags, checkpoint_arrays, final_checkpoint,
                          newest_epoch, read_summary, run_cli, spawn,
                          wait_for_epoch, write_config)
 
@@ -148,7 +148,7 @@ def test_cnn_sweep_of_two_seeds_is_one_vmapped_program(work):
 
 @pytest.mark.slow
 def test_data_parallel_on_four_devices_equals_one_with_global_batchnorm_statistics():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    env = dict(os.environ, XLA_FLAGS=child_xla_flags(4),
                FNN_COMPILATION_CACHE="0",
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "sequential_parallel_worker.py")],
