@@ -9,6 +9,8 @@ Modules, each one concept:
 * :mod:`~fnn.engine.step` — ``step(state, batch) -> (state, metrics)`` and its NaN guard;
 * :mod:`~fnn.engine.device_data` — data on the device and the checks that data fit a network;
 * :mod:`~fnn.engine.epoch` — one epoch and the scan over epochs, as module functions;
+* :mod:`~fnn.engine.options` — the Trainer's arguments as records: :class:`Loop`,
+  :class:`Numerics`, :class:`Monitor`;
 * :mod:`~fnn.engine.trainer` — :class:`Trainer`: compiles them; ``train(key, hparams) ->
   (state, history)``, sweeps as ``vmap``, chunked runs;
 * :mod:`~fnn.engine.summary` — host-side summaries of finished runs;
@@ -27,6 +29,7 @@ __getattr__, __dir__ = exports(__name__, {
     "fnn.engine.device_data": ("DeviceData", "as_data", "check_data"),
     "fnn.engine.early_stopping": ("EarlyStopping",),
     "fnn.engine.hparams": ("HPARAM_NAMES", "HParams"),
+    "fnn.engine.options": ("Loop", "Monitor", "Numerics"),
     "fnn.engine.state": ("EarlyStopState", "TrainState"),
     "fnn.engine.step": ("NAN_GUARDS", "check_nan_guard", "make_train_step", "train_step_fn"),
     "fnn.engine.summary": ("members_summary", "summarize"),
@@ -36,5 +39,6 @@ __getattr__, __dir__ = exports(__name__, {
 __all__ = [
     "HParams", "HPARAM_NAMES", "EarlyStopState", "TrainState", "EarlyStopping", "NAN_GUARDS",
     "check_nan_guard", "train_step_fn", "make_train_step", "DeviceData", "as_data",
-    "check_data", "Trainer", "OptimizerLike", "summarize", "members_summary",
+    "check_data", "Trainer", "OptimizerLike", "summarize", "members_summary", "Loop", "Numerics",
+    "Monitor",
 ]

@@ -42,18 +42,17 @@ import numpy as np
 from fnn import optim
 from fnn.engine import epoch as epoch_mod
 from fnn.engine import hparams as hp_mod
+from fnn.engine import options
 from fnn.engine import parallel
-from fnn.engine.accumulate import check_accumulate
 from fnn.nn.precision import check_precision
 from fnn.engine.device_data import DeviceData, as_data, check_data
-from fnn.engine.early_stopping import EarlyStopping
 from fnn.engine.evaluation import Evaluator
 from fnn.engine.hparams import HParams
+from fnn.engine.options import Loop, Monitor, Numerics
 from fnn.engine.state import TrainState
-from fnn.engine.step import check_drop_rate, check_nan_guard, train_step_fn
+from fnn.engine.step import check_drop_rate, train_step_fn
 from fnn.engine.windows import Windows
 from fnn.nn import losses as losses_mod
-from fnn.nn import objective as obj
 from fnn.nn.adapter import as_network, check_manual, num_outputs
 
 Array = jax.Array
@@ -65,51 +64,43 @@ class Trainer:
     """A compiled training run: ``train(key, hparams) -> (state, history)``.
 
     Args:
-      net: :class:`fnn.MLP`.  loss: loss name.
+      net: a :class:`~fnn.nn.protocol.Network` (:class:`fnn.Sequential`, :func:`fnn.MLP`), or
+        an object with ``init(key)`` / ``apply(params, x)`` (wrapped once, here).
+      loss: loss name.
       optimizer: an :class:`fnn.optim.Optimizer`, or a factory ``hparams -> Optimizer`` (needed
         to sweep learning_rate / weight_decay: the factory receives traced values).
       data: a dataset with ``x_train, y_train, x_val, y_val`` (x_val may be None: then the
-        "validation" metrics are computed on the training split), or a tuple (x, y[, xv, yv]).
-      epochs: epochs per run (static).  batch_size: B (static).
-      grad: "manual" | "autodiff".
+        "validation" metrics are computed on the training split), or a tuple (x, y[, xv, yv]);
+        with ``loop.windows``, (train rows, val rows) of int token ids (rows, length).
+      loop: a :class:`~fnn.engine.options.Loop`: epochs (rounds, with windows), batch_size,
+        accumulate, early_stopping, windows.
+      numerics: a :class:`~fnn.engine.options.Numerics`: grad ("manual" | "autodiff"),
+        precision ("full" | "bfloat16"), nan_guard ("halt" | "revert" | "off"; see
+        :func:`train_step_fn`).
+      monitor: a :class:`~fnn.engine.options.Monitor`: progress (None, a callable
+        ``(epoch, metrics) -> None`` called from inside the program about
+        ``progress_updates`` times per run, or True: a callback whose receiver each
+        :meth:`run` names), diagnostics (per-layer statistics in the history,
+        :mod:`fnn.analysis.diagnostics`; the trained parameters are unchanged).
       hparams: default :class:`HParams` (learning_rate is ignored by a fixed Optimizer).
       traced: names of hyperparameters passed as traced values. Defaults to learning_rate plus
         every nonzero one; a zero hyperparameter not listed is compiled out.
-      early_stopping: :class:`EarlyStopping` or None.
       augment: on-device augmentation ``(x, *, key) -> x`` (training only) or None.
-      progress: ``None``/False (silent: the program has no callback), a callable
-        ``(epoch, metrics_dict) -> None``, or True (a callback whose receiver each call of
-        :meth:`run` names with ``progress=``). It is called from inside the program about
-        ``progress_updates`` times per run.
-      diagnostics: add per-layer statistics to the history (:mod:`fnn.diagnostics`):
-        "grad_norm/layer<l>" and "update_ratio/layer<l>" (means over the epoch's steps),
-        "weight_norm/layer<l>", and the activation health on the validation split at epoch
-        end, "slope/layer<l>" (mean g'(Z)), "saturated/layer<l>", "dead/layer<l>". The trained
-        parameters are unchanged.
-      nan_guard: "halt" (default) | "revert" | "off": what a non-finite step does (see
-        :func:`train_step_fn`).
-      windows: a :class:`~fnn.engine.windows.Windows` for a step-based run on token rows:
-        ``data`` is then (train rows, val rows) of int ids (rows, length), ``epochs`` the
-        number of rounds (evaluations) and every round ``windows.steps`` steps.
-      accumulate: K: each step sums the gradients of K micro-batches of ``batch_size / K``
-        rows before one update (:mod:`fnn.engine.accumulate`); K must divide ``batch_size``.
-      precision: "full" or "bfloat16": mixed precision, the train step's forward and backward in
-        bfloat16 on float32 master parameters (:mod:`fnn.nn.precision`); evaluation runs in
-        the parameters' dtype.
+      mesh: a 1-d ``jax.sharding.Mesh`` (:mod:`fnn.engine.parallel`) or None.
+      **fields: any field of the three records as a keyword of its own, the short form:
+        ``Trainer(net, "mse", opt, data, epochs=5, batch_size=64, grad="autodiff")``.
     """
 
-    def __init__(self, net, loss, optimizer: OptimizerLike, data, *, epochs: int,
-                 batch_size: int, grad: str = "manual", hparams: Optional[HParams] = None,
-                 traced: Optional[tuple] = None, early_stopping: Optional[EarlyStopping] = None,
-                 augment: Optional[Callable] = None, progress: Optional[Callable] = None,
-                 progress_updates: int = 100, mesh=None, diagnostics: bool = False,
-                 nan_guard: str = "halt", windows: Optional[Windows] = None,
-                 accumulate: int = 1, precision: str = "full"):
+    def __init__(self, net, loss, optimizer: OptimizerLike, data, *, loop: Optional[Loop] = None,
+                 numerics: Optional[Numerics] = None, monitor: Optional[Monitor] = None,
+                 hparams: Optional[HParams] = None, traced: Optional[tuple] = None,
+                 augment: Optional[Callable] = None, mesh=None, **fields):
+        loop, numerics, monitor = options.resolve(loop, numerics, monitor, fields)
+        self.options = (loop, numerics, monitor)
         self.loss = losses_mod.get(loss)
-        self.diagnostics = bool(diagnostics)
-        obj.check_mode(grad)
-        self.nan_guard = check_nan_guard(nan_guard)
-        self.windows = windows
+        windows, batch_size = loop.windows, loop.batch_size
+        self.windows, self.diagnostics = windows, monitor.diagnostics
+        self.grad, self.nan_guard = numerics.grad, numerics.nan_guard
         if windows is not None:  # token rows: (train rows, val rows)
             data = tuple(data)
             x, xv = data[0], data[-2] if len(data) == 4 else data[1]
@@ -119,7 +110,7 @@ class Trainer:
             x, y, xv, yv = as_data(data)
             # A user network (init / apply only) is wrapped once, its input shape from the data.
             net = as_network(net, x=np.empty((0,) + tuple(np.shape(x))[1:]))
-        if grad == "manual":
+        if self.grad == "manual":
             check_manual(net)
         self.net = net
         self.num_outputs = num_outputs(net)
@@ -127,12 +118,8 @@ class Trainer:
             raise ValueError(f"diagnostics: {net.describe()} has no layers to report on;"
                              f" expected an fnn.MLP or fnn.Sequential")
         losses_mod.check_pairing(self.loss, net.output, self.num_outputs)
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"training.epochs: {epochs!r}; expected an integer >= 1")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise ValueError(f"training.batch_size: {batch_size!r}; expected an integer >= 1")
         if windows is not None:
-            self._check_windows(net, windows, x, xv, batch_size)
+            self._check_windows(net, windows, x, xv)
         else:
             check_data(net, self.loss, x, y, "train split", batch_size)
             if xv is not None:
@@ -140,14 +127,15 @@ class Trainer:
         self.has_val = xv is not None
         if xv is None:
             xv, yv = x, y
-        self.accumulate = check_accumulate(accumulate, batch_size)
-        self.precision = check_precision(precision, net.dtype)
+        self.accumulate = loop.accumulate
+        self.precision = check_precision(numerics.precision, net.dtype)
         self.mesh = mesh  # a 1-d jax.sharding.Mesh (see fnn.parallel) or None
         # data parallel: every micro-batch is split over the devices
-        parallel.check_divisible(mesh, batch_size=batch_size, members=None, accumulate=accumulate)
+        parallel.check_divisible(mesh, batch_size=batch_size, members=None,
+                                 accumulate=loop.accumulate)
         self._host_data = (x, y, xv, yv)  # placed on the device(s) once, at first use
         self._data = None
-        self.epochs, self.batch_size, self.grad = epochs, batch_size, grad
+        self.epochs, self.batch_size = loop.epochs, batch_size
         if windows is not None:
             self.num_train = batch_size * windows.steps  # windows drawn per round
             self.batches_per_epoch = windows.steps
@@ -163,13 +151,13 @@ class Trainer:
         check_drop_rate(net, jnp.zeros(()) if "drop_rate" in self.traced
                         else self.hparams.drop_rate)
         self.optimizer = optimizer
-        self.early_stopping = early_stopping
+        self.early_stopping = early_stopping = loop.early_stopping
         self.augment = augment
         # Whether the program reports progress is fixed when it is traced; who receives the
         # reports is not: the compiled callback forwards to the receiver of the current run().
-        self.progress = bool(progress)
-        self._receiver = progress if callable(progress) else None
-        self.progress_every = max(1, epochs // max(1, progress_updates))
+        self.progress = bool(monitor.progress)
+        self._receiver = monitor.progress if callable(monitor.progress) else None
+        self.progress_every = max(1, loop.epochs // monitor.progress_updates)
         self.evaluator = Evaluator.of(net, self.loss, y=y,
                                       exact_last=windows.answer_len if windows is not None else 0)
         self.classification = self.evaluator.classification
@@ -178,7 +166,7 @@ class Trainer:
         if early_stopping is not None:
             early_stopping.check_task(classification=self.classification, loss=self.loss.name)
         self.plan = epoch_mod.RunPlan(
-            net=net, evaluator=self.evaluator, epochs=epochs, batch_size=batch_size,
+            net=net, evaluator=self.evaluator, epochs=loop.epochs, batch_size=batch_size,
             num_train=self.num_train, batches_per_epoch=self.batches_per_epoch, windows=windows,
             early_stopping=early_stopping, diagnostics=self.diagnostics, mesh=mesh)
         self._run = jax.jit(self._run_impl, static_argnames=("num_epochs", "batched"),
@@ -187,14 +175,12 @@ class Trainer:
         self._evaluate = jax.jit(self.evaluator.fn)  # compiled once per input shape
         self.trace_count = 0  # incremented each time the run is traced (compiled)
 
-    def _check_windows(self, net, windows: Windows, rows, val_rows, batch_size) -> None:
+    def _check_windows(self, net, windows: Windows, rows, val_rows) -> None:
         """One-line ValueErrors for token rows that cannot train ``net`` by windows."""
         if tuple(net.input_shape) != (windows.block_size,) or not net.integer_inputs:
             raise ValueError(f"network: {net.describe()}; a step-based run on token windows"
                              f" needs integer inputs of shape ({windows.block_size},) (an"
                              f" Embedding first)")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"training.batch_size: {batch_size!r}; expected an integer >= 1")
         out = tuple(net.output_shape)
         if len(out) != 2 or out[0] != windows.block_size:  # one next-token distribution a position
             raise ValueError(f"network: output shape {out}; token windows of"

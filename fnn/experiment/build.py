@@ -27,7 +27,7 @@ from fnn.experiment import layer_specs, memory
 from fnn.nn.layers import Dense
 from fnn.nn.mlp import MLP
 from fnn.nn.sequential import Sequential
-from fnn.engine import EarlyStopping, HParams, Trainer
+from fnn.engine import EarlyStopping, HParams, Loop, Monitor, Numerics, Trainer
 from fnn.engine.windows import Windows
 from fnn.experiment.optimizer_config import build_schedule, optimizer_factory, rounds  # noqa: F401
 
@@ -217,11 +217,11 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
         data = (dataset.x_train, dataset.y_train, *val)
     return Trainer(
         net, config_mod.resolved_loss(cfg), optimizer_factory(cfg, steps), data,
-        epochs=rounds(cfg), batch_size=t.batch_size, grad=t.grad, hparams=hparams_of(cfg),
-        traced=traced, early_stopping=build_early_stopping(cfg),
-        diagnostics=cfg.diagnostics.enabled, nan_guard=t.nan_guard,
-        augment=build_augment(cfg, dataset), progress=progress, mesh=mesh, windows=windows,
-        accumulate=t.accumulate, precision=cfg.model.precision,
+        loop=Loop(epochs=rounds(cfg), batch_size=t.batch_size, accumulate=t.accumulate,
+                  early_stopping=build_early_stopping(cfg), windows=windows),
+        numerics=Numerics(grad=t.grad, precision=cfg.model.precision, nan_guard=t.nan_guard),
+        monitor=Monitor(progress=progress, diagnostics=cfg.diagnostics.enabled),
+        hparams=hparams_of(cfg), traced=traced, augment=build_augment(cfg, dataset), mesh=mesh,
     )
 
 

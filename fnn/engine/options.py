@@ -1,0 +1,146 @@
+"""The Trainer's constructor arguments, grouped into three typed records.
+
+A :class:`~fnn.engine.trainer.Trainer` is built from a network, a loss, an optimizer, data and
+
+* :class:`Loop`: what one run iterates: epochs, the batch size, gradient accumulation, early
+  stopping, and token windows for a step-based run;
+* :class:`Numerics`: how a step computes: the gradient mode, mixed precision, the NaN guard;
+* :class:`Monitor`: what a run reports: progress callbacks and per-layer diagnostics;
+
+plus the hyperparameters (:class:`fnn.engine.hparams.HParams` and the traced names), the
+augmentation and the device mesh. Each record validates its own fields when it is made, so a
+bad value is one line naming the config field, before anything is compiled::
+
+    Trainer(net, "cross_entropy", opt, data, loop=Loop(epochs=5, batch_size=64),
+            numerics=Numerics(precision="bfloat16"))
+
+Every field may also be given as a keyword of the Trainer itself, the short form the README
+uses (``Trainer(net, "mse", opt, data, epochs=5, batch_size=64)``); :func:`resolve` folds those
+into the records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+from fnn.engine.accumulate import check_accumulate
+from fnn.engine.early_stopping import EarlyStopping
+from fnn.engine.step import check_nan_guard
+from fnn.engine.windows import Windows
+from fnn.nn import objective as obj
+from fnn.nn.precision import PRECISIONS
+
+
+def _check_count(field: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{field}: {value!r}; expected an integer >= 1")
+    return value
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What one run iterates.
+
+    Attributes:
+      epochs: epochs per run (static); with ``windows``, the number of rounds (evaluations).
+      batch_size: B rows per optimizer step (static).
+      accumulate: K micro-batches of B / K rows summed into each update (K divides B).
+      early_stopping: an :class:`EarlyStopping`, or None.
+      windows: a :class:`Windows` for a step-based run on token rows, or None.
+    """
+
+    epochs: int
+    batch_size: int
+    accumulate: int = 1
+    early_stopping: Optional[EarlyStopping] = None
+    windows: Optional[Windows] = None
+
+    def __post_init__(self):
+        _check_count("training.epochs", self.epochs)
+        _check_count("training.batch_size", self.batch_size)
+        check_accumulate(self.accumulate, self.batch_size)
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How a train step computes.
+
+    Attributes:
+      grad: "manual" (the hand-written backward) or "autodiff" (``jax.grad``).
+      precision: "full" or "bfloat16" (bf16 forward and backward over float32 masters).
+      nan_guard: "halt" | "revert" | "off": what a step with a non-finite loss or gradient does.
+    """
+
+    grad: str = "manual"
+    precision: str = "full"
+    nan_guard: str = "halt"
+
+    def __post_init__(self):
+        obj.check_mode(self.grad)
+        check_nan_guard(self.nan_guard)
+        if self.precision not in PRECISIONS:  # against the network's dtype: in the Trainer
+            raise ValueError(f"precision: {self.precision!r}; expected one of:"
+                             f" {', '.join(PRECISIONS)} (full: compute in the parameter dtype)")
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """What a run reports while it trains.
+
+    Attributes:
+      progress: None/False (the program has no callback), a callable
+        ``(epoch, metrics) -> None``, or True (a callback whose receiver each ``run`` names).
+      progress_updates: about how many reports per run.
+      diagnostics: per-layer statistics in the history (:mod:`fnn.analysis.diagnostics`).
+    """
+
+    progress: Union[None, bool, Callable[[int, dict], Any]] = None
+    progress_updates: int = 100
+    diagnostics: bool = False
+
+    def __post_init__(self):
+        _check_count("progress_updates", self.progress_updates)
+        object.__setattr__(self, "diagnostics", bool(self.diagnostics))
+
+
+RECORDS = {"loop": Loop, "numerics": Numerics, "monitor": Monitor}
+
+
+def resolve(loop: Optional[Loop], numerics: Optional[Numerics], monitor: Optional[Monitor],
+            flat: dict) -> tuple[Loop, Numerics, Monitor]:
+    """The three records from the given ones and the Trainer's flat keywords.
+
+    Args:
+      loop, numerics, monitor: records, or None (then built from ``flat`` and the defaults).
+      flat: keywords naming fields of the records (``epochs=5``, ``grad="autodiff"``, ...).
+    Returns:
+      (Loop, Numerics, Monitor).
+    Raises:
+      TypeError: a keyword that is no record's field, or a field given both ways.
+    """
+    given = {"loop": loop, "numerics": numerics, "monitor": monitor}
+    owner = {f.name: name for name, cls in RECORDS.items() for f in dataclasses.fields(cls)}
+    unknown = sorted(set(flat) - set(owner))
+    if unknown:
+        raise TypeError(f"Trainer: unexpected keyword {unknown[0]!r}; expected one of"
+                        f" {', '.join(sorted(owner))}, or the records loop=, numerics=, monitor=")
+    out = {}
+    for name, cls in RECORDS.items():
+        mine = {k: v for k, v in flat.items() if owner[k] == name}
+        record = given[name]
+        if record is None:
+            if name == "loop" and not {"epochs", "batch_size"} <= set(mine):
+                missing = sorted({"epochs", "batch_size"} - set(mine))
+                raise TypeError(f"Trainer: missing {missing[0]!r}; give loop=Loop(epochs=...,"
+                                f" batch_size=...) or the keywords epochs= and batch_size=")
+            out[name] = cls(**mine)
+        elif not isinstance(record, cls):
+            raise TypeError(f"Trainer: {name}={record!r}; expected a {cls.__name__}")
+        elif mine:
+            raise TypeError(f"Trainer: {sorted(mine)[0]!r} given twice: as a keyword and in"
+                            f" {name}=; give it in one place")
+        else:
+            out[name] = record
+    return out["loop"], out["numerics"], out["monitor"]
