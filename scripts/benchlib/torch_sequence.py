@@ -114,6 +114,7 @@ def train_anchor(spec: dict) -> dict:
         return lr_min + 0.5 * (1.0 + np.cos(np.pi * ratio)) * (lr - lr_min)
 
     gen = torch.Generator().manual_seed(1337)
+    torch.manual_seed(1337)  # the dropout masks: the same run twice
     window = torch.arange(t)
     sync()
     t0 = time.perf_counter()
