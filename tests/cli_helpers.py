@@ -48,8 +48,12 @@ SHRINK = {
                  "optimizer.schedule.warmup_steps=5"],
     "char_lstm": ["training.iterations=20", "training.eval_interval=10", "training.eval_iters=1",
                   "optimizer.schedule.warmup_steps=5"],
+    # the GPU recipe (6 blocks of 384 dims): 3 steps of a short, thin batch on CPU
+    "shakespeare_char": ["training.iterations=3", "training.eval_interval=3",
+                         "training.eval_iters=1", "training.batch_size=4", "data.block_size=32",
+                         "optimizer.schedule.warmup_steps=1"],
 }
-TEXT_CONFIGS = ("char_gpt", "char_lstm")  # data.name = "text": the path comes from --set
+TEXT_CONFIGS = ("char_gpt", "char_lstm", "shakespeare_char")  # data.name = "text": the path comes from --set
 
 
 def write_text_file(path, chars: int = 4000) -> Path:

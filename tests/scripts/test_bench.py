@@ -362,7 +362,7 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
     pytest.importorskip("torch")
     env = dict(__import__("os").environ, OUT=str(tmp_path / "g"))
     p = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), "--smoke"], capture_output=True,
-                       text=True, cwd=tmp_path, env=env, timeout=300)
+                       text=True, cwd=tmp_path, env=env, timeout=480)
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
     out = p.stdout.strip().splitlines()
     assert out[0].startswith("gpu_check: device=cpu smoke=1")
@@ -374,6 +374,81 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
     assert "| n/a |" not in summary.split("Fashion-MNIST CNN")[0].split("tiny MLP")[0]  # large, CNN measured
     for sub in ("bench", "configs"):
         assert json.loads((tmp_path / "g" / sub / "bench.json").read_text())["cases"]
+    # the GPT case: the gpu recipe at the tiny shapes on CPU, and its anchor on a tiny text
+    seq = json.loads((tmp_path / "g" / "sequence" / "sequence.json").read_text())
+    assert (seq["recipe"], seq["device"], seq["quick"]) == ("gpu", "cpu", True)
+    gpt = seq["results"]["gpt"]
+    assert gpt["shape"]["dropout"] == 0.2
+    assert set(gpt["tokens_per_s"]) == {"fnn-manual", "fnn-autodiff", "torch-eager"}
+    assert all(v > 0 for v in gpt["tokens_per_s"].values())
+    a = seq["anchor"]
+    assert a["status"] == "ok" and a["config"] == "configs/shakespeare_char.toml"
+    assert a["iterations"] == 4 and a["capped"] is False and a["device"] == "cpu"
+    assert 0 < a["fnn_val_loss"] < 10 and 0 < a["torch_val_loss"] < 10
+    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ") for r in summary.splitlines()
+            if r.startswith("| GPT")}
+    step = rows["GPT step (nanoGPT Shakespeare recipe): fnn tokens/s ≥ 1.0× PyTorch eager (report)"]
+    assert step[1] == f"{gpt['ratio_to_torch_eager']['fnn-manual']:.2f}×" and step[2] in ("met", "missed")
+    vs_torch = rows["GPT anchor: fnn val loss within 0.03 of PyTorch's (same recipe, text, weights)"]
+    assert vs_torch[1] == f"{a['val_loss_difference']:+.4f}" and vs_torch[2] in ("met", "missed")
+    assert f"fnn {a['fnn_val_loss']:.4f}, PyTorch {a['torch_val_loss']:.4f} after 4 iterations" in vs_torch[3]
+    vs_nanogpt = rows["GPT anchor: fnn val loss ≤ nanoGPT's 1.4697 + 0.03 (5,000 iterations)"]
+    assert vs_nanogpt[2] == "n/a" and "not comparable: 4 iterations" in vs_nanogpt[3]
+
+
+def _gpu_summary(out, sequence: dict | None) -> str:
+    """scripts/gpu_summary.py on a DIR that holds only DIR/sequence/sequence.json (or nothing)."""
+    if sequence is not None:
+        (out / "sequence").mkdir(parents=True)
+        (out / "sequence" / "sequence.json").write_text(json.dumps(sequence))
+    out.mkdir(exist_ok=True)
+    p = subprocess.run([sys.executable, str(SCRIPTS / "gpu_summary.py"), str(out), "0", "1"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr  # no bench.json: the summary is written, the exit is 1
+    return (out / "summary.md").read_text()
+
+
+def _gpt_row(summary: str, start: str) -> list[str]:
+    return next(r for r in summary.splitlines() if r.startswith(f"| {start}")).split(" | ")
+
+
+def test_gpu_summary_gpt_case_without_text_and_capped(tmp_path):
+    """Without the text the anchor's rows say why; a capped anchor is judged against PyTorch
+    but not against nanoGPT's 5,000-iteration figure; the whole recipe is judged against both."""
+    timing = {"tokens_per_s": {"fnn-manual": 3e5, "fnn-autodiff": 2e5, "torch-eager": 4e5,
+                               "torch-compile": 5e5},
+              "ratio_to_torch_eager": {"fnn-manual": 0.75, "fnn-autodiff": 0.5, "torch-eager": 1.0,
+                                       "torch-compile": 1.25}, "skipped": {}}
+    seq = {"recipe": "gpu", "device": "gpu", "quick": False, "results": {"gpt": timing}}
+    summary = _gpu_summary(tmp_path / "a", seq)
+    step = _gpt_row(summary, "GPT step")
+    assert step[1:3] == ["0.75×", "missed"]
+    assert "fnn 300,000 tokens/s, PyTorch eager 400,000; jax.grad 0.50×; torch.compile: 0.60×" in step[3]
+    for name in ("GPT anchor: fnn val loss within", "GPT anchor: fnn val loss ≤ nanoGPT"):
+        row = _gpt_row(summary, name)
+        assert row[1:] == ["—", "n/a", "not run: no text at .gpu_data/shakespeare.txt |"]
+    anchor = {"status": "ok", "quick": False, "iterations": 2500, "requested_iterations": 5000,
+              "capped": True, "characters": 1115394, "fnn_val_loss": 1.52, "torch_val_loss": 1.50,
+              "val_loss_difference": 0.02, "fnn_cli_wall_s": 90.0, "torch_train_wall_s": 60.0,
+              "wall_ratio_fnn_over_torch": 1.5}
+    summary = _gpu_summary(tmp_path / "b", {**seq, "anchor": anchor})
+    vs_torch = _gpt_row(summary, "GPT anchor: fnn val loss within")
+    assert vs_torch[1:3] == ["+0.0200", "met"]
+    assert "after 2,500 iterations (capped from 5,000 to fit the time" in vs_torch[3]
+    vs_nanogpt = _gpt_row(summary, "GPT anchor: fnn val loss ≤ nanoGPT")
+    assert vs_nanogpt[1:3] == ["1.5200", "n/a"] and "not comparable" in vs_nanogpt[3]
+    whole = {**anchor, "iterations": 5000, "capped": False, "fnn_val_loss": 1.51,
+             "val_loss_difference": -0.04}
+    summary = _gpu_summary(tmp_path / "c", {**seq, "anchor": whole})
+    assert _gpt_row(summary, "GPT anchor: fnn val loss within")[1:3] == ["-0.0400", "missed"]
+    vs_nanogpt = _gpt_row(summary, "GPT anchor: fnn val loss ≤ nanoGPT")
+    assert vs_nanogpt[1:3] == ["1.5100", "missed"] and "+0.0403 vs nanoGPT" in vs_nanogpt[3]
+    killed = {"status": "unfinished", "reason": "the anchor of 2500 iterations started and did not end"}
+    summary = _gpu_summary(tmp_path / "d", {**seq, "anchor": killed})
+    assert "not run: unfinished: the anchor of 2500" in _gpt_row(summary, "GPT anchor: fnn val loss within")[3]
+    summary = _gpu_summary(tmp_path / "e", None)
+    assert _gpt_row(summary, "GPT step")[1:3] == ["—", "n/a"]
+    assert "the GPT case did not run" in _gpt_row(summary, "GPT anchor: fnn val loss ≤")[3]
 
 
 @pytest.mark.slow
@@ -454,3 +529,101 @@ def test_sequence_bench_quick_copies_the_weights_into_pytorch(tmp_path):
         assert r["skipped"] == {"torch-compile": "excluded by --no-torch-compile"}
     md = (tmp_path / "sequence.md").read_text()
     assert "| lstm | fnn-manual |" in md and "skipped: excluded by --no-torch-compile" in md
+
+
+# --- the GPU recipe of the sequence bench (configs/shakespeare_char.toml) ------------------------
+from benchlib import sequence_anchor, sequence_models  # noqa: E402
+
+
+def test_shakespeare_char_config_is_nanogpts_recipe_and_the_bench_gpu_recipe(tmp_path):
+    """The shipped config builds nanoGPT's Shakespeare model (6 blocks of 6 heads, 384 dims,
+    block 256, dropout 0.2) and recipe; bench_sequence's ``gpu`` recipe has the same sizes, and
+    its fnn network is the config's, drawing the same initial weights from the same key."""
+    import jax
+    import numpy as np
+
+    from cli_helpers import write_text_file
+    from fnn.experiment import build
+    from fnn.experiment import config as C
+    from fnn.nn import layers as L
+
+    text = write_text_file(tmp_path / "input.txt", 20000)
+    cfg = C.load(ROOT / "configs" / "shakespeare_char.toml", [f"data.path={text}"])
+    data = build.load_dataset(cfg)
+    net = build.build_net(cfg, data)
+    emb, pos, drop, rep, ln, head = net.layers
+    assert isinstance(emb, L.Embedding) and emb.features == 384
+    assert isinstance(pos, L.PositionalEmbedding) and pos.max_len == 256
+    assert isinstance(drop, L.Dropout) and drop.rate == 0.2
+    assert isinstance(rep, L.Repeat) and rep.n == 6
+    block = rep.layer
+    assert isinstance(block, L.TransformerBlock)
+    assert (block.num_heads, block.mlp_ratio, block.dropout) == (6, 4, 0.2)
+    assert isinstance(ln, L.LayerNorm) and isinstance(head, L.Dense)
+    assert net.input_shape == (256,) and net.output_shape == (256, data.vocab.size)
+    params = net.init(jax.random.key(cfg.training.seed))
+    assert params[3][0][1]["qkv"]["w"].shape == (6, 384, 3 * 384)  # stacked over the 6 blocks
+    assert params[3][1][1]["fc"]["w"].shape == (6, 384, 4 * 384)
+    t = cfg.training
+    assert (t.batch_size, t.iterations, t.eval_interval, t.eval_iters) == (64, 5000, 250, 200)
+    o = cfg.optimizer
+    assert (o.name, o.learning_rate, o.b2, o.weight_decay, o.clip_norm) == ("adamw", 1e-3, 0.99, 0.1, 1.0)
+    assert (o.schedule.name, o.schedule.warmup_steps, o.schedule.alpha) == ("cosine", 100, 0.1)
+
+    r = sequence_models.shapes(False, "gpu")
+    assert r["config"] == "shakespeare_char.toml" and (r["t"], r["b"]) == (256, 64)
+    assert r["gpt"] == dict(d=384, heads=6, depth=6, dropout=0.2)
+    assert (r["iterations"], r["eval_interval"], r["eval_iters"]) == (5000, 250, 200)
+    assert (r["lr"], r["lr_min"], r["warmup"]) == (1e-3, 1e-4, 100)
+    bench_net = sequence_models.fnn_net("gpt", r, data.vocab.size)
+    assert bench_net.layers == net.layers
+    same = jax.tree.map(np.array_equal, bench_net.init(jax.random.key(1337)), params)
+    assert all(jax.tree.leaves(same))
+    # the anchor's --quick run: the config shrunk by --set to the tiny shapes, still the bench's net
+    q = sequence_models.shapes(True, "gpu")
+    small = C.load(ROOT / "configs" / "shakespeare_char.toml",
+                   [f"data.path={text}", f"data.block_size={q['t']}",
+                    sequence_models.fnn_layers_override(q)])
+    small_net = build.build_net(small, build.load_dataset(small))
+    assert small_net.layers == sequence_models.fnn_net("gpt", q, data.vocab.size).layers
+    assert small_net.input_shape == (q["t"],)
+
+
+def test_torch_gpt_with_dropout_holds_fnns_weights():
+    """At the gpu recipe (dropout 0.2, its Dropout layer shifting fnn's parameter list), the
+    PyTorch GPT in eval mode computes fnn's function: the same probabilities."""
+    torch = pytest.importorskip("torch")
+    import jax
+    import numpy as np
+
+    s = sequence_models.shapes(True, "gpu")
+    net = sequence_models.fnn_net("gpt", s)
+    params = net.init(jax.random.key(3))
+    x = np.random.default_rng(0).integers(0, sequence_models.V, (3, s["t"])).astype(np.int32)
+    want = np.asarray(net.apply(params, x))
+    model = sequence_models.torch_model("gpt", s, params).eval()
+    assert isinstance(model.drop, torch.nn.Dropout) and model.h[0].p == 0.2
+    with torch.no_grad():
+        got = torch.softmax(model(torch.tensor(x, dtype=torch.long)), -1).numpy()
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    model.train()  # and dropout is live in training mode
+    with torch.no_grad():
+        a, b = (model(torch.tensor(x, dtype=torch.long)) for _ in range(2))
+    assert not torch.equal(a, b)
+
+
+def test_anchor_iterations_fit_the_budget():
+    """--budget: the whole recipe when it fits, else the most whole evaluation intervals (250
+    steps) whose estimate fits, 0 when none does; no budget or no GPT timing: as asked."""
+    s = sequence_models.shapes(False, "gpu")
+    timing = {"ms_per_step": {"fnn-manual": 30.0, "torch-eager": 20.0},
+              "first_call_s": {"fnn-manual": 5.0}}
+    fit = sequence_anchor.fit_iterations
+    assert fit(s, 5000, None, timing) == 5000 and fit(s, 5000, 100.0, None) == 5000
+    whole = sequence_anchor.estimate_s(s, 5000, timing)
+    assert fit(s, 5000, whole + 1, timing) == 5000
+    n = fit(s, 5000, 180.0, timing)
+    assert 0 < n < 5000 and n % 250 == 0
+    assert sequence_anchor.estimate_s(s, n, timing) <= 180.0 < sequence_anchor.estimate_s(s, n + 250, timing)
+    assert fit(s, 5000, 35.0, timing) == 0  # start-up and compilation alone pass 35 s
+    assert sequence_anchor.eval_interval(s, 2500) == 250 and sequence_anchor.eval_interval(s, 4) == 4
