@@ -276,6 +276,9 @@ def fashion(spec: dict) -> dict:
         def start_at(self, epoch):
             pass
 
+        def sync(self, history, start):  # the bar's host-side catch-up: nothing to draw
+            pass
+
         def close(self):
             pass
 

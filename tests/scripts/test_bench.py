@@ -374,6 +374,11 @@ def test_gpu_check_smoke_on_cpu(tmp_path):
     assert "| n/a |" not in summary.split("Fashion-MNIST CNN")[0].split("tiny MLP")[0]  # large, CNN measured
     for sub in ("bench", "configs"):
         assert json.loads((tmp_path / "g" / sub / "bench.json").read_text())["cases"]
+    # fnn's side of both shipped configs trained (a stand-in progress bar once crashed it)
+    configs = json.loads((tmp_path / "g" / "configs" / "bench.json").read_text())["cases"]
+    for case in ("fashion", "fashion_cnn"):
+        mine = {n: r for n, r in configs[case]["results"].items() if n.startswith("fnn")}
+        assert mine and all(r["status"] == "ok" for r in mine.values()), (case, mine)
     # the GPT case: the gpu recipe at the tiny shapes on CPU, and its anchor on a tiny text
     seq = json.loads((tmp_path / "g" / "sequence" / "sequence.json").read_text())
     assert (seq["recipe"], seq["device"], seq["quick"]) == ("gpu", "cpu", True)
