@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import child_xla_flags
 from fnn.experiment import config as config_mod
 from fnn.experiment import cpu_devices
 
@@ -117,8 +118,7 @@ def _train(out: Path, *extra, xla_flags=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["FNN_COMPILATION_CACHE"] = "0"
-    env["XLA_FLAGS"] = xla_flags if xla_flags is not None else os.environ.get(
-        "FNN_ORIGINAL_XLA_FLAGS", "")
+    env["XLA_FLAGS"] = xla_flags if xla_flags is not None else child_xla_flags()
     proc = subprocess.run([sys.executable, "-m", "fnn", "train", "configs/sweep_lr.toml",
                            "--out", str(out), *SHRINK, *extra], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
@@ -142,7 +142,7 @@ def test_a_split_sweep_trains_the_same_members(tmp_path):
 @pytest.mark.slow
 def test_a_device_count_in_xla_flags_is_the_users(tmp_path):
     summary, _ = _train(tmp_path / "r", "--set", "parallel.host_devices=2",
-                        xla_flags="--xla_force_host_platform_device_count=1")
+                        xla_flags=child_xla_flags(1))
     assert summary["device_count"] == 1 and summary["member_devices"] == 1
 
 
