@@ -36,7 +36,7 @@ SHRINK = {
     "regression_sine": ["training.epochs=2", "data.n_samples=300"],
     "sweep_lr": ["training.epochs=2", "data.n_samples=300"],
     "optimizers": ["training.epochs=2", "data.n_samples=300"],
-    "fashion_mnist": ["training.epochs=1", "output.checkpoint_every=1"],
+    "fashion_mnist": ["training.epochs=1", "output.checkpoint_every=1", "data.n_samples=512"],
     # a CNN test needs a few hundred images, not 60,000
     "fashion_cnn": ["training.epochs=1", "data.n_samples=512"],
     "shapes_cnn": ["training.epochs=2", "data.n_samples=400"],

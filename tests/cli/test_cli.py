@@ -179,7 +179,7 @@ def check_run_dir(run_dir: Path, cfg: C.Config, *, halted: bool = False) -> dict
     return summary
 
 
-# Configs whose run compiles several programs (sweep groups), reads 60000 images or builds the
+# Configs whose run compiles several programs (sweep groups), reads the Fashion-MNIST files or builds the
 # 10.7 M-parameter GPU GPT: slow.
 SLOW = {"fashion_mnist", "sweep_lr", "optimizers", "vanishing_gradients", "shakespeare_char"}
 
