@@ -30,7 +30,7 @@ from fnn.engine.early_stopping import EarlyStopping
 from fnn.engine.step import check_nan_guard
 from fnn.engine.windows import Windows
 from fnn.nn import objective as obj
-from fnn.nn.precision import PRECISIONS
+from fnn.nn.precision import check_precision_name
 
 
 def _check_count(field: str, value) -> int:
@@ -80,9 +80,7 @@ class Numerics:
     def __post_init__(self):
         obj.check_mode(self.grad)
         check_nan_guard(self.nan_guard)
-        if self.precision not in PRECISIONS:  # against the network's dtype: in the Trainer
-            raise ValueError(f"precision: {self.precision!r}; expected one of:"
-                             f" {', '.join(PRECISIONS)} (full: compute in the parameter dtype)")
+        check_precision_name(self.precision)  # against the network's dtype: in the Trainer
 
 
 @dataclass(frozen=True)

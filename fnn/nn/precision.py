@@ -31,6 +31,14 @@ def check_dtype(dtype, field: str = "dtype") -> str:
     return dtype
 
 
+def check_precision_name(precision, field: str = "precision") -> str:
+    """A precision name from :data:`PRECISIONS` (one-line ValueError otherwise)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{field}: {precision!r}; expected one of: {', '.join(PRECISIONS)}"
+                         f" (full: compute in the parameter dtype)")
+    return precision
+
+
 def check_precision(precision, net_dtype, field: str = "precision") -> str:
     """Validate a precision for a network of ``net_dtype``; returns it.
 
@@ -38,9 +46,7 @@ def check_precision(precision, net_dtype, field: str = "precision") -> str:
       ValueError: a precision not in :data:`PRECISIONS`, or mixed precision over master
         parameters that are not float32.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"{field}: {precision!r}; expected one of: {', '.join(PRECISIONS)}"
-                         f" (full: compute in the parameter dtype)")
+    check_precision_name(precision, field)
     if precision != "full" and jnp.dtype(net_dtype) != jnp.dtype(MIXED_MASTER):
         raise ValueError(f"{field}: {precision!r} with parameters in {jnp.dtype(net_dtype).name};"
                          f" expected float32 master parameters (model.dtype = 'float32')")
