@@ -3,12 +3,16 @@
 Pure, traceable functions; :class:`fnn.train.Trainer` (``diagnostics=True``) calls them inside
 the compiled run and :func:`fnn.backprop_trace` uses the same ones for its summary, so a number
 means the same thing everywhere. Any fnn network works (:class:`fnn.MLP`, :class:`fnn.Sequential`):
-the statistics are per layer *with parameters*, numbered l = 1..K in the order of
-``net.param_layers()`` (for an MLP, layer l is the dense layer with W(l), as in the notes; for a
-Sequential, ``net.param_layers()[l - 1]`` gives its index in ``net.layers`` and its type).
-A layer's *weights* are its parameter leaves other than biases ("b", "bias"): the "w" kernel of
+the statistics are per *row with parameters*, numbered l = 1..K in the order of :func:`rows`:
+those of :meth:`~fnn.nn.protocol.Network.unrolled`, the chain the backprop trace and gradcheck
+show, so a ``Repeat(block, n)`` gives n consecutive rows, one per copy (named ``layer<i>[<j>]``
+like gradcheck's leaves, the trace's layer / block columns), and every other layer one
+(``layer<i>``; for an MLP, row l is the dense layer with W(l), as in the notes). The gradients,
+updates and weights of a row are its entry of ``net.unrolled`` applied to them (they have the
+params' structure: copy j's are every stacked leaf's [j]), so the engine knows nothing of Repeat.
+A row's *weights* are its parameter leaves other than biases ("b", "bias"): the "w" kernel of
 Dense / Conv2D, the "scale" of BatchNorm / LayerNorm, every inner kernel and scale of a Residual
-(one Frobenius norm over all of them).
+or a TransformerBlock (one Frobenius norm over all of them).
 
 Per step (averaged over the epoch's steps by the Trainer), weights only (biases excluded):
 
@@ -32,15 +36,20 @@ At epoch end, on the parameters after the epoch's last step:
                             (a dead ReLU: Z ≤ 0 for all inputs, so it never passes a gradient).
 
 Softmax is not element-wise (its derivative is a Jacobian): a softmax layer's health is NaN, and
-so is that of a layer without an activation of its own (BatchNorm, LayerNorm, Residual: no cache
-with ``z`` and ``a``). For a conv layer Z is (batch, H, W, C): slope and saturated are over every
-entry, and a unit is a channel (a dead filter is saturated at every position of every example).
-Without a validation split the Trainer uses the training split.
+so is that of a layer without an activation of its own (BatchNorm, LayerNorm, Residual,
+Embedding, LSTM: no cache with ``z`` and ``a``). A Repeat's copies are read from the caches its
+scan stacks (the copies of ``net.layer_views``): copy j of a repeated layer with an element-wise
+activation (``Repeat(Dense(64, activation="relu"), n)``) has its own health from its Z and A;
+copies of a block without one (TransformerBlock, Residual) are NaN, as the block would be. For
+a conv layer Z is (batch, H, W, C): slope and saturated are over every entry, and a unit is a
+channel (a dead filter is saturated at every position of every example). Without a validation
+split the Trainer uses the training split.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -69,9 +78,58 @@ def layer_key(stat: str, layer: int) -> str:
 
 
 def history_keys(num_layers: int, stats: Sequence[str] = LAYER_STATS) -> tuple[str, ...]:
-    """Every per-layer key for a network of ``num_layers`` layers with parameters
-    (``len(net.param_layers())``)."""
+    """Every per-layer key for a network of ``num_layers`` rows with parameters
+    (``len(rows(net))``)."""
     return tuple(layer_key(s, l) for s in stats for l in range(1, num_layers + 1))
+
+
+class Row(NamedTuple):
+    """Row l of the statistics. entry: its index in ``net.unrolled(params)[1]``.  layer: its
+    index in ``net.layers``.  block: the copy of a Repeat (None: the layer whole).  kind: the
+    (repeated) layer's type name."""
+
+    entry: int
+    layer: int
+    block: Optional[int]
+    kind: str
+
+    @property
+    def name(self) -> str:
+        """``layer2[0]`` (copy 0 of ``net.layers[2]``) or ``layer4``: gradcheck's leaf prefix."""
+        return f"layer{self.layer}" if self.block is None else f"layer{self.layer}[{self.block}]"
+
+
+def rows(net) -> tuple[Row, ...]:
+    """The rows with parameters of ``net`` (a :class:`~fnn.nn.protocol.Network`), l = 1..K in
+    order: those of ``net.unrolled`` (from the params' shapes; nothing is computed)."""
+    try:
+        hash(net)
+    except TypeError:
+        return _rows(net)
+    return _cached_rows(net)
+
+
+def _rows(net) -> tuple[Row, ...]:
+    found = []
+
+    def split(p):
+        unrolled, q, blocks = net.unrolled(p)
+        found.append((unrolled, blocks))
+        return q
+
+    jax.eval_shape(split, jax.eval_shape(net.init, jax.random.key(0)))
+    unrolled, blocks = found[0]
+    if blocks is None:  # a network without blocks to name: its layers with parameters
+        return tuple(Row(i, i, None, kind) for i, kind in net.param_layers())
+    return tuple(Row(k, *blocks[k], kind) for k, kind in unrolled.param_layers())
+
+
+_cached_rows = functools.lru_cache(maxsize=64)(_rows)
+
+
+def _entries(net, tree) -> tuple:
+    """``tree`` (params, or anything shaped like them) split like ``net.unrolled``."""
+    return net.unrolled(tree)[1]
 
 
 def frobenius(x: Array) -> Array:
@@ -166,19 +224,25 @@ def _with_params(params) -> list[int]:
     return [i for i, p in enumerate(params) if jax.tree.leaves(p)]
 
 
-def step_stats(grads, updates, params) -> dict[str, Array]:
-    """Per-layer statistics of one optimizer step (weights only: biases excluded).
+def step_stats(grads, updates, params, net=None) -> dict[str, Array]:
+    """Per-row statistics of one optimizer step (weights only: biases excluded).
 
     Args:
-      grads: ∂L/∂params, a tuple with one entry per layer ({} for parameterless layers of a
-        Sequential; those are skipped, so layer l is the l-th layer with parameters).
+      grads: ∂L/∂params (one entry per layer, {} for parameterless layers of a Sequential).
       updates: the optimizer's updates ΔW (same structure), added to ``params``.
       params: the parameters before the step.
+      net: the network: row l is ``rows(net)[l - 1]`` (a Repeat's copies one row each); None:
+        row l is the l-th top-level entry with parameters.
     Returns:
       {"grad_norm/layer<l>": ‖∂L/∂W(l)‖, "update_ratio/layer<l>": ‖ΔW(l)‖ / ‖W(l)‖} scalars.
     """
+    if net is None:
+        entries = _with_params(params)
+    else:
+        entries = [r.entry for r in rows(net)]
+        grads, updates, params = (_entries(net, t) for t in (grads, updates, params))
     out = {}
-    for l, i in enumerate(_with_params(params), start=1):
+    for l, i in enumerate(entries, start=1):
         out[layer_key("grad_norm", l)] = weight_norm(grads[i])
         out[layer_key("update_ratio", l)] = _ratio(weight_norm(updates[i]), weight_norm(params[i]))
     return out
@@ -207,7 +271,7 @@ def activation_stats(activations: Sequence[str], caches) -> dict[str, Array]:
 
 
 def epoch_stats(net, params, x: Array, net_state=None) -> dict[str, Array]:
-    """Per-layer statistics at the end of an epoch: weight norms and activation health on ``x``.
+    """Per-row statistics at the end of an epoch: weight norms and activation health on ``x``.
 
     Args:
       net: :class:`fnn.MLP` or :class:`fnn.Sequential`.  params: its parameters.
@@ -216,21 +280,24 @@ def epoch_stats(net, params, x: Array, net_state=None) -> dict[str, Array]:
       net_state: the network's state (``TrainState.net_state``; None: ``net.init_state()``).
     Returns:
       {"weight_norm/layer<l>", "slope/layer<l>", "saturated/layer<l>", "dead/layer<l>"} for the
-      l = 1..K layers with parameters (NaN health for a layer without its own activation).
+      l = 1..K rows of :func:`rows` (NaN health for a row without its own activation).
     """
     net_state = net.init_state() if net_state is None else net_state
     _, caches, _ = net.forward_state(params, net_state, x, training=False)
     views = net.layer_views(caches)
+    entries = _entries(net, params)
     out, health = {}, {}
-    for l, (i, _) in enumerate(net.param_layers(), start=1):
-        out[layer_key("weight_norm", l)] = weight_norm(params[i])
-        v = views[i]
-        if v.z is not None:
+    for l, r in enumerate(rows(net), start=1):
+        out[layer_key("weight_norm", l)] = weight_norm(entries[r.entry])
+        v = views[r.layer]
+        if r.block is not None:  # a copy: its view from the stacked caches, if the layer has any
+            v = None if v.copies is None else v.copies[r.block]
+        if v is not None and v.z is not None:
             stats = _health(v.activation, v.z, v.a)
         else:
             nan = jnp.asarray(jnp.nan, out[layer_key("weight_norm", l)].dtype)
             stats = {"slope": nan, "saturated": nan, "dead": nan}
         for stat, value in stats.items():
             health[layer_key(stat, l)] = value
-    out.update(health)  # the MLP's key order: every weight norm, then each layer's health
+    out.update(health)  # the MLP's key order: every weight norm, then each row's health
     return out

@@ -73,7 +73,7 @@ class RunPlan:
         """The step metrics summed over an epoch (diagnostics add one per layer)."""
         keys = STEP_KEYS
         if self.diagnostics:
-            keys += tuple(diag_mod.history_keys(len(self.net.param_layers()),
+            keys += tuple(diag_mod.history_keys(len(diag_mod.rows(self.net)),
                                                 diag_mod.STEP_STATS))
         return keys
 
@@ -88,7 +88,7 @@ class RunPlan:
         if self.windows is not None:
             names.append("step")
         if self.diagnostics:
-            names.extend(diag_mod.history_keys(len(self.net.param_layers())))
+            names.extend(diag_mod.history_keys(len(diag_mod.rows(self.net))))
         return tuple(names)
 
 
@@ -146,7 +146,7 @@ def _train_epoch(plan: RunPlan, step: Callable, state: TrainState, data: DeviceD
     epoch_no = state.epoch + 1
     hist = {**train, **{f"val_{k}": v for k, v in val.items()}}
     if plan.diagnostics:  # per-layer: step means, then epoch-end health on val
-        hist.update({k: m[k] for k in diag_mod.history_keys(len(net.param_layers()),
+        hist.update({k: m[k] for k in diag_mod.history_keys(len(diag_mod.rows(net)),
                                                             diag_mod.STEP_STATS)})
         hist.update(diag_mod.epoch_stats(
             net, state.params,

@@ -203,7 +203,7 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
             # The barrier keeps XLA from fusing the statistics into the update's kernels, so
             # switching diagnostics on cannot change how the parameters are computed.
             observed = jax.lax.optimization_barrier((out.grads, updates, state.params))
-            metrics.update(diag_mod.step_stats(*observed))
+            metrics.update(diag_mod.step_stats(*observed, net=net))
         return new_state, metrics
 
     return step

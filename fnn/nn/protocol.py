@@ -25,7 +25,9 @@ container layer counts only its own work (a Residual's addition), its inner laye
 theirs. :mod:`fnn.nn.summary` uses it, and XLA's cost analysis of the layer's forward for a
 layer without it. Optional: ``unroll(params) -> ((layer, params), ...)``, the same function as a
 chain of simpler layers (a Repeat: its n copies); the container's ``unrolled`` uses it so that
-gradcheck and the backprop trace show one row per block.
+gradcheck, the backprop trace and the training diagnostics show one row per block. It splits
+anything laid out like the params the same way (their gradients and updates; for a Repeat also
+its forward's cache, stacked by the scan like the params: copy j's cache).
 
 Layers with an activation (Dense, Conv2D, Activation) also have ``activation`` (a name), ``act``
 (the :class:`fnn.nn.activations.Activation`), a cache with fields ``z`` (pre-activation) and
@@ -81,6 +83,9 @@ class LayerView(NamedTuple):
     z: Z, the activation's input (None without an activation).  a: the layer's output.
     mask: a Dropout layer's scaled mask (None otherwise, or when no mask was drawn).
     output_shape: one example's output shape.
+    copies: a layer with ``unroll`` (a Repeat): one view per copy, from its ``unroll`` of the
+      layer's cache (``kind`` the repeated layer's; ``z`` and ``a`` copy j's where that layer
+      has an activation, else None: its cache does not keep a copy's output); None otherwise.
     """
 
     kind: str
@@ -89,6 +94,7 @@ class LayerView(NamedTuple):
     a: Array
     mask: Optional[Array]
     output_shape: tuple
+    copies: Optional[tuple] = None
 
 
 @runtime_checkable

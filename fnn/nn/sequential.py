@@ -75,6 +75,17 @@ def _walk(layers, prefix="layers"):
 _layer_str = chain.layer_str
 
 
+def _view(layer, cache, a, shape) -> LayerView:
+    """A layer's view from its cache; ``a`` None: the activation's output from the cache (a
+    layer with an activation) or None."""
+    fused = _fused(layer)
+    if a is None and fused:
+        a = cache.a
+    return LayerView(kind=type(layer).__name__, activation=layer.activation if fused else "",
+                     z=cache.z if fused else None, a=a,
+                     mask=cache if isinstance(layer, Dropout) else None, output_shape=shape)
+
+
 @dataclass(frozen=True)
 class Sequential:
     """A chain of layers with shapes inferred from ``input_shape``.
@@ -323,14 +334,14 @@ class Sequential:
                                   training=key is not None)[0]
 
     def layer_views(self, caches: SequentialCache) -> tuple:
-        """One :class:`~fnn.nn.protocol.LayerView` per top-level layer of a forward pass."""
+        """One :class:`~fnn.nn.protocol.LayerView` per top-level layer of a forward pass; a layer
+        with ``unroll`` (a Repeat) also gives its copies' views (``copies``), from its cache."""
         views = []
         for layer, c, a, shape in zip(self.layers, caches.layers, caches.outputs, self.shapes[1:]):
-            fused = _fused(layer)
-            views.append(LayerView(
-                kind=type(layer).__name__, activation=layer.activation if fused else "",
-                z=c.z if fused else None, a=a,
-                mask=c if isinstance(layer, Dropout) else None, output_shape=shape))
+            unroll = getattr(layer, "unroll", None)
+            copies = None if unroll is None else tuple(
+                _view(inner, ci, None, shape) for inner, ci in unroll(c))
+            views.append(_view(layer, c, a, shape)._replace(copies=copies))
         return tuple(views)
 
     def kink_patterns(self, caches: SequentialCache) -> list:

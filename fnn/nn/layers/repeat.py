@@ -62,7 +62,9 @@ class Repeat:
 
     def unroll(self, params) -> tuple:
         """The n copies as (layer, params) pairs, copy i's params every leaf's [i]: the same
-        function as a chain of n layers (the analysis shows one row per copy)."""
+        function as a chain of n layers (the analysis shows one row per copy). Anything stacked
+        like the params splits the same way: their gradients, and :meth:`forward`'s cache
+        (copy i's cache)."""
         return tuple((self.layer, jax.tree.map(lambda a, i=i: a[i], params))
                      for i in range(self.n))
 
