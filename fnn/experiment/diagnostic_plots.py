@@ -5,7 +5,10 @@ Both read a history with the per-layer keys ``grad_norm/layer<l>``, ``slope/laye
 ``diagnostics=True``), of shape
 (epochs,) for one run or (members, epochs) for a sweep, plus the optional boolean ``trained``.
 A sweep is drawn one panel per member group (the groups of :func:`fnn.experiment.plan`), each
-line the median over the group's members (one member: its own values).
+line the median over the group's members (one member: its own values). Row l is that of
+:func:`fnn.diagnostics.rows` (a Repeat's copies are rows of their own); with ``names``
+(:func:`layer_names`) the legend says which, ``layer 3: layer2[0] TransformerBlock`` (gradcheck's
+leaf prefix: copy 0 of ``net.layers[2]``), else ``layer 3``.
 
 * :func:`plot_gradients` — ‖∂L/∂W(l)‖ per layer vs epoch (log scale, the same y range in every
   panel), and a last panel with the gradient norm against the layer index at the first and last
@@ -13,6 +16,7 @@ line the median over the group's members (one member: its own values).
 * :func:`plot_activations` — per layer vs epoch, on the validation split: the mean slope g'(Z)
   (the factor each layer applies to the δ passing through it), the fraction of saturated entries
   (g'(Z) < 10 % of its maximum) and of dead units (saturated on every example).
+* :func:`plot_diagnostics` — both, as a run directory's gradients.png and activations.png.
 
 matplotlib is optional: each function returns False (and writes nothing) without it.
 """
@@ -22,10 +26,12 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
+from fnn.analysis import diagnostics as diag
 from fnn.experiment.curve_plots import PathLike
 from fnn.experiment.history import history_arrays
 from fnn.experiment.plot_style import import_matplotlib
@@ -51,6 +57,17 @@ def layer_series(history: dict, stat: str) -> dict[int, np.ndarray]:
         if m and m.group("stat") == stat:
             out[int(m.group("layer"))] = np.where(trained, value.astype(np.float64), np.nan)
     return dict(sorted(out.items()))
+
+
+def layer_names(nets: Sequence) -> dict[int, str]:
+    """{l: "layer2[0] TransformerBlock"} for the rows of every network (a sweep's groups may
+    differ); a row the networks name differently is left out (its legend says ``layer l``)."""
+    names, clash = {}, set()
+    for net in nets:
+        for l, r in enumerate(diag.rows(net), start=1):
+            name = f"{r.name} {r.kind}"
+            clash |= {l} if names.setdefault(l, name) != name else set()
+    return {l: n for l, n in names.items() if l not in clash}
 
 
 def _median(values: np.ndarray) -> np.ndarray:
@@ -79,14 +96,15 @@ def _layer_colors(layers: Sequence[int]):
     return {l: cmap(0.9 * i / n) for i, l in enumerate(layers)}
 
 
-def _layer_label(l: int, last: Optional[int]) -> str:
-    return f"layer {l}" + (" (output)" if l == last else "")
+def _layer_label(l: int, last: Optional[int], names: Optional[dict]) -> str:
+    name = (names or {}).get(l)
+    return f"layer {l}" + (f": {name}" if name else "") + (" (output)" if l == last else "")
 
 
 def _finish(fig, path, Line2D, colors: dict, layers, last: Optional[int],
-            title: Optional[str]) -> None:
+            title: Optional[str], names: Optional[dict] = None) -> None:
     """One layer-colour legend beside the first row (if any layers), the title, the PNG."""
-    handles = [Line2D([], [], color=colors[l], linewidth=2, label=_layer_label(l, last))
+    handles = [Line2D([], [], color=colors[l], linewidth=2, label=_layer_label(l, last, names))
                for l in layers]
     if handles:
         fig.legend(handles=handles, loc="outside right upper", fontsize=8,
@@ -149,7 +167,7 @@ def _log_decades(ax, ticker, limits) -> None:
 
 def plot_gradients(path: PathLike, history: dict, *, member_labels: Optional[Sequence] = None,
                    groups: Optional[Sequence[tuple[str, Sequence[int]]]] = None,
-                   title: Optional[str] = None) -> bool:
+                   title: Optional[str] = None, names: Optional[dict] = None) -> bool:
     """Gradient norm ‖∂L/∂W(l)‖ per layer vs epoch (log scale), and by layer, to a PNG.
 
     Args:
@@ -159,6 +177,7 @@ def plot_gradients(path: PathLike, history: dict, *, member_labels: Optional[Seq
         with :func:`fnn.experiment.curve_plots.plot_curves`.
       groups: sweeps: (group title, [member indices]) per panel; default all members.
       title: the figure title.
+      names: {l: what row l is} for the legend (:func:`layer_names`); None: ``layer l`` only.
     Returns:
       True when written; False without matplotlib.
     Raises:
@@ -228,22 +247,23 @@ def plot_gradients(path: PathLike, history: dict, *, member_labels: Optional[Seq
     ax.grid(True, alpha=0.3)
     ax.legend(handles=handles, fontsize=8, loc="best")
     # One layer legend for the per-epoch panels, beside the first row.
-    _finish(fig, path, Line2D, colors, layers, last, title)
+    _finish(fig, path, Line2D, colors, layers, last, title, names)
     return True
 
 
 def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[Sequence] = None,
                      groups: Optional[Sequence[tuple[str, Sequence[int]]]] = None,
-                     title: Optional[str] = None) -> bool:
+                     title: Optional[str] = None, names: Optional[dict] = None) -> bool:
     """Activation health per layer vs epoch: mean g'(Z), saturated entries, dead units (PNG).
 
     One row per group, three panels: the mean slope g'(Z), the fraction of saturated (example,
     unit) entries and the fraction of dead units of each layer on the validation split (see
     :mod:`fnn.diagnostics`).
-    Layers without a per-unit derivative (softmax output) are left out.
+    Layers without a per-unit derivative (softmax output; blocks without an activation of their
+    own, such as a TransformerBlock's copies) are left out.
 
     Args:
-      path, history, member_labels, groups, title: as :func:`plot_gradients`; the history
+      path, history, member_labels, groups, title, names: as :func:`plot_gradients`; the history
         needs ``slope/layer<l>``, ``saturated/layer<l>`` or ``dead/layer<l>`` keys.
     Returns:
       True when written; False without matplotlib.
@@ -293,5 +313,13 @@ def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[S
                 ax.set_ylabel("fraction (validation split)")
             _epoch_axis(ax, ticker, epochs)
             ax.set_title(f"{gtitle}:\n{heading}" if gtitle else heading, fontsize=10)
-    _finish(fig, path, Line2D, colors, [l for l in layers if l in shown], last, title)
+    _finish(fig, path, Line2D, colors, [l for l in layers if l in shown], last, title, names)
     return True
+
+
+def plot_diagnostics(run_dir, history: dict, nets: Sequence, **kw) -> bool:
+    """``run_dir``/gradients.png and activations.png, the legend naming the rows of ``nets``
+    (every group's network). kw: as :func:`plot_gradients`. Returns: False without matplotlib."""
+    names = layer_names(nets)
+    ok = plot_gradients(Path(run_dir) / "gradients.png", history, names=names, **kw)
+    return plot_activations(Path(run_dir) / "activations.png", history, names=names, **kw) and ok

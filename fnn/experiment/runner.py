@@ -336,8 +336,8 @@ def report_run(t: Trained, *, echo: Callable = print) -> dict:
         if ok and cfg.diagnostics.enabled:
             from fnn.experiment import diagnostic_plots
 
-            diagnostic_plots.plot_gradients(run_dir / "gradients.png", history, **kw)
-            diagnostic_plots.plot_activations(run_dir / "activations.png", history, **kw)
+            diagnostic_plots.plot_diagnostics(run_dir, history, [tr.net for _, tr in b.trainers],
+                                              **kw)
     return summary
 
 
