@@ -7,9 +7,10 @@ the statistics are per *row with parameters*, numbered l = 1..K in the order of 
 those of :meth:`~fnn.nn.protocol.Network.unrolled`, the chain the backprop trace and gradcheck
 show, so a ``Repeat(block, n)`` gives n consecutive rows, one per copy (named ``layer<i>[<j>]``
 like gradcheck's leaves, the trace's layer / block columns), and every other layer one
-(``layer<i>``; for an MLP, row l is the dense layer with W(l), as in the notes). The gradients,
-updates and weights of a row are its entry of ``net.unrolled`` applied to them (they have the
-params' structure: copy j's are every stacked leaf's [j]), so the engine knows nothing of Repeat.
+(``layer<i>``; for an MLP, row l is the dense layer with W(l), as in the notes;
+``rows(net)[l - 1]`` says which). A copy's norms are over its slice [j] of the stacked leaves,
+computed per index of the leading axis and split by ``net.unrolled`` (:func:`row_norms`), so
+the engine knows nothing of Repeat.
 A row's *weights* are its parameter leaves other than biases ("b", "bias"): the "w" kernel of
 Dense / Conv2D, the "scale" of BatchNorm / LayerNorm, every inner kernel and scale of a Residual
 or a TransformerBlock (one Frobenius norm over all of them).
@@ -132,6 +133,11 @@ def _entries(net, tree) -> tuple:
     return net.unrolled(tree)[1]
 
 
+def _by_copy(leaf: Array) -> Array:
+    """Σ leaf² over every axis but the first (the copies' axis): one value per copy."""
+    return jnp.sum(jnp.square(leaf), axis=tuple(range(1, leaf.ndim)))
+
+
 def frobenius(x: Array) -> Array:
     """‖x‖_F = sqrt(Σ x²) as a scalar of x's dtype."""
     return jnp.sqrt(jnp.sum(jnp.square(x)))
@@ -219,6 +225,31 @@ def weight_norm(layer_params) -> Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in leaves))
 
 
+def row_norms(net, tree) -> list[Array]:
+    """‖W‖_F of every row of :func:`rows` in ``tree`` (params, or their gradients or updates).
+
+    A whole layer's is :func:`weight_norm` of its entry. A copy's comes from its layer's stacked
+    leaves (``unroll`` takes copy j's as every leaf's [j]): each leaf squared and summed over
+    every axis but the first, the (n,) sums split by ``net.unrolled`` like the params, copy j's
+    weights' sums added: one reduction per leaf, none per copy, nothing unstacked.
+    """
+    table = rows(net)
+    split = {r.layer for r in table if r.block is not None}
+    if split:
+        tree = tuple(jax.tree.map(_by_copy, e) if i in split else e for i, e in enumerate(tree))
+    entries = _entries(net, tree)
+    out = []
+    for r in table:
+        e = entries[r.entry]
+        if r.block is None:
+            out.append(weight_norm(e))
+        else:
+            sums = weight_leaves(e)
+            out.append(jnp.sqrt(sum(sums)) if sums
+                       else jnp.zeros((), jax.tree.leaves(e)[0].dtype))
+    return out
+
+
 def _with_params(params) -> list[int]:
     """Indices of the top-level entries that have parameter leaves (``net.param_layers()``)."""
     return [i for i, p in enumerate(params) if jax.tree.leaves(p)]
@@ -238,13 +269,13 @@ def step_stats(grads, updates, params, net=None) -> dict[str, Array]:
     """
     if net is None:
         entries = _with_params(params)
+        norms = ([weight_norm(t[i]) for i in entries] for t in (grads, updates, params))
     else:
-        entries = [r.entry for r in rows(net)]
-        grads, updates, params = (_entries(net, t) for t in (grads, updates, params))
+        norms = (row_norms(net, t) for t in (grads, updates, params))
     out = {}
-    for l, i in enumerate(entries, start=1):
-        out[layer_key("grad_norm", l)] = weight_norm(grads[i])
-        out[layer_key("update_ratio", l)] = _ratio(weight_norm(updates[i]), weight_norm(params[i]))
+    for l, (g, u, p) in enumerate(zip(*norms), start=1):
+        out[layer_key("grad_norm", l)] = g
+        out[layer_key("update_ratio", l)] = _ratio(u, p)
     return out
 
 
@@ -285,10 +316,9 @@ def epoch_stats(net, params, x: Array, net_state=None) -> dict[str, Array]:
     net_state = net.init_state() if net_state is None else net_state
     _, caches, _ = net.forward_state(params, net_state, x, training=False)
     views = net.layer_views(caches)
-    entries = _entries(net, params)
     out, health = {}, {}
-    for l, r in enumerate(rows(net), start=1):
-        out[layer_key("weight_norm", l)] = weight_norm(entries[r.entry])
+    for l, (r, norm) in enumerate(zip(rows(net), row_norms(net, params)), start=1):
+        out[layer_key("weight_norm", l)] = norm
         v = views[r.layer]
         if r.block is not None:  # a copy: its view from the stacked caches, if the layer has any
             v = None if v.copies is None else v.copies[r.block]

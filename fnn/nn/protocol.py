@@ -25,9 +25,11 @@ container layer counts only its own work (a Residual's addition), its inner laye
 theirs. :mod:`fnn.nn.summary` uses it, and XLA's cost analysis of the layer's forward for a
 layer without it. Optional: ``unroll(params) -> ((layer, params), ...)``, the same function as a
 chain of simpler layers (a Repeat: its n copies); the container's ``unrolled`` uses it so that
-gradcheck, the backprop trace and the training diagnostics show one row per block. It splits
-anything laid out like the params the same way (their gradients and updates; for a Repeat also
-its forward's cache, stacked by the scan like the params: copy j's cache).
+gradcheck, the backprop trace and the training diagnostics show one row per block. Copy j's
+params are every leaf's [j] (the leaves stacked on a leading axis of the copies: the
+diagnostics' per-copy norms reduce over the other axes), so it splits anything laid out like
+the params the same way: their gradients and updates, and a Repeat's forward cache (stacked by
+its scan: copy j's cache).
 
 Layers with an activation (Dense, Conv2D, Activation) also have ``activation`` (a name), ``act``
 (the :class:`fnn.nn.activations.Activation`), a cache with fields ``z`` (pre-activation) and
