@@ -260,7 +260,8 @@ def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[S
     unit) entries and the fraction of dead units of each layer on the validation split (see
     :mod:`fnn.diagnostics`).
     Layers without a per-unit derivative (softmax output; blocks without an activation of their
-    own, such as a TransformerBlock's copies) are left out.
+    own, such as a TransformerBlock's copies) are left out; when none is left (a GPT) the panels
+    say so.
 
     Args:
       path, history, member_labels, groups, title, names: as :func:`plot_gradients`; the history
@@ -313,6 +314,10 @@ def plot_activations(path: PathLike, history: dict, *, member_labels: Optional[S
                 ax.set_ylabel("fraction (validation split)")
             _epoch_axis(ax, ticker, epochs)
             ax.set_title(f"{gtitle}:\n{heading}" if gtitle else heading, fontsize=10)
+    if not shown:  # e.g. a GPT: embeddings, blocks, normalization and a softmax output
+        for ax in axes.ravel():
+            ax.text(0.5, 0.5, "no layer with an element-wise\nactivation of its own (all NaN)",
+                    ha="center", va="center", transform=ax.transAxes, color="0.4", fontsize=9)
     _finish(fig, path, Line2D, colors, [l for l in layers if l in shown], last, title, names)
     return True
 
