@@ -8,7 +8,8 @@ those of :meth:`~fnn.nn.protocol.Network.unrolled`, the chain the backprop trace
 show, so a ``Repeat(block, n)`` gives n consecutive rows, one per copy (named ``layer<i>[<j>]``
 like gradcheck's leaves, the trace's layer / block columns), and every other layer one
 (``layer<i>``; for an MLP, row l is the dense layer with W(l), as in the notes;
-``rows(net)[l - 1]`` says which). A copy's norms are over its slice [j] of the stacked leaves,
+``rows(net)[l - 1]`` says which; a protocol network whose ``unrolled`` names no blocks: its
+``param_layers()``). A copy's norms are over its slice [j] of the stacked leaves,
 computed per index of the leading axis and split by ``net.unrolled`` (:func:`row_norms`), so
 the engine knows nothing of Repeat.
 A row's *weights* are its parameter leaves other than biases ("b", "bias"): the "w" kernel of

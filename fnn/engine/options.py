@@ -91,7 +91,8 @@ class Monitor:
       progress: None/False (the program has no callback), a callable
         ``(epoch, metrics) -> None``, or True (a callback whose receiver each ``run`` names).
       progress_updates: about how many reports per run.
-      diagnostics: per-layer statistics in the history (:mod:`fnn.analysis.diagnostics`).
+      diagnostics: per-layer statistics in the history (:mod:`fnn.analysis.diagnostics`; layer l
+        is ``fnn.diagnostics.rows(net)[l - 1]``, a Repeat's copies one l each).
     """
 
     progress: Union[None, bool, Callable[[int, dict], Any]] = None
