@@ -7,6 +7,7 @@
   test suite, so that a silent float32->float64 upcast or a broadcast of a
   rank-1 array against a rank-2 array is a test failure.
 * Hypothesis runs derandomized, so CI is reproducible.
+* Slow tests are collected first (see ``pytest_collection_modifyitems``).
 """
 import os
 
@@ -42,3 +43,10 @@ def x64():
     """Enable float64 for the duration of one test."""
     with jax.enable_x64(True):
         yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first (a stable sort: the order within each group is kept). Under ``-n 2`` the
+    long end-to-end tests then start early and the short ones fill both workers at the end,
+    instead of one minute-long test running alone after the rest (longest-first scheduling)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

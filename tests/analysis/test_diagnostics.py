@@ -111,6 +111,7 @@ def _trainer(data, diagnostics, **kw):
                    epochs=3, batch_size=32, diagnostics=diagnostics, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting", ["single", "sweep"])
 def test_enabling_diagnostics_leaves_training_bitwise_unchanged(setting, request):
     if os.environ.get("FNN_TEST_FULL_OPT") != "1":

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from markers import slow_cases
 
 import fnn
 from fnn import optim
@@ -111,7 +112,7 @@ def test_rows_follow_the_unrolled_chain_and_gradchecks_names(name):
         assert [(r.layer, r.kind) for r in got] == list(net.param_layers())
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", slow_cases(list(CASES), slow={"gpt3", "cnn"}))
 def test_step_norms_are_each_copys_own(x64, name):
     make, want = CASES[name]
     net = make("float64")
@@ -136,7 +137,7 @@ def test_step_norms_are_each_copys_own(x64, name):
         assert float(metrics[f"update_ratio/layer{l}"]) == pytest.approx(lr * g / wn, rel=1e-8)
 
 
-@pytest.mark.parametrize("name", ["gpt3", "lstm", "dense_stack", "cnn"])
+@pytest.mark.parametrize("name", slow_cases(["gpt3", "lstm", "dense_stack", "cnn"], slow={"gpt3"}))
 def test_a_trainer_with_diagnostics_reports_every_row(name):
     make, want = CASES[name]
     net = make("float32")

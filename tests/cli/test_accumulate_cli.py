@@ -15,6 +15,7 @@ from fnn.experiment.build import build_net, load_dataset
 QUICK = [*QUIET, "--set", "training.epochs=2", "--set", "data.n_samples=300"]
 
 
+@pytest.mark.slow
 def test_a_run_with_micro_batches_trains_like_the_run_without(tmp_path):
     """quickstart (batch 64) with accumulate=4 ends on the parameters of the plain run, to
     float32 rounding: 4 micro-batches of 16 rows make each update of 64."""

@@ -100,10 +100,11 @@ def test_a_run_cannot_write_into_its_source(source):
 # --- continuing a finished run -------------------------------------------------------------------
 @pytest.mark.parametrize("config,extra", [
     ("quickstart", []),  # early stopping with restore_best, still improving at its last epoch
-    ("quickstart", ["early_stopping.enabled=false", "optimizer.name=sgd",
-                    "optimizer.momentum=0.9", "optimizer.schedule.name=step",
-                    "optimizer.schedule.boundaries=[3]"]),
-    ("shapes_cnn", ["data.n_samples=200", "early_stopping.enabled=false"]),
+    pytest.param("quickstart", ["early_stopping.enabled=false", "optimizer.name=sgd",
+                                "optimizer.momentum=0.9", "optimizer.schedule.name=step",
+                                "optimizer.schedule.boundaries=[3]"], marks=pytest.mark.slow),
+    pytest.param("shapes_cnn", ["data.n_samples=200", "early_stopping.enabled=false"],
+                 marks=pytest.mark.slow),
 ])
 def test_a_finished_run_continues_bitwise(tmp_path, config, extra):
     """2 epochs, then --resume RUN_DIR --set training.epochs=4: the parameters, optimizer state,
@@ -127,6 +128,7 @@ def test_a_finished_run_continues_bitwise(tmp_path, config, extra):
     assert read_summary(tmp_path / "a")["epochs"] == 4
 
 
+@pytest.mark.slow
 def test_continuing_a_sweep_member_by_member(tmp_path):
     base = [*QUIET, "--set", "data.n_samples=200", "--set", "training.epochs=1",
             "--grid", "optimizer.learning_rate=0.01,0.03", "--set", "optimizer.schedule.name=constant",

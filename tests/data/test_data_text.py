@@ -155,6 +155,7 @@ def test_iterations_need_token_data():
                for e in err.value.errors)
 
 
+@pytest.mark.slow
 def test_weight_decay_reaches_matrices_and_embeddings_only():
     net = fnn.Sequential([Embedding(11, 8), PositionalEmbedding(6),
                           Repeat(TransformerBlock(2, mlp_ratio=2), 2), LSTM(8), LayerNorm(),

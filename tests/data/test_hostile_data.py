@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from fnn import data
-from fnn.data import DataError
 from fnn.data.idx import read_idx
 from fnn.experiment import predict
 

@@ -280,6 +280,7 @@ class FullDisk:
 @given(capacity=st.one_of(st.integers(0, 3000), st.integers(3000, 200_000)),
        command=st.sampled_from(["train", "train-overwrite", "export", "safetensors", "predict",
                                 "compare"]))
+@pytest.mark.slow
 def test_fuzz_a_full_disk(trained, monkeypatch, capacity, command):
     from fnn.util import fileio
 

@@ -11,6 +11,7 @@ from model_runs import trained
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_two_runs(tmp_path):
     a, b = trained("quickstart"), trained("optimizers")
     out = tmp_path / "cmp.png"

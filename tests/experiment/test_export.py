@@ -43,6 +43,7 @@ def _inputs(name: str, n: int) -> np.ndarray:
     return np.random.default_rng(0).normal(0.5, 1.0, size=(n, 2)).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["quickstart", "fashion_mnist"])
 def test_round_trip_without_fnn_equals_fnn_predict(name, tmp_path):
     run = trained(name)
@@ -76,6 +77,7 @@ def test_round_trip_without_fnn_equals_fnn_predict(name, tmp_path):
     assert (tmp_path / "run.csv").read_text() == (tmp_path / "file.csv").read_text()
 
 
+@pytest.mark.slow
 def test_default_output_and_sweep_member(tmp_path):
     import shutil
 

@@ -127,6 +127,7 @@ def test_not_a_run_directory(tmp_path):
         fnn.load_run(trained("quickstart")).predict(np.zeros((4, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_early_stopped_histories_as_the_readme_says(tmp_path):
     """Issue 23 (README): RunHandle.history ends at the stop epoch, a sweep member's at its own;
     the saved model is the best epoch's. (The engine's history, Trainer.train's, runs to the

@@ -6,7 +6,6 @@ Everything here fails in validation (no compile) except the few marked runs (1 e
 """
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np

@@ -68,6 +68,7 @@ def run(tmp_path_factory):
     return root / "run"
 
 
+@pytest.mark.slow
 def test_tensors_equal_the_checkpoint(run, tmp_path):
     out = tmp_path / "w.safetensors"
     rc, stdout, err = run_cli("export", run, "--format", "safetensors", "--output", out)

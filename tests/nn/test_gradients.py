@@ -222,9 +222,7 @@ def build(case: Case, dtype: str):
     return net, params, jax.device_put(x), jax.device_put(y), key
 
 
-@settings(max_examples=200)
-@given(case=cases())
-def test_manual_matches_autodiff_float64(case):
+def _check_float64(case):
     with jax.enable_x64(True):
         net, params, x, y, key = build(case, "float64")
         lm, gm, la, ga = both_modes(net, case.loss, case.l1, case.l2, params, x, y, key)
@@ -234,14 +232,41 @@ def test_manual_matches_autodiff_float64(case):
         assert_grads_rel_close(gm, ga, rtol=1e-9)
 
 
-@settings(max_examples=50)
-@given(case=cases())
-def test_manual_matches_autodiff_float32(case):
+def _check_float32(case):
     net, params, x, y, key = build(case, "float32")
     lm, gm, la, ga = both_modes(net, case.loss, case.l1, case.l2, params, x, y, key)
     chex.assert_trees_all_equal_shapes_and_dtypes(gm, params)
     np.testing.assert_allclose(float(lm), float(la), rtol=1e-5)
     chex.assert_trees_all_close(gm, ga, rtol=1e-4, atol=1e-5)
+
+
+# Each drawn case compiles its own program (~0.25 s), so the draws are split: a quick share runs
+# with every `pytest -m "not slow"`, the rest (other draws: hypothesis derives a derandomized
+# test's seed from its name) only in the full suite. 200 float64 and 50 float32 cases in all.
+@settings(max_examples=40)
+@given(case=cases())
+def test_manual_matches_autodiff_float64(case):
+    _check_float64(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=160)
+@given(case=cases())
+def test_manual_matches_autodiff_float64_more_draws(case):
+    _check_float64(case)
+
+
+@settings(max_examples=15)
+@given(case=cases())
+def test_manual_matches_autodiff_float32(case):
+    _check_float32(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=35)
+@given(case=cases())
+def test_manual_matches_autodiff_float32_more_draws(case):
+    _check_float32(case)
 
 
 # --- central finite differences ------------------------------------------------------------------

@@ -2,7 +2,6 @@
 backward formulations against each other, and the ties rule (first maximum, row-major)."""
 import chex
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

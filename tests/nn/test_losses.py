@@ -79,7 +79,6 @@ Z_WITH_ZEROS = np.array([[0.0, -2.5, 1.5, 0.0], [3.0, 0.0, -0.5, 7.0], [-8.0, 0.
 def test_output_delta_matches_jax_grad(x64, name, output, targets):
     """δ(L) = ∂L/∂Z(L): fused (ŷ − y)/N, or ∇_A L ⊙ g'(Z) / softmax's JVP, vs jax.grad."""
     rng = np.random.default_rng(1)
-    loss, act = losses.get(name), acts.get(output)
     if targets == "hard":
         y = _targets(name, rng)
     elif name == "cross_entropy":

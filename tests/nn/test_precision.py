@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from markers import slow_cases
 
 from fnn import MLP, Sequential
 from fnn.layers import (
@@ -58,7 +59,7 @@ def rel_err(a, b):
 
 
 @pytest.mark.parametrize("mode", ["manual", "autodiff"])
-@pytest.mark.parametrize("kind", list(NETS))
+@pytest.mark.parametrize("kind", slow_cases(list(NETS), slow={"gpt", "cnn_bn"}))
 def test_bf16_gradients_are_float32_and_close_to_the_float32_ones(kind, mode):
     net = NETS[kind]()
     params = net.init(jax.random.key(0))

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from markers import slow_cases
 
 import fnn
 from fnn.nn import objective
@@ -43,7 +44,7 @@ NETS = [("gpt", lambda: gpt()), ("gpt_dropout", lambda: gpt(dropout=0.2)),
         ("gpt_one_block", lambda: gpt(blocks=1)), ("lstm", lstm), ("rnn", rnn)]
 
 
-@pytest.mark.parametrize("name,make", NETS)
+@pytest.mark.parametrize("name,make", slow_cases(NETS, slow={"gpt", "gpt_dropout"}))
 def test_whole_network_manual_equals_autodiff(x64, name, make):
     net = make()
     params = jax.tree.map(lambda a: 3 * a, net.init(jax.random.key(1)))  # away from the 0.02 init

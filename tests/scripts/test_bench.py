@@ -491,6 +491,7 @@ def test_memory_case_smoke(tmp_path):
     assert "## Memory" in md and "temporaries MB" in md
 
 
+@pytest.mark.slow
 def test_precision_bench_quick(tmp_path):
     """scripts/bench_precision.py --quick times both precisions of every case and writes the
     ratio table."""
@@ -510,6 +511,7 @@ def test_precision_bench_quick(tmp_path):
     assert "| cnn |" in (tmp_path / "precision.md").read_text()
 
 
+@pytest.mark.slow
 def test_sequence_bench_quick_copies_the_weights_into_pytorch(tmp_path):
     """scripts/bench_sequence.py --quick: every contestant of the GPT and LSTM cases starts from
     the same weights, so their first-step losses agree (the PyTorch models are the same
