@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+import conftest
+from markers import slow_cases
+
 PKG = Path(__file__).resolve().parents[1] / "fnn"
 RANK = {"version": 0, "util": 0, "nn": 1, "optim": 1, "data": 1, "analysis": 2, "engine": 3,
         "experiment": 4, "cli": 5, "__main__": 6, "__init__": 6}
@@ -204,3 +207,41 @@ def test_the_model_side_imports_neither_half(name):
 def test_pictures_never_return_to_the_report(name):
     bad = experiment_imports(name) & {"report", "runner", "results", "chunks"}
     assert not bad, f"experiment/{name} (a picture) imports {sorted(bad)}"
+
+
+# --- the suite's own plumbing: slow tests collected first, slow_cases marks what it names ---
+
+
+class _Item:
+    def __init__(self, name, slow):
+        self.name, self.slow = name, slow
+
+    def get_closest_marker(self, name):
+        return object() if (name == "slow" and self.slow) else None
+
+
+def test_slow_items_come_first_in_their_collected_order():
+    items = [_Item("a", False), _Item("b", True), _Item("c", False), _Item("d", True)]
+    conftest.pytest_collection_modifyitems(None, items)
+    assert [i.name for i in items] == ["b", "d", "a", "c"]
+
+
+def _is_slow(case):
+    return any(m.name == "slow" for m in getattr(case, "marks", ()))
+
+
+@pytest.mark.parametrize("values,slow,want", [
+    (["mlp", "gpt", "lstm"], {"gpt"}, [False, True, False]),
+    ([5, 33000], {33000}, [False, True]),
+    ([("gpt", 1), ("rnn", 2)], {"gpt"}, [True, False]),
+])
+def test_slow_cases_marks_the_named_cases_only(values, slow, want):
+    got = slow_cases(values, slow)
+    assert [_is_slow(c) for c in got] == want
+    assert [tuple(c.values) if _is_slow(c) else c for c in got] == \
+        [v if isinstance(v, tuple) else ((v,) if s else v) for v, s in zip(values, want)]
+
+
+def test_slow_cases_refuses_a_name_that_is_not_a_case():
+    with pytest.raises(ValueError, match=r"slow_cases: \['cnn'\] are not among the cases"):
+        slow_cases(["mlp"], {"cnn"})
