@@ -475,6 +475,7 @@ def _table_rows(out: str, column: str) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_sweep_grid_and_seeds_is_one_group_sorted_by_the_monitor(runs):
     run_dir, rc, out, err = runs.cli(
         "sweep-lr-seeds", "sweep", CONFIGS / "quickstart.toml", *shrink_args("quickstart"),

@@ -93,6 +93,7 @@ def test_missing_config_exits_2(tmp_path):
     assert listing(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_token_data_runs_by_windows(tmp_path):
     rc, out, err = run_cli("lr-find", CONFIGS / "adder.toml", "--steps", "8", "--min", "1e-4",
                            "--max", "1", "--output", "o")

@@ -27,6 +27,7 @@ def test_bad_precision_or_dtype_is_one_line(tmp_path, sets, match):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_config_accepts_bfloat16_parameters_as_sequential_does(tmp_path):
     """model.dtype lists what fnn.Sequential accepts: a pure bfloat16 network trains too."""
     out = tmp_path / "run"

@@ -263,6 +263,7 @@ def test_a_full_disk_during_train_names_the_file_and_leaves_no_directory(tmp_pat
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_export_leaves_neither_file(run, tmp_path):
     dest = tmp_path / "exports" / "m.jax"
     p = run_limited(4096, "export", run, "--output", dest, cwd=tmp_path)

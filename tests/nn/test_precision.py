@@ -58,7 +58,7 @@ def rel_err(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
 
 
-@pytest.mark.parametrize("mode", ["manual", "autodiff"])
+@pytest.mark.parametrize("mode", slow_cases(["manual", "autodiff"], slow={"autodiff"}))
 @pytest.mark.parametrize("kind", slow_cases(list(NETS), slow={"gpt", "cnn_bn"}))
 def test_bf16_gradients_are_float32_and_close_to_the_float32_ones(kind, mode):
     net = NETS[kind]()
