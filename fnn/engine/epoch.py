@@ -58,7 +58,7 @@ def use_flat(setting: str, optimizer, params) -> bool:
     Returns:
       a Python bool: never for an optimizer that is not element-wise or parameters of mixed
       dtypes; for "auto" only up to :data:`FLAT_MAX_ENTRIES` parameters (measured epoch time,
-      flat against per leaf, Adam: 2-16-16-2 batch 32 0.5×, 784-64-64-10 batch 128 1.00×,
+      flat against per leaf, Adam: 2-16-16-2 batch 32 0.5–0.85×, 784-64-64-10 batch 128 1.00×,
       784-512-512-10 batch 128 3.7×).
     """
     if check_flat_updates(setting) == "off" or not optim.can_flatten(optimizer, params):

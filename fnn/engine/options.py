@@ -74,7 +74,7 @@ class Numerics:
       nan_guard: "halt" | "revert" | "off": what a step with a non-finite loss or gradient does.
       flat_updates: "off" | "on" | "auto": inside the scanned loop, run an element-wise
         optimizer on all parameter leaves raveled into one vector (:func:`fnn.optim.flat`):
-        fewer kernels per step, and for a small network a faster step (2-16-16-2: 2×). "off"
+        fewer kernels per step, and for a small network a faster step (2-16-16-2: 1.2–2×). "off"
         (default): per leaf; "on": whenever the optimizer is element-wise; "auto": that, for
         networks of at most :data:`fnn.engine.epoch.FLAT_MAX_ENTRIES` parameters (on a
         784-512-512-10 MLP the flat update is 3.7× slower). Not bitwise the per-leaf run:
