@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from fnn import optim
 from fnn.analysis import diagnostics as diag_mod
 from fnn.data import prepare_inputs
 from fnn.engine import parallel, shuffle
@@ -36,6 +37,34 @@ from fnn.engine.state import TrainState, select
 from fnn.engine.windows import Windows, draw
 
 STEP_KEYS = ("data_loss", "loss", "accuracy", "grad_norm")  # step metrics averaged per epoch
+FLAT_UPDATES = ("off", "on", "auto")
+FLAT_MAX_ENTRIES = 1 << 14  # "auto": flat updates up to this many parameters
+
+
+def check_flat_updates(value) -> str:
+    """Validate ``flat_updates`` (one of :data:`FLAT_UPDATES`)."""
+    if value not in FLAT_UPDATES:
+        raise ValueError(f"flat_updates: {value!r}; expected one of {FLAT_UPDATES}")
+    return value
+
+
+def use_flat(setting: str, optimizer, params) -> bool:
+    """Whether the scanned loop runs ``optimizer`` on the raveled leaves (:func:`fnn.optim.flat`).
+
+    Args:
+      setting: "off" | "on" | "auto" (``Numerics.flat_updates``).
+      optimizer: the run's :class:`fnn.optim.Optimizer`.  params: the parameter pytree (its
+        shapes; one member's in a sweep).
+    Returns:
+      a Python bool: never for an optimizer that is not element-wise or parameters of mixed
+      dtypes; for "auto" only up to :data:`FLAT_MAX_ENTRIES` parameters (measured epoch time,
+      flat against per leaf, Adam: 2-16-16-2 batch 32 0.5–0.85×, 784-64-64-10 batch 128 1.00×,
+      784-512-512-10 batch 128 3.7×).
+    """
+    if check_flat_updates(setting) == "off" or not optim.can_flatten(optimizer, params):
+        return False
+    entries = sum(int(x.size) for x in jax.tree.leaves(params))
+    return setting == "on" or entries <= FLAT_MAX_ENTRIES
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,12 +136,15 @@ def _batch_indices(plan: RunPlan, state: TrainState):
 
 
 def _train_epoch(plan: RunPlan, step: Callable, state: TrainState, data: DeviceData,
-                 shard_batch: bool):
+                 shard_batch: bool, flat: bool):
     """The epoch's steps, its evaluation, early stopping: ``(state, metrics)``."""
     net, win, b, nb = plan.net, plan.windows, plan.batch_size, plan.batches_per_epoch
     key, idx, k_eval = _batch_indices(plan, state)
     state = state._replace(key=key)
     step_keys = plan.step_keys()
+    like = state.opt_state
+    if flat:  # the steps run fnn.optim.flat(optimizer): its state inside the scan only
+        state = state._replace(opt_state=optim.ravel_state(like, state.params))
 
     def body(carry, batch_idx):
         s, sums = carry
@@ -129,6 +161,9 @@ def _train_epoch(plan: RunPlan, step: Callable, state: TrainState, data: DeviceD
 
     zeros = {k: jnp.zeros((), plan.dtype) for k in step_keys}
     (state, sums), _ = jax.lax.scan(body, (state, zeros), idx)
+    if flat:
+        state = state._replace(opt_state=optim.unravel_state(state.opt_state, like,
+                                                              state.params))
     m = {k: v / nb for k, v in sums.items()}  # means over the epoch's steps
     train = {
         "train_loss": m["data_loss"],
@@ -175,13 +210,16 @@ def active(state: TrainState):
 
 
 def epoch(plan: RunPlan, step: Callable, state: TrainState, data: DeviceData, *,
-          shard_batch: bool = False):
+          shard_batch: bool = False, flat: bool = False):
     """One epoch: ``(state, metrics)``, or a skipped one (NaN metrics) once the run stopped.
 
     Args:
       plan: the run's :class:`RunPlan`.  step: ``step(state, batch) -> (state, metrics)``.
       state: the carry.  data: the device arrays.
       shard_batch: constrain each batch's rows to be split over ``plan.mesh`` (data parallel).
+      flat: ``step``'s optimizer is :func:`fnn.optim.flat` of the one that made
+        ``state.opt_state``: the state is raveled (:func:`fnn.optim.ravel_state`) before the
+        steps' scan and unraveled after it, so the carried state stays per leaf.
     Returns:
       ``(state, {metric: () array, "trained": bool})``.
     """
@@ -191,7 +229,7 @@ def epoch(plan: RunPlan, step: Callable, state: TrainState, data: DeviceData, *,
             **{k: nan for k in plan.metric_names}, "trained": jnp.asarray(False)}
 
     return jax.lax.cond(active(state),
-                        lambda s: _train_epoch(plan, step, s, data, shard_batch),
+                        lambda s: _train_epoch(plan, step, s, data, shard_batch, flat),
                         skip_epoch, state)
 
 

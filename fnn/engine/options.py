@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Union
 
 from fnn.engine.accumulate import check_accumulate
 from fnn.engine.early_stopping import EarlyStopping
+from fnn.engine.epoch import check_flat_updates
 from fnn.engine.step import check_nan_guard
 from fnn.engine.windows import Windows
 from fnn.nn import objective as obj
@@ -71,15 +72,26 @@ class Numerics:
       grad: "manual" (the hand-written backward) or "autodiff" (``jax.grad``).
       precision: "full" or "bfloat16" (bf16 forward and backward over float32 masters).
       nan_guard: "halt" | "revert" | "off": what a step with a non-finite loss or gradient does.
+      flat_updates: "off" | "on" | "auto": inside the scanned loop, run an element-wise
+        optimizer on all parameter leaves raveled into one vector (:func:`fnn.optim.flat`):
+        fewer kernels per step, and for a small network a faster step (2-16-16-2: 1.2–2×). "off"
+        (default): per leaf; "on": whenever the optimizer is element-wise; "auto": that, for
+        networks of at most :data:`fnn.engine.epoch.FLAT_MAX_ENTRIES` parameters (on a
+        784-512-512-10 MLP the flat update is 3.7× slower). Not bitwise the per-leaf run:
+        XLA:CPU contracts ``a*x + b*y`` into a fused multiply-add, and which product it
+        contracts depends on the kernel the expression lands in, so entries can differ in the
+        last bit (and then drift apart as rounding does).
     """
 
     grad: str = "manual"
     precision: str = "full"
     nan_guard: str = "halt"
+    flat_updates: str = "off"
 
     def __post_init__(self):
         obj.check_mode(self.grad)
         check_nan_guard(self.nan_guard)
+        check_flat_updates(self.flat_updates)
         check_precision_name(self.precision)  # against the network's dtype: in the Trainer
 
 

@@ -91,7 +91,8 @@ def train_step_fn(net, loss, optimizer: optim.Optimizer, *, grad: str = "manual"
           parameters and moments in place: about 15 % slower on a 784-512-512-10 MLP.
         * ``"off"``: no checks, the run never halts (the "finite" metric is still reported).
           Faster only for tiny networks, where a step is dominated by per-kernel overhead
-          (2-16-16-2, batch 32: 0.83× the epoch time of "halt"); on a 784-512-512-10 MLP it is
+          (2-16-16-2, batch 32: 0.83× the epoch time of "halt", before the flat optimizer
+          update, ``Numerics.flat_updates``); on a 784-512-512-10 MLP it is
           1.10× *slower*: without the conditional around the update XLA fuses it less well.
     Returns:
       ``step(state, (x, y))`` with x (B, features) float or uint8 images, y labels (B,) or

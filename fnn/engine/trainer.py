@@ -101,6 +101,7 @@ class Trainer:
         windows, batch_size = loop.windows, loop.batch_size
         self.windows, self.diagnostics = windows, monitor.diagnostics
         self.grad, self.nan_guard = numerics.grad, numerics.nan_guard
+        self.flat_updates = numerics.flat_updates
         if windows is not None:  # token rows: (train rows, val rows)
             data = tuple(data)
             x, xv = data[0], data[-2] if len(data) == 4 else data[1]
@@ -226,10 +227,12 @@ class Trainer:
             return self.optimizer
         return self.optimizer(hp)
 
-    def step_fn(self, hp: HParams) -> Callable:
-        """The pure train step for hyperparameters ``hp`` (floats or traced)."""
+    def step_fn(self, hp: HParams, optimizer: Optional[optim.Optimizer] = None) -> Callable:
+        """The pure train step for hyperparameters ``hp`` (floats or traced); ``optimizer``
+        (default: the run's for ``hp``) replaces the run's."""
+        optimizer = self.make_optimizer(hp) if optimizer is None else optimizer
         return train_step_fn(
-            self.net, self.loss, self.make_optimizer(hp), grad=self.grad, l1=hp.l1, l2=hp.l2,
+            self.net, self.loss, optimizer, grad=self.grad, l1=hp.l1, l2=hp.l2,
             drop_rate=hp.drop_rate, augment=self.augment, multilabel=self.multilabel,
             diagnostics=self.diagnostics, nan_guard=self.nan_guard, accumulate=self.accumulate,
             precision=self.precision,
@@ -273,9 +276,13 @@ class Trainer:
 
     # --- one epoch ---------------------------------------------------------------------------
     def _epoch(self, state: TrainState, hp: HParams, data: DeviceData, shard_batch: bool = False):
-        """One epoch for the traced inputs ``hp`` (:func:`fnn.engine.epoch.epoch`)."""
-        return epoch_mod.epoch(self.plan, self.step_fn(self._resolve(hp)), state, data,
-                               shard_batch=shard_batch)
+        """One epoch for the traced inputs ``hp`` (:func:`fnn.engine.epoch.epoch`); its steps
+        run the optimizer on the raveled leaves when ``Numerics.flat_updates`` says so."""
+        hp = self._resolve(hp)
+        opt = self.make_optimizer(hp)
+        flat = epoch_mod.use_flat(self.flat_updates, opt, state.params)
+        step = self.step_fn(hp, optim.flat(opt) if flat else opt)
+        return epoch_mod.epoch(self.plan, step, state, data, shard_batch=shard_batch, flat=flat)
 
     @property
     def metric_names(self) -> tuple[str, ...]:

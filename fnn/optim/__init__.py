@@ -35,6 +35,11 @@ Building blocks (:mod:`fnn.optim.transforms`, the moment-based ones in
 :func:`scale_by_lion`, :func:`clip`, :func:`clip_by_global_norm`,
 :func:`add_decayed_weights` (with :func:`weights_only_mask`), and :func:`inject_hyperparams`.
 
+An element-wise optimizer (``Optimizer.elementwise``; all of the above but
+:func:`clip_by_global_norm` and a masked :func:`add_decayed_weights`) may run on all leaves
+raveled into one vector, the same formula entry by entry in fewer kernels: :func:`flat`
+(:mod:`fnn.optim.flatten`; the Trainer's scanned loop with ``Numerics.flat_updates``).
+
 Example, AdamW with clipping and biases excluded from decay::
 
     opt = chain(clip_by_global_norm(1.0),
@@ -48,6 +53,8 @@ __getattr__, __dir__ = exports(__name__, {
                           "nadam", "rmsprop", "sgd"),
     "fnn.optim.base": ("EmptyState", "GradientTransformation", "Optimizer", "apply_updates",
                        "chain", "global_norm", "identity"),
+    "fnn.optim.flatten": ("can_flatten", "flat", "ravel", "ravel_state", "unravel",
+                          "unravel_state"),
     "fnn.optim.inject": ("InjectHyperparamsState", "inject_hyperparams"),
     "fnn.optim.moments": ("AdagradState", "AdamaxState", "AdamState", "CenteredRmsState",
                           "LionState", "RmsState", "scale_by_adam", "scale_by_adamax",
@@ -92,6 +99,12 @@ __all__ = [
     "add_decayed_weights",
     "weights_only_mask",
     "inject_hyperparams",
+    "flat",
+    "can_flatten",
+    "ravel",
+    "ravel_state",
+    "unravel",
+    "unravel_state",
     # states
     "ScaleByScheduleState",
     "TraceState",

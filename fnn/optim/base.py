@@ -35,10 +35,18 @@ class Optimizer(NamedTuple):
       update: ``update(grads, state, params=None) -> (updates, new_state)``. ``grads`` and
         ``updates`` have the structure, shapes and dtypes of ``params``. Transformations that
         need the parameters (weight decay) raise if ``params`` is None.
+      elementwise: True when ``update`` computes every entry of ``updates`` and of each state
+        leaf shaped like ``params`` from the same entry of ``grads``, ``params`` and the state
+        alone (scalar state such as a step count aside), and treats every leaf alike: no
+        reduction across entries (global-norm clipping), no per-leaf choice (a weight-decay
+        mask). Such an optimizer may run on all leaves raveled into one vector
+        (:func:`fnn.optim.flat`): the same formula for every entry. False (the default) for an
+        optimizer that does not say.
     """
 
     init: Callable[[Params], OptState]
     update: Callable[..., tuple[Updates, OptState]]
+    elementwise: bool = False
 
 
 GradientTransformation = Optimizer  # optax's name for the same thing
@@ -219,7 +227,7 @@ def identity() -> Optimizer:
         del params
         return grads, state
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def chain(*transforms: Optimizer) -> Optimizer:
@@ -228,7 +236,8 @@ def chain(*transforms: Optimizer) -> Optimizer:
     Args:
       *transforms: :class:`Optimizer` s, applied in the order given; each sees ``params``.
     Returns:
-      an :class:`Optimizer` whose state is the tuple of the transforms' states.
+      an :class:`Optimizer` whose state is the tuple of the transforms' states; element-wise
+      when every transform is.
     """
     transforms = tuple(transforms)
     for i, t in enumerate(transforms):
@@ -252,4 +261,4 @@ def chain(*transforms: Optimizer) -> Optimizer:
             new_state.append(s)
         return grads, tuple(new_state)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=all(t.elementwise for t in transforms))

@@ -43,7 +43,8 @@ def inject_hyperparams(
     Returns:
       a constructor with the factory's signature. Arguments that are Python/NumPy numbers, JAX
       arrays or callables (schedules) are injected as float 0-d arrays (default float dtype,
-      or the array's own float dtype); the rest are passed through unchanged.
+      or the array's own float dtype); the rest are passed through unchanged. The optimizer is
+      element-wise when the factory's is for these arguments.
     """
     sig = inspect.signature(factory)
 
@@ -52,7 +53,7 @@ def inject_hyperparams(
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         arguments = dict(bound.arguments)
-        factory(**arguments)  # validate Python numbers now, at construction
+        checked = factory(**arguments)  # validate Python numbers now, at construction
         injected = {
             k: v
             for k, v in arguments.items()
@@ -81,6 +82,6 @@ def inject_hyperparams(
                 safe_increment(state.count), hparams, inner_state
             )
 
-        return Optimizer(init, update)
+        return Optimizer(init, update, elementwise=checked.elementwise)
 
     return wrapped

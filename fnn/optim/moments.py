@@ -119,7 +119,7 @@ def scale_by_adam(
         updates = jax.tree.map(leaf, grads, mu, nu)
         return updates, AdamState(count=count, mu=mu, nu=nu)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Optimizer:
@@ -152,7 +152,7 @@ def scale_by_adamax(b1: Any = 0.9, b2: Any = 0.999, eps: Any = 1e-8) -> Optimize
         updates = jax.tree.map(lambda m, n: m / (bias_correction(b1, count, m) * n), mu, nu)
         return updates, AdamaxState(count=count, mu=mu, nu=nu)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def scale_by_rss(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> Optimizer:
@@ -179,7 +179,7 @@ def scale_by_rss(initial_accumulator_value: Any = 0.0, eps: Any = 1e-10) -> Opti
         updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + cast(eps, g)), grads, s)
         return updates, AdagradState(sum_of_squares=s)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def scale_by_rms(
@@ -227,7 +227,7 @@ def scale_by_rms(
         updates = jax.tree.map(lambda g, v: g / (jnp.sqrt(v) + cast(eps, g)), grads, var)
         return updates, new_state
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99) -> Optimizer:
@@ -254,4 +254,4 @@ def scale_by_lion(b1: Any = 0.9, b2: Any = 0.99) -> Optimizer:
         mu = jax.tree.map(lambda g, m: cast(b2, g) * m + one_minus(b2, g) * g, grads, state.mu)
         return updates, LionState(mu=mu)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)

@@ -74,7 +74,7 @@ def scale(step_size: Any) -> Optimizer:
         del params
         return jax.tree.map(lambda g: cast(step_size, g) * g, grads), state
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def scale_by_schedule(schedule: Callable[[jax.Array], Any]) -> Optimizer:
@@ -98,7 +98,7 @@ def scale_by_schedule(schedule: Callable[[jax.Array], Any]) -> Optimizer:
         updates = jax.tree.map(lambda g: cast(step_size, g) * g, grads)
         return updates, ScaleByScheduleState(count=safe_increment(state.count))
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool = True) -> Optimizer:
@@ -150,7 +150,7 @@ def trace(decay: Any = 0.9, nesterov: bool = False) -> Optimizer:
             updates = new_trace
         return updates, TraceState(trace=new_trace)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def clip(max_delta: Any) -> Optimizer:
         )
         return updates, state
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=True)
 
 
 def clip_by_global_norm(max_norm: Any) -> Optimizer:
@@ -258,7 +258,7 @@ def add_decayed_weights(weight_decay: Any = 0.0, mask: MaskOrFn = None) -> Optim
 
         return jax.tree.map(leaf, grads, params, m), state
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, elementwise=mask is None)
 
 
 def weights_only_mask(params: Params) -> PyTree:

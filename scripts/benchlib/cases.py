@@ -82,8 +82,11 @@ def case_mlp(name: str, settings: dict, only: str, log) -> dict:
                         "val_samples": settings["val_samples"]}, settings, log)
         if r["status"] == "ok":
             r["samples_per_s"] = r["samples_per_epoch"] / r["median_s"]
+            kernels = (f", {r['kernels_per_step']} kernels per step"
+                       if "kernels_per_step" in r else "")
             log(f"    {r['samples_per_s']:,.0f} samples/s (median {r['median_s']:.3f} s, "
-                f"first call {r['first_call_s']:.2f} s, final loss {r['final_loss']:.4f})")
+                f"first call {r['first_call_s']:.2f} s, final loss {r['final_loss']:.4f}"
+                f"{kernels})")
         else:
             log(f"    {r['status']}: {r['reason']}")
         results[c] = r

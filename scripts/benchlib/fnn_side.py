@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from benchlib.inputs import epoch_order, host_batches, init_params, mlp_data
+from benchlib.kernels import scanned_epoch_kernels
 from benchlib.measure import interleaved, time_to_target, timed_epochs
 
 
@@ -29,7 +30,8 @@ def net_params(cfg, params):
 
 
 def mlp_scan(spec, cfg, data, params) -> dict:
-    """``fnn-scan`` / ``fnn-scan-autodiff``: one epoch per ``Trainer.run`` call."""
+    """``fnn-scan`` / ``fnn-scan-autodiff`` / ``fnn-scan-flat`` (``flat_updates="on"``): one
+    epoch per ``Trainer.run`` call; ``kernels_per_step`` counted in the compiled epoch."""
     import jax
 
     import fnn
@@ -37,11 +39,13 @@ def mlp_scan(spec, cfg, data, params) -> dict:
     net, p = net_params(cfg, params)
     opt = fnn.optim.adam(cfg["learning_rate"])
     grad = "autodiff" if spec["contestant"].endswith("autodiff") else "manual"
+    flat = "on" if spec["contestant"].endswith("flat") else "off"
     x, y, xv, yv = data
     trainer = fnn.Trainer(net, "cross_entropy", opt, (x, y, xv, yv), epochs=1,
-                          batch_size=cfg["batch"], grad=grad)
+                          batch_size=cfg["batch"], grad=grad, flat_updates=flat)
     box = {"state": fnn.TrainState.create(net, opt, key=jax.random.key(spec["seed"]), params=p),
            "losses": []}
+    kernels = scanned_epoch_kernels(trainer, box["state"])
 
     def run_epoch(_):
         box["state"], hist = trainer.run(box["state"])
@@ -50,8 +54,11 @@ def mlp_scan(spec, cfg, data, params) -> dict:
     res = timed_epochs(run_epoch, spec["repeats"],
                        lambda: jax.block_until_ready((box["state"], box["losses"][-1])))
     res["final_loss"] = float(box["losses"][-1][-1])
+    res["kernels_per_step"] = kernels["kernels"]
+    res["kernels_by_kind"] = kernels["by_kind"]
     res["notes"] = (f"Trainer.run, epochs=1, in-program validation on {len(xv)} samples each "
-                    f"epoch; grad={grad}")
+                    f"epoch; grad={grad}, flat_updates={flat}; {kernels['kernels']} kernels "
+                    f"per step")
     return res
 
 

@@ -17,6 +17,7 @@ from benchlib.workers import child_env
 CONTESTANT_TITLES = {
     "fnn-scan": "fnn scanned run (manual grads)",
     "fnn-scan-autodiff": "fnn scanned run (autodiff grads)",
+    "fnn-scan-flat": "fnn scanned run (flat optimizer update)",
     "fnn-loop": "fnn Python loop over jitted step",
     "torch": "PyTorch eager (Adam default)",
     "torch-fused": "PyTorch eager (Adam fused=True)",

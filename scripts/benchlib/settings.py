@@ -8,8 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: scripts/benchlib/ -> .
 SCRIPTS = Path(__file__).resolve().parents[1]  # scripts/, the parent of this package
 CASES = ("large", "tiny", "util", "cnn", "fashion", "fashion_cnn", "sweep", "memory", "startup")
-MLP_CONTESTANTS = ("fnn-scan", "fnn-scan-autodiff", "fnn-loop", "torch", "torch-fused",
-                   "torch-compile", "flax")
+MLP_CONTESTANTS = ("fnn-scan", "fnn-scan-autodiff", "fnn-scan-flat", "fnn-loop", "torch",
+                   "torch-fused", "torch-compile", "flax")
 # The CNN case: fnn's contestants run interleaved in one process, PyTorch's in another.
 CNN_FNN_CONTESTANTS = ("fnn-manual", "fnn-im2col", "fnn-xla", "fnn-hybrid", "fnn-autodiff")
 CNN_TORCH_CONTESTANTS = ("torch", "torch-compile")

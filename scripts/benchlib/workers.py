@@ -24,6 +24,7 @@ from benchlib.measure import peak_rss_mb
 from benchlib.settings import PEER_MODULES, ROOT, SCRIPTS, allowed_cpus
 
 MLP_RUNNERS = {"fnn-scan": fnn_side.mlp_scan, "fnn-scan-autodiff": fnn_side.mlp_scan,
+               "fnn-scan-flat": fnn_side.mlp_scan,
                "fnn-loop": fnn_side.mlp_loop, "torch": peers.mlp_torch,
                "torch-fused": peers.mlp_torch, "torch-compile": peers.mlp_torch,
                "flax": peers.mlp_flax}
