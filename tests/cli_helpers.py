@@ -109,7 +109,8 @@ def run_cli(*argv) -> tuple[int, str, str]:
 # ---------------------------------------------------------------------------------------------
 def child_xla_flags(devices: int | None = None) -> str:
     """XLA_FLAGS for a child process: this session's (tests/conftest.py's cheap compile
-    settings, 3x faster to compile, the same arithmetic), plus ``devices`` forced CPU devices.
+    settings, 3x faster to compile; the last bits may differ from a default build), plus
+    ``devices`` forced CPU devices.
     A test whose claim is about the programs users run (bitwise at XLA's default optimization)
     passes ``FNN_ORIGINAL_XLA_FLAGS`` instead."""
     flags = os.environ.get("XLA_FLAGS", "")
