@@ -16,6 +16,7 @@ import os
 # products become fused multiply-adds, so the last bits can differ from a default build (seen in
 # a Lion moment under the flat update). The pins are taken under these settings; the checks that
 # claim bitwise equality for users' programs run children with FNN_ORIGINAL_XLA_FLAGS.
+# FNN_TEST_FULL_OPT=1 keeps the defaults.
 if os.environ.get("FNN_TEST_FULL_OPT") != "1":
     _CHEAP = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
               "--xla_cpu_use_fusion_emitters=false")
