@@ -219,7 +219,8 @@ def build_trainer(cfg: Config, dataset, *, traced=None, progress=None, mesh=None
         net, config_mod.resolved_loss(cfg), optimizer_factory(cfg, steps), data,
         loop=Loop(epochs=rounds(cfg), batch_size=t.batch_size, accumulate=t.accumulate,
                   early_stopping=build_early_stopping(cfg), windows=windows),
-        numerics=Numerics(grad=t.grad, precision=cfg.model.precision, nan_guard=t.nan_guard),
+        numerics=Numerics(grad=t.grad, precision=cfg.model.precision, nan_guard=t.nan_guard,
+                          flat_updates=t.flat_updates),
         monitor=Monitor(progress=progress, diagnostics=cfg.diagnostics.enabled),
         hparams=hparams_of(cfg), traced=traced, augment=build_augment(cfg, dataset), mesh=mesh,
     )

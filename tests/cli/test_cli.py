@@ -737,6 +737,26 @@ def test_nan_guard_key_reaches_the_trainer(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("value", ["off", "on", "auto"])
+def test_flat_updates_config_key_reaches_the_trainer(value):
+    """training.flat_updates is validated by the schema and passed to the engine's Numerics."""
+    cfg = C.from_dict({"data": {"name": "xor"},
+                       "training": {"flat_updates": value, "batch_size": 4}})
+    assert exp.build_trainer(cfg, exp.load_dataset(cfg)).flat_updates == value
+
+
+def test_flat_updates_trains_and_a_bad_value_is_one_line(tmp_path):
+    rc, out, err = run_cli("train", CONFIGS / "notes_xor.toml", *shrink_args("notes_xor"),
+                           "--set", "training.flat_updates=on", "--out", tmp_path / "ok")
+    assert rc == 0, out + err
+    assert "flat_updates = \"on\"" in (tmp_path / "ok" / "config.toml").read_text()
+    rc, _, err = run_cli("train", CONFIGS / "quickstart.toml", "--set",
+                         "training.flat_updates=yes", "--out", tmp_path / "r")
+    assert rc == 2 and err.count("\n") == 1, err
+    assert "training.flat_updates: 'yes' is not valid; expected one of: 'off', 'on', 'auto'" in err
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.slow
 def test_warm_run_compiles_nothing(tmp_path):
     """The persistent compilation cache keeps every program of a run, however small, so a

@@ -219,6 +219,12 @@ class TrainingConfig:
     nan_guard: str = opt("halt", "a non-finite loss or gradient skips the step and halts the run "
                          "(halt); revert also rolls back non-finite parameters after an update "
                          "(slower); off: no checks", type="str", choices=("halt", "revert", "off"))
+    flat_updates: str = opt("off", "run an element-wise optimizer on the parameters raveled into "
+                            "one vector inside the scanned loop (fewer kernels per step: faster "
+                            "for small nets, last bits may differ): off, on, or auto (networks "
+                            "of at most 16,384 parameters); on/auto leave per-leaf updates where "
+                            "the optimizer is not element-wise (clip_norm, masked weight decay)", type="str",
+                            choices=("off", "on", "auto"))
     memory_limit_gb: float = opt(0.0, "refuse a run whose estimated memory (parameters, gradients, "
                                  "optimizer state, activations) exceeds this many GB; 0: 80% of "
                                  "this machine's memory", type="float", min=0)
