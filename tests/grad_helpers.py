@@ -23,3 +23,23 @@ def np_params(net, seed=0):
         {"w": (rng.normal(size=(m, n)) / np.sqrt(m)).astype(net.dtype),
          "b": (0.1 * rng.normal(size=n)).astype(net.dtype)}
         for m, n in zip(net.sizes[:-1], net.sizes[1:]))
+
+
+def assert_trees_within_ulp(a, b, max_ulp: int):
+    """Equal structure and dtypes; each float leaf within ``max_ulp`` units in the last place of
+    its largest entry (NaNs where the other has NaNs), the others (keys, integers) exactly."""
+    import chex
+    import jax.numpy as jnp
+
+    chex.assert_trees_all_equal_structs(a, b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.dtype == y.dtype
+        if np.issubdtype(x.dtype, np.floating) and x.size:
+            scale = np.nanmax(np.abs(y)) if np.isfinite(y).any() else 0.0
+            tol = max_ulp * np.finfo(x.dtype).eps * scale
+            np.testing.assert_allclose(x, y, rtol=0, atol=tol, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(x, y)

@@ -6,11 +6,12 @@ Same: within MAX_ULP units in the last place of each leaf's largest entry. XLA:C
 multiply-adds into FMAs kernel by kernel, so the flat kernel may round an entry differently:
 bitwise with the default compiler settings for these cases on an AMD EPYC (AVX2); under the
 test suite's cheap settings Lion's moment differs in a few entries."""
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from grad_helpers import assert_trees_within_ulp
 
 from fnn import MLP, optim
 from fnn.engine import Trainer, TrainState
@@ -20,20 +21,7 @@ MAX_ULP = 8
 
 
 def assert_same(a, b):
-    """Equal structure and dtypes; each float leaf within MAX_ULP units in the last place of
-    its largest entry (NaNs where the other has NaNs), the others exactly."""
-    chex.assert_trees_all_equal_structs(a, b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        x, y = np.asarray(x), np.asarray(y)
-        assert x.dtype == y.dtype
-        if np.issubdtype(x.dtype, np.floating) and x.size:
-            scale = np.nanmax(np.abs(y)) if np.isfinite(y).any() else 0.0
-            tol = MAX_ULP * np.finfo(x.dtype).eps * scale
-            np.testing.assert_allclose(x, y, rtol=0, atol=tol, equal_nan=True)
-        else:
-            np.testing.assert_array_equal(x, y)
+    assert_trees_within_ulp(a, b, MAX_ULP)
 
 
 def blobs(n, seed=0):

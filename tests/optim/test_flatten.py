@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from grad_helpers import assert_trees_within_ulp
+
 import fnn.optim as optim
 import fnn.optim.schedules as schedules
 
@@ -49,20 +51,7 @@ NOT_ELEMENTWISE = {
 
 
 def assert_same(a, b):
-    """Equal structure and dtypes; each float leaf within MAX_ULP units in the last place of
-    its largest entry (NaNs where the other has NaNs), the others exactly."""
-    chex.assert_trees_all_equal_structs(a, b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        x, y = np.asarray(x), np.asarray(y)
-        assert x.dtype == y.dtype
-        if np.issubdtype(x.dtype, np.floating) and x.size:
-            scale = np.nanmax(np.abs(y)) if np.isfinite(y).any() else 0.0
-            tol = MAX_ULP * np.finfo(x.dtype).eps * scale
-            np.testing.assert_allclose(x, y, rtol=0, atol=tol, equal_nan=True)
-        else:
-            np.testing.assert_array_equal(x, y)
+    assert_trees_within_ulp(a, b, MAX_ULP)
 
 
 def tree(seed, scale=1.0):
