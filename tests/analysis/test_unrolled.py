@@ -34,7 +34,8 @@ def _lstm(_):
 
 
 # (network, copies of its Repeat, the Repeat's index; None: nothing to unroll)
-CASES = [(_gpt, 3, 2), (_gpt, 1, 2), (_dense_stack, 4, 1), (_lstm, None, None)]
+# the three-block GPT runs in the full suite; the quick run keeps several copies by the Dense stack
+CASES = [pytest.param(_gpt, 3, 2, marks=pytest.mark.slow), (_gpt, 1, 2), (_dense_stack, 4, 1), (_lstm, None, None)]
 
 
 def _batch(net, seed=0):

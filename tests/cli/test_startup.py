@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from markers import slow_cases
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 
@@ -127,11 +129,12 @@ def test_facade_names_import_lazily_and_match_their_modules():
         fnn.nope  # noqa: B018
 
 
-@pytest.mark.parametrize("alias,real", [
+# each alias is one fresh interpreter importing JAX (~1.4 s): the quick run keeps the README's two
+@pytest.mark.parametrize("alias,real", slow_cases([
     ("train", "fnn.engine"), ("layers", "fnn.nn.layers"), ("activations", "fnn.nn.activations"),
     ("losses", "fnn.nn.losses"), ("schedules", "fnn.optim.schedules"),
     ("shuffle", "fnn.engine.shuffle"), ("diagnostics", "fnn.analysis.diagnostics"),
-])
+], slow={"activations", "losses", "schedules", "shuffle", "diagnostics"}))
 def test_flat_layout_module_names_are_the_real_modules(alias, real, tmp_path):
     """``import fnn.<alias>`` / ``from fnn.<alias> import ...`` in a fresh interpreter, first."""
     code = (f"import importlib, sys, fnn.{alias} as a; import {real} as r; import fnn\n"

@@ -33,6 +33,10 @@ from hypothesis import strategies as st
 from cli_helpers import run_cli_in
 from fnn.experiment import config as C
 
+# The fuzz campaigns (generated inputs through the CLI) run in the full suite (CI), not in
+# the quick `-m "not slow"` run
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("FNN_FUZZ_EXAMPLES", "12"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -131,7 +135,6 @@ def _toml(raw) -> str:
            ["[data\n", "a = [" * 600, "x = {" * 50, "\x00", "[[data]]\nname='moons'\n",
             "data = 1\n"])),
        depth=st.sampled_from([0, 0, 0, 40, 1000]))
-@pytest.mark.slow
 def test_fuzz_configs(edits, garbage, depth):
     raw = C.deepcopy(BASE)
     for key, value in edits:
@@ -431,7 +434,6 @@ def test_fuzz_predict_on_runs_and_artifacts(target, kind, n, width, dtype, cells
 # ---------------------------------------------------------------------------------------------
 # Multi-device runs: device counts, batch sizes, members and accumulation that may not divide
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_fuzz_multi_device_runs(tmp_path):
     """The property over runs on four CPU devices: parallel.devices (also more than exist or
     negative), batch sizes and member counts the devices do not divide, accumulation, the

@@ -29,6 +29,10 @@ from hypothesis import strategies as st
 
 from cli_helpers import run_cli, run_cli_in, subprocess_env
 
+# The fuzz campaigns (generated writes against run directories) run in the full suite (CI),
+# not in the quick `-m "not slow"` run
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("FNN_FUZZ_EXAMPLES", "8"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -280,7 +284,6 @@ class FullDisk:
 @given(capacity=st.one_of(st.integers(0, 3000), st.integers(3000, 200_000)),
        command=st.sampled_from(["train", "train-overwrite", "export", "safetensors", "predict",
                                 "compare"]))
-@pytest.mark.slow
 def test_fuzz_a_full_disk(trained, monkeypatch, capacity, command):
     from fnn.util import fileio
 

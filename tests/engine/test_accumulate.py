@@ -25,6 +25,7 @@ from fnn.layers import (
     PositionalEmbedding,
     TransformerBlock,
 )
+from markers import slow_cases
 
 TOL = {"float32": 1e-6, "float64": 1e-12}
 
@@ -64,7 +65,7 @@ NETS = {"mlp": mlp, "cnn": cnn, "gpt": gpt, "lstm": lstm}
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
 @pytest.mark.parametrize("kind", list(NETS))
-@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("k", slow_cases([2, 4], slow={4}))
 def test_k_micro_batches_make_the_update_of_the_whole_batch(kind, grad, dtype, k, request):
     """One step with accumulate=K on a batch of B rows = one step on the same B rows at once,
     to 1e-6 in float32 and 1e-12 in float64 (parameters, momentum, loss, accuracy).

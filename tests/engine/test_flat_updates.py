@@ -16,6 +16,7 @@ from grad_helpers import assert_trees_within_ulp
 from fnn import MLP, optim
 from fnn.engine import Trainer, TrainState
 from fnn.engine import epoch as epoch_mod
+from markers import slow_cases
 
 MAX_ULP = 8
 
@@ -49,7 +50,7 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("nan_guard", ["halt", "off"])
+@pytest.mark.parametrize("nan_guard", slow_cases(["halt", "off"], slow={"off"}))
 def test_flat_run_is_the_per_leaf_run(name, nan_guard):
     runs = {f: train(OPTIMIZERS[name](), f, nan_guard=nan_guard)[1] for f in ("off", "on")}
     (s_on, h_on), (s_off, h_off) = runs["on"], runs["off"]

@@ -28,6 +28,7 @@ from fnn.engine import (
     members_summary,
     summarize,
 )
+from markers import slow_cases
 
 # The notes' XOR net (2-2-1, ReLU hidden, sigmoid output, MSE, plain full-batch SGD) converges
 # only from some initializations: from about 3 seeds in 4 (of 200 tried) a ReLU unit dies and
@@ -137,7 +138,8 @@ def _spirals_case():
                 epochs=150, batch_size=32, seed=0)
 
 
-@pytest.mark.parametrize("case", [_xor_case, _moons_case, _spirals_case],
+@pytest.mark.parametrize("case", slow_cases([_xor_case, _moons_case, _spirals_case],
+                                             slow={_spirals_case}),
                          ids=["xor_2-2-1_sgd", "moons_adam", "spirals_adam"])
 def test_converges(case):
     c = case()
@@ -187,7 +189,8 @@ def _task_data(task, n, dtype):
     return x, y
 
 
-@pytest.mark.parametrize("name", list(GRAD_CASES))
+@pytest.mark.parametrize("name", slow_cases(list(GRAD_CASES), slow={
+    "relu_sigmoid_bce_momentum_l1", "sigmoid_leaky_relu_softmax_mse_rmsprop_dropout_l1_l2"}))
 def test_manual_and_autodiff_trajectories_agree(name, x64):
     c = GRAD_CASES[name]
     net = MLP(**c["net"], dtype="float64")
@@ -514,7 +517,7 @@ def test_nan_guard_off_never_halts():
     assert not summarize(state, hist)["params_finite"]
 
 
-@pytest.mark.parametrize("nan_guard", ["halt", "revert", "off"])
+@pytest.mark.parametrize("nan_guard", slow_cases(["halt", "revert", "off"], slow={"halt", "off"}))
 def test_nan_guard_modes_agree_on_good_steps(nan_guard):
     """On a finite run every guard trains the same parameters, bitwise."""
     net = MLP(sizes=(3, 8, 3), activation="relu", output="softmax")

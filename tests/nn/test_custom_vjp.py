@@ -14,6 +14,7 @@ import pytest
 
 import fnn
 from fnn.nn.mlp import MLP
+from markers import slow_cases
 
 HIDDEN = ("identity", "sigmoid", "relu", "leaky_relu", "tanh")
 
@@ -91,7 +92,8 @@ def test_runs_the_hand_written_backward(x64, monkeypatch):
 
 
 @pytest.mark.parametrize("hidden,output,loss",
-                         [("relu", "softmax", ce), ("sigmoid", "identity", mse)])
+                         slow_cases([("relu", "softmax", ce), ("sigmoid", "identity", mse)],
+                                    slow={"relu"}))
 def test_per_example_gradients_by_vmap_equal_a_python_loop(x64, hidden, output, loss):
     net, params, x, y = _problem(hidden, output, batch=5)
     apply = fnn.manual_vjp(net)

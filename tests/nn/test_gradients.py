@@ -243,27 +243,27 @@ def _check_float32(case):
 # Each drawn case compiles its own program (~0.25 s), so the draws are split: a quick share runs
 # with every `pytest -m "not slow"`, the rest (other draws: hypothesis derives a derandomized
 # test's seed from its name) only in the full suite. 200 float64 and 50 float32 cases in all.
-@settings(max_examples=40)
+@settings(max_examples=25)
 @given(case=cases())
 def test_manual_matches_autodiff_float64(case):
     _check_float64(case)
 
 
 @pytest.mark.slow
-@settings(max_examples=160)
+@settings(max_examples=175)
 @given(case=cases())
 def test_manual_matches_autodiff_float64_more_draws(case):
     _check_float64(case)
 
 
-@settings(max_examples=15)
+@settings(max_examples=8)
 @given(case=cases())
 def test_manual_matches_autodiff_float32(case):
     _check_float32(case)
 
 
 @pytest.mark.slow
-@settings(max_examples=35)
+@settings(max_examples=42)
 @given(case=cases())
 def test_manual_matches_autodiff_float32_more_draws(case):
     _check_float32(case)

@@ -59,7 +59,7 @@ def rel_err(a, b):
 
 
 @pytest.mark.parametrize("mode", slow_cases(["manual", "autodiff"], slow={"autodiff"}))
-@pytest.mark.parametrize("kind", slow_cases(list(NETS), slow={"gpt", "cnn_bn"}))
+@pytest.mark.parametrize("kind", slow_cases(list(NETS), slow={"gpt", "cnn_bn", "lstm"}))
 def test_bf16_gradients_are_float32_and_close_to_the_float32_ones(kind, mode):
     net = NETS[kind]()
     params = net.init(jax.random.key(0))
@@ -77,7 +77,7 @@ def test_bf16_gradients_are_float32_and_close_to_the_float32_ones(kind, mode):
     assert rel_err(mixed.grads, full.grads) > 1e-5
 
 
-@pytest.mark.parametrize("kind", list(NETS))
+@pytest.mark.parametrize("kind", slow_cases(list(NETS), slow={"gpt", "cnn_bn"}))
 def test_manual_and_autodiff_agree_in_bf16(kind):
     net = NETS[kind]()
     params = net.init(jax.random.key(1))

@@ -542,6 +542,7 @@ def test_sequence_bench_quick_copies_the_weights_into_pytorch(tmp_path):
 from benchlib import sequence_anchor, sequence_models  # noqa: E402
 
 
+@pytest.mark.slow  # builds the torch GPT: the full suite checks it
 def test_shakespeare_char_config_is_nanogpts_recipe_and_the_bench_gpu_recipe(tmp_path):
     """The shipped config builds nanoGPT's Shakespeare model (6 blocks of 6 heads, 384 dims,
     block 256, dropout 0.2) and recipe; bench_sequence's ``gpu`` recipe has the same sizes, and
@@ -596,6 +597,7 @@ def test_shakespeare_char_config_is_nanogpts_recipe_and_the_bench_gpu_recipe(tmp
     assert small_net.input_shape == (q["t"],)
 
 
+@pytest.mark.slow  # builds the torch GPT: the full suite checks it
 def test_torch_gpt_with_dropout_holds_fnns_weights():
     """At the gpu recipe (dropout 0.2, its Dropout layer shifting fnn's parameter list), the
     PyTorch GPT in eval mode computes fnn's function: the same probabilities."""
