@@ -40,13 +40,14 @@ from jax import lax
 
 from fnn.nn import initializers as inits
 from fnn.nn import names
+from fnn.nn.layers import winograd
 from fnn.nn.layers.base import (FusedActivation, bcast_last, canonical_activation, col2im,
                                 expect_rank, pad_input, pair, patch_slices, positive_int,
                                 shape_str, window_out_and_pad)
 
 Array = jax.Array
 
-FORMULATIONS = ("auto", "im2col", "xla", "hybrid", "correlation")
+FORMULATIONS = ("auto", "im2col", "xla", "hybrid", "correlation", "winograd")
 PADDINGS = names.PADDINGS
 
 
@@ -105,6 +106,12 @@ class Conv2D(FusedActivation):
         if self.formulation not in FORMULATIONS:
             raise ValueError(f"formulation: {self.formulation!r}; expected one of:"
                              f" {', '.join(FORMULATIONS)}")
+        if self.formulation == "winograd" and (self.kernel_size, self.strides) != ((3, 3), (1, 1)):
+            bad = [f"{name} {v[0]}x{v[1]}" for name, v, ok in
+                   (("kernel_size", self.kernel_size, (3, 3)), ("strides", self.strides, (1, 1)))
+                   if v != ok]
+            raise ValueError(f"formulation: 'winograd' needs a 3x3 kernel with stride 1;"
+                             f" got {', '.join(bad)}")
         object.__setattr__(self, "activation", canonical_activation(self.activation))
         self._check_activation()
 
@@ -147,8 +154,11 @@ class Conv2D(FusedActivation):
     def forward(self, params: dict, state: dict, x: Array, *, key=None, training=False,
                 drop_rate=None) -> tuple[Array, ConvCache, dict]:
         """A = g(conv(X, W) + b). Args: x (N, H, W, C). Returns (A (N, oh, ow, F), cache, state)."""
-        if resolve_formulation(self.formulation) == "xla":
+        form = resolve_formulation(self.formulation)
+        if form == "xla":
             z = self._forward_xla(params["w"], x)
+        elif form == "winograd":
+            z = winograd.correlate3x3(x, params["w"], self._geometry(x.shape[1], x.shape[2])[1])
         else:  # "im2col", "hybrid" and "correlation"
             z = self._forward_im2col(params["w"], x)
         z = z + bcast_last(params["b"], 4)
@@ -184,6 +194,10 @@ class Conv2D(FusedActivation):
             dw, dx = self._backward_im2col(params["w"], cache.x, delta)
         elif form == "xla":
             dw, dx = self._backward_xla(params["w"], cache.x, delta)
+        elif form == "winograd":  # ∂L/∂W = Gᵀ[Σ Vᵀ (A δ_tile Aᵀ)]G; ∂L/∂X = δ̄ ⋆ W̃ (winograd.py)
+            pads = self._geometry(cache.x.shape[1], cache.x.shape[2])[1]
+            dw = winograd.weight_grad3x3(cache.x, delta, pads)
+            dx = winograd.input_grad3x3(params["w"], delta, cache.x.shape[1:3], pads)
         elif form == "correlation":
             dw = self._weight_grad_im2col(params["w"], cache.x, delta)
             dx = self._input_grad_correlation(params["w"], cache.x, delta)
