@@ -1,5 +1,6 @@
 """Layer formulation timings on this machine (not a test): Conv2D im2col vs hybrid vs correlation
-vs xla forward+backward and ∂L/∂X alone, MaxPool2D backward index vs mask vs scatter. Usage:
+vs xla vs winograd (3x3 stride 1 only) forward+backward and ∂L/∂X alone, interleaved, MaxPool2D
+backward index vs mask vs scatter. Usage:
 MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904 python scripts/bench_layers.py
 (the malloc settings as scripts/bench.py gives them; without them page faults dominate)."""
 import timeit
@@ -17,11 +18,29 @@ def _time(fn, *args, number=20):
     return min(timeit.repeat(lambda: jax.block_until_ready(fn(*args)), number=number, repeat=3)) / number
 
 
-def conv_case(shape, filters, batch=128):
+def _formulations(kernel=3, strides=1):
+    """The Conv2D formulations that support the geometry ("winograd": 3x3, stride 1 only)."""
+    forms = ["im2col", "hybrid", "correlation", "xla"]
+    return forms + ["winograd"] if (kernel, strides) == (3, 1) else forms
+
+
+def _interleaved(fns, rounds, number):
+    """min over ``rounds`` of each function's mean time, the functions interleaved round by round
+    so that they see the same machine load."""
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, (fn, args) in fns.items():
+            best[k] = min(best[k], _time(fn, *args, number=number))
+    return best
+
+
+def conv_case(shape, filters, batch=128, rounds=5):
+    """Forward + backward (from ∂L/∂A = 1) of a 3x3 same ReLU Conv2D, per formulation, the
+    formulations interleaved round by round."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch,) + shape), jnp.float32)
-    out = {}
-    for form in ("im2col", "hybrid", "correlation", "xla"):
+    fns = {}
+    for form in _formulations():
         layer = Conv2D(filters, 3, 1, "same", activation="relu", formulation=form)
         params = layer.init(jax.random.key(0), shape, jnp.float32)[0]
 
@@ -30,8 +49,8 @@ def conv_case(shape, filters, batch=128):
             y, cache, _ = layer.forward(params, {}, x)
             return layer.backward(params, cache, jnp.ones_like(y))
 
-        out[form] = _time(step, params, x)
-    return out
+        fns[form] = (step, (params, x))
+    return _interleaved(fns, rounds, number=10)
 
 
 def conv_input_grad_case(shape, filters, batch=128, rounds=5):
@@ -40,18 +59,14 @@ def conv_input_grad_case(shape, filters, batch=128, rounds=5):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(batch,) + shape), jnp.float32)
     fns = {}
-    for form in ("im2col", "hybrid", "correlation", "xla"):
+    for form in _formulations():
         layer = Conv2D(filters, 3, 1, "same", activation="relu", formulation=form)
         params = layer.init(jax.random.key(0), shape, jnp.float32)[0]
         y, cache, _ = layer.forward(params, {}, x)
         delta = jnp.ones_like(y)
         fns[form] = (jax.jit(lambda p, c, d, layer=layer: layer.backward_from_delta(p, c, d)[1]),
                      (params, cache, delta))
-    best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
-        for k, (fn, args) in fns.items():
-            best[k] = min(best[k], _time(fn, *args, number=10))
-    return best
+    return _interleaved(fns, rounds, number=10)
 
 
 def pool_case(shape, batch=128):
@@ -71,12 +86,17 @@ def pool_case(shape, batch=128):
 
 if __name__ == "__main__":
     print("backend:", jax.default_backend())
+    info = open("/proc/cpuinfo").read().splitlines()
+    cpu = [ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")]
+    flags = next((ln for ln in info if ln.startswith("flags")), "").split()
+    print("cpu:", cpu[0] if cpu else "?", "| avx512f" if "avx512f" in flags else "| no avx512f",
+          "| avx2" if "avx2" in flags else "")
     for shape, f in [((28, 28, 1), 32), ((14, 14, 32), 64)]:
         r = conv_case(shape, f)
-        print(f"conv 3x3 same {shape}->{f}, batch 128, fwd+bwd: "
+        print(f"conv 3x3 same {shape}->{f}, batch 128, fwd+bwd (interleaved): "
               + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r.items()))
         r = conv_input_grad_case(shape, f)
-        print(f"  dL/dX alone (interleaved): "
+        print("  dL/dX alone (interleaved): "
               + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in r.items()))
     for shape in [(28, 28, 32), (14, 14, 64)]:
         r = pool_case(shape)
