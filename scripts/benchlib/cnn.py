@@ -79,9 +79,10 @@ def cnn_fnn(spec: dict) -> dict:
         t0 = time.perf_counter()
         compiled = step.lower(state, batches[0]).compile()
         compile_s[c] = time.perf_counter() - t0
-        from fnn.nn.layers.conv import resolve_formulation  # which one "auto" picked here
-
-        resolved[c] = resolve_formulation(FORMULATION[c])
+        # which one "auto" picked here, per conv layer ("im2col / winograd" where they differ)
+        picked = [layer.resolved_formulation(shape[-1]) for layer, shape
+                  in zip(net.layers, net.shapes) if type(layer).__name__ == "Conv2D"]
+        resolved[c] = " / ".join(dict.fromkeys(picked))
         boxes[c] = {"state": state, "losses": []}
 
         def run(box=boxes[c], compiled=compiled):

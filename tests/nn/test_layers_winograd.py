@@ -56,7 +56,8 @@ def test_winograd_matches_lax_and_im2col(x64, shape, filters, padding, batch, ac
         y, cache, _ = layer.forward(params, {}, x)
         y_col, cache_col, _ = im2col.forward(params, {}, x)
         ref, vjp = jax.vjp(lambda p, x: _reference(layer, p, x), params, x)
-        return (y, layer.backward(params, cache, g)), (y_col, im2col.backward(params, cache_col, g)), (ref, vjp(g))
+        return ((y, layer.backward(params, cache, g)),
+                (y_col, im2col.backward(params, cache_col, g)), (ref, vjp(g)))
 
     (y, manual), (y_col, manual_col), (ref, auto) = run(params, x, g)
     assert y.shape == ref.shape == (batch,) + out_shape

@@ -51,11 +51,31 @@ FORMULATIONS = ("auto", "im2col", "xla", "hybrid", "correlation", "winograd")
 PADDINGS = names.PADDINGS
 
 
-def resolve_formulation(formulation: str = "auto") -> str:
-    """"im2col" on CPU, "xla" on GPU / TPU, unless ``formulation`` names one."""
+# "auto" on CPU picks "winograd" for a 3x3 stride-1 kernel on at least this many input channels:
+# below it the (16, tiles, F) products and their transforms cost more than the GEMM FLOPs saved
+WINOGRAD_MIN_CHANNELS = 32
+
+
+def resolve_formulation(formulation: str = "auto", kernel_size=None, strides=None,
+                        channels=None) -> str:
+    """The formulation a Conv2D runs: ``formulation`` unless it is "auto"; "auto" is "xla" on
+    GPU / TPU and, on CPU, "winograd" for a 3x3 stride-1 kernel on C ≥ WINOGRAD_MIN_CHANNELS
+    input channels, else "im2col" (also when the geometry is not given).
+
+    Args:
+      formulation: a name of FORMULATIONS.
+      kernel_size, strides: the layer's (kh, kw), (sh, sw) pairs.  channels: its input's C.
+    Returns:
+      "im2col", "hybrid", "correlation", "xla" or "winograd".
+    """
     if formulation != "auto":
         return formulation
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
+    if jax.default_backend() != "cpu":
+        return "xla"
+    if (tuple(kernel_size or ()), tuple(strides or ())) == ((3, 3), (1, 1)) \
+            and channels is not None and channels >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
+    return "im2col"
 
 
 class ConvCache(NamedTuple):
@@ -115,6 +135,9 @@ class Conv2D(FusedActivation):
         object.__setattr__(self, "activation", canonical_activation(self.activation))
         self._check_activation()
 
+    def resolved_formulation(self, channels: int) -> str:
+        """The formulation run on an input of ``channels`` channels (:func:`resolve_formulation`)."""
+        return resolve_formulation(self.formulation, self.kernel_size, self.strides, channels)
 
     def _geometry(self, h: int, w: int):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
@@ -154,7 +177,7 @@ class Conv2D(FusedActivation):
     def forward(self, params: dict, state: dict, x: Array, *, key=None, training=False,
                 drop_rate=None) -> tuple[Array, ConvCache, dict]:
         """A = g(conv(X, W) + b). Args: x (N, H, W, C). Returns (A (N, oh, ow, F), cache, state)."""
-        form = resolve_formulation(self.formulation)
+        form = self.resolved_formulation(x.shape[3])
         if form == "xla":
             z = self._forward_xla(params["w"], x)
         elif form == "winograd":
@@ -189,7 +212,7 @@ class Conv2D(FusedActivation):
         Returns:
           ({"w": (kh, kw, C, F), "b": (F,)}, ∂L/∂X (N, H, W, C)).
         """
-        form = resolve_formulation(self.formulation)
+        form = self.resolved_formulation(cache.x.shape[3])
         if form == "im2col":
             dw, dx = self._backward_im2col(params["w"], cache.x, delta)
         elif form == "xla":

@@ -166,7 +166,8 @@ def weight_grad3x3(x: Array, dy: Array, pads) -> Array:
     du = jnp.einsum("ktc,ktf->kcf", v, dm)  # ∂L/∂U[α, β] = V[α, β]ᵀ ∂L/∂M[α, β]
     du = du.reshape(4, 4, x.shape[3], dy.shape[3])
     g = jnp.asarray(G, x.dtype)
-    return jnp.einsum("ai,abcf,bj->ijcf", g, du, g)  # ∂L/∂g[i, j] = Σ_αβ G[α, i] ∂L/∂U[α, β] G[β, j]
+    # ∂L/∂g[i, j] = Σ_αβ G[α, i] ∂L/∂U[α, β] G[β, j]
+    return jnp.einsum("ai,abcf,bj->ijcf", g, du, g)
 
 
 def input_grad3x3(w: Array, dy: Array, in_hw: tuple[int, int], pads) -> Array:
