@@ -1,4 +1,4 @@
-"""2-d convolution (NHWC, HWIO kernels) with a fused activation, in two formulations.
+"""2-d convolution (NHWC, HWIO kernels) with a fused activation, in five formulations.
 
 Forward (cross-correlation, as every framework): Z[n, p, q, f] = Σ_(i,j,c) X̄[n, p·s_h + i,
 q·s_w + j, c] W[i, j, c, f] + b[f], with X̄ the input padded as XLA's SAME / VALID; A = g(Z).
@@ -19,14 +19,22 @@ q·s_w + j, c] W[i, j, c, f] + b[f], with X̄ the input padded as XLA's SAME / V
             padding (k − lo − 1, n + k − 1 − ((o−1)s + 1) − (k − lo − 1))
     ∂L/∂W = X̄ correlated with δ (batch ↔ feature swapped), strides → rhs_dilation,
             padding (lo, ((o−1)s + 1) − n + k − lo − 1)
+"winograd" (3×3 kernels with stride 1 only; the transforms in winograd.py): Winograd F(2×2, 3×3)
+    on the 4×4 tiles of X̄ at stride 2, an odd output padded to even and cropped:
+    Z_tile = Aᵀ[(G W Gᵀ) ⊙ (Bᵀ d B)]A, the sum over C as 16 GEMMs (tiles × C)(C × F);
+    ∂L/∂X = "correlation"'s identity, δ̄ ⋆ W̃, computed by the same Winograd (no col2im);
+    ∂L/∂W = Gᵀ[Σ_tiles Vᵀ (A δ_tile Aᵀ)]G, V = Bᵀ d B: 16 GEMMs (C × tiles)(tiles × F), no P.
 
-:func:`resolve_formulation` is the one place that picks one per platform (CPU → im2col,
-GPU / TPU → xla); ``Conv2D(formulation=...)`` overrides it. On the benchmark's CNN (2 CPU cores,
+:func:`resolve_formulation` is the one place that picks one per platform and geometry (CPU →
+winograd for a 3×3 stride-1 kernel on C ≥ 32 input channels, im2col otherwise; GPU / TPU → xla);
+``Conv2D(formulation=...)`` overrides it. On the benchmark's CNN (2 CPU cores,
 BENCHMARKS.md) a training step takes 67.8 ms with "im2col", 76.6 ms with "hybrid" and 137.3 ms
 with "xla". "correlation" loses where F > C: its patch matrix is (N·H·W, kh·kw·F) against
 im2col's (N·oh·ow, kh·kw·C) product, so on that CNN's second layer (14×14×32 → 64, batch 128,
 AVX-512 EPYC) ∂L/∂X alone takes 8.4 ms against im2col's 4.2 (``python scripts/bench_layers.py``);
-it stays an explicit choice, tested like the others.
+it stays an explicit choice, tested like the others. "winograd" (AVX2 EPYC, BENCHMARKS.md) takes
+that step from 71.6–74.9 ms (all im2col) to 60.4–62.3 (conv2 winograd); on conv1 (C = 1) it loses
+4× (41.6 against 9.5 ms forward + backward), hence the threshold on C.
 """
 
 from __future__ import annotations
@@ -102,7 +110,7 @@ class Conv2D(FusedActivation):
       initializer: weight initializer name (``None``: He for the ReLU family, Glorot otherwise),
         applied to the (kh·kw·C, F) matrix W_col: fan_in = kh·kw·C, fan_out = F.
       formulation: "auto" (see :func:`resolve_formulation`), "im2col", "hybrid", "correlation"
-        or "xla".
+        "xla" or "winograd" (3x3 kernels with stride 1 only).
 
     Params: ``{"w": (kh, kw, C, F) HWIO, "b": (F,)}``. Input (H, W, C) -> (oh, ow, F).
     """
@@ -136,7 +144,7 @@ class Conv2D(FusedActivation):
         self._check_activation()
 
     def resolved_formulation(self, channels: int) -> str:
-        """The formulation run on an input of ``channels`` channels (:func:`resolve_formulation`)."""
+        """The formulation run on an input of ``channels`` channels (see resolve_formulation)."""
         return resolve_formulation(self.formulation, self.kernel_size, self.strides, channels)
 
     def _geometry(self, h: int, w: int):
@@ -168,7 +176,8 @@ class Conv2D(FusedActivation):
 
     def flops(self, input_shape: tuple) -> int:
         """Forward FLOPs of one example: 2·oh·ow·kh·kw·C·F (multiply-adds of Z) + oh·ow·F (the
-        bias), then g on Z; the same in every formulation."""
+        bias), then g on Z; the same in every formulation (the direct convolution's count:
+        "winograd" runs 16/(2·2·9) = 4/9 of the GEMM multiply-adds, plus its transforms)."""
         (kh, kw), c = self.kernel_size, int(input_shape[2])
         oh, ow, f = self.output_shape(input_shape)
         return 2 * oh * ow * kh * kw * c * f + oh * ow * f + self.act.flops_of((oh, ow, f))
