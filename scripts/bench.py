@@ -16,8 +16,9 @@ One command runs every case and writes ``DIR/bench.json`` and ``DIR/bench.md``:
   (see ``benchlib.fnn_side.util``).
 * ``cnn``     the 2-conv CNN (32 and 64 filters 3x3 same, 2x2 max pools, dense 128, 10 outputs),
   batch 128, one jitted SGD step per batch of random data: fnn's manual backward with Conv2D
-  formulation "auto" and each formulation explicitly (im2col, xla, hybrid), ``jax.grad`` of the
-  same Sequential, PyTorch eager and ``torch.compile``; the same initial weights (HWIO kernels
+  formulation "auto" and each formulation explicitly (im2col, xla, hybrid, correlation,
+  winograd), ``jax.grad`` of the same Sequential, "auto" with the batch's rows split over one CPU
+  device per core (``fnn-split``, its own child), PyTorch eager and ``torch.compile``; the same initial weights (HWIO kernels
   converted to OIHW, the first dense layer's rows permuted from NHWC to NCHW flatten order), so
   the first step's loss agrees across all of them. fnn's contestants run interleaved in one
   process, PyTorch's in another; samples/s, the ratio to PyTorch eager, compile time apart.

@@ -215,10 +215,13 @@ def case_cnn(settings: dict, only: str, log) -> dict:
     the first two steps' losses against PyTorch eager's (the same function and gradients)."""
     cfg = settings["cnn"]
     results = {}
-    for worker, names in (("cnn-fnn", CNN_FNN_CONTESTANTS), ("cnn-torch", CNN_TORCH_CONTESTANTS)):
+    unsplit = tuple(c for c in CNN_FNN_CONTESTANTS if c != "fnn-split")
+    for worker, names in (("cnn-fnn", unsplit), ("cnn-fnn", ("fnn-split",)),
+                          ("cnn-torch", CNN_TORCH_CONTESTANTS)):
+        split = names == ("fnn-split",)
         run = []
         for c in names:
-            why = selected(c, only, settings)
+            why = selected(c, only, settings) or (split and in_process_split(settings))
             if why:
                 log(f"  cnn/{c}: skipped ({why})")
                 results[c] = skip(why)
@@ -227,8 +230,10 @@ def case_cnn(settings: dict, only: str, log) -> dict:
         if not run:
             continue
         log(f"  cnn/{', '.join(run)} (interleaved, one process) ...")
-        r = run_worker({"worker": worker, "contestants": run, "cfg": cfg, "repeats": cfg["repeats"]},
-                       settings, log)
+        r = run_worker({"worker": worker, "contestants": run, "cfg": cfg, "repeats": cfg["repeats"],
+                        "split": settings["sweep"]["split_devices"] if split else 0},
+                       settings, log,
+                       env_extra=split_devices_env(settings["sweep"]["split_devices"]) if split else None)
         results.update(split_results(r, run))
     results = {c: results[c] for c in CNN_FNN_CONTESTANTS + CNN_TORCH_CONTESTANTS}
     per_round = cfg["steps"] * cfg["batch"]

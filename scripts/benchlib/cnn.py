@@ -22,7 +22,8 @@ from benchlib.inputs import cnn_data, cnn_params, cnn_params_to_torch, fashion_a
 from benchlib.measure import interleaved
 
 FORMULATION = {"fnn-manual": "auto", "fnn-im2col": "im2col", "fnn-xla": "xla",
-               "fnn-hybrid": "hybrid", "fnn-autodiff": "auto"}
+               "fnn-hybrid": "hybrid", "fnn-correlation": "correlation",
+               "fnn-winograd": "winograd", "fnn-autodiff": "auto", "fnn-split": "auto"}
 
 
 def fnn_cnn_net(cfg: dict, formulation: str = "auto"):
@@ -57,9 +58,13 @@ def _fnn_params(net, params):
 def cnn_fnn(spec: dict) -> dict:
     """fnn's CNN contestants in one process, interleaved: each round runs ``steps`` jitted,
     donating SGD steps of every contestant in turn. Compilation (``lower().compile()``) is timed
-    on its own; the first round (from the shared initial weights) gives the first-step losses."""
+    on its own; the first round (from the shared initial weights) gives the first-step losses.
+    ``fnn-split`` (alone in a child started with ``spec["split"]`` CPU devices) is fnn-manual
+    with the state replicated and each batch's rows sharded over the devices: one program whose
+    two halves run side by side and all-reduce the gradients (the first lever of issue 24)."""
     import jax
     import jax.numpy as jnp
+    import numpy as np
 
     import fnn
 
@@ -69,6 +74,17 @@ def cnn_fnn(spec: dict) -> dict:
     batches = [(jnp.asarray(x[i]), jnp.asarray(y[i])) for i in range(x.shape[0])]
     jax.block_until_ready(batches)
     opt = fnn.optim.sgd(cfg["learning_rate"])
+    mesh = None
+    if "fnn-split" in spec["contestants"]:  # the batch's rows split over the CPU devices
+        from fnn.engine import parallel
+
+        n = spec.get("split") or 0
+        if n < 2 or jax.device_count() < n:
+            raise RuntimeError(f"fnn-split: {n} CPU devices asked for, {jax.device_count()}"
+                               " present")
+        mesh = parallel.make_mesh(n)
+        batches = [(parallel.place(mesh, np.asarray(a), shard=True),
+                    parallel.place(mesh, np.asarray(b), shard=True)) for a, b in batches]
     boxes, runs, compile_s, resolved = {}, {}, {}, {}
     for c in spec["contestants"]:
         net = fnn_cnn_net(cfg, FORMULATION[c])
@@ -76,6 +92,8 @@ def cnn_fnn(spec: dict) -> dict:
         step = fnn.make_train_step(net, "cross_entropy", opt, grad=grad, donate=True)
         state = fnn.TrainState.create(net, opt, key=jax.random.key(spec["seed"]),
                                       params=_fnn_params(net, params))
+        if c == "fnn-split":  # the state replicated, each device's step on its half of the rows
+            state = jax.tree.map(lambda a: parallel.place(mesh, a), state)
         t0 = time.perf_counter()
         compiled = step.lower(state, batches[0]).compile()
         compile_s[c] = time.perf_counter() - t0

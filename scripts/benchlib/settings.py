@@ -11,7 +11,8 @@ CASES = ("large", "tiny", "util", "cnn", "fashion", "fashion_cnn", "sweep", "mem
 MLP_CONTESTANTS = ("fnn-scan", "fnn-scan-autodiff", "fnn-scan-flat", "fnn-loop", "torch",
                    "torch-fused", "torch-compile", "flax")
 # The CNN case: fnn's contestants run interleaved in one process, PyTorch's in another.
-CNN_FNN_CONTESTANTS = ("fnn-manual", "fnn-im2col", "fnn-xla", "fnn-hybrid", "fnn-autodiff")
+CNN_FNN_CONTESTANTS = ("fnn-manual", "fnn-im2col", "fnn-xla", "fnn-hybrid", "fnn-correlation",
+                       "fnn-winograd", "fnn-autodiff", "fnn-split")
 CNN_TORCH_CONTESTANTS = ("torch", "torch-compile")
 ALL_CONTESTANTS = tuple(dict.fromkeys(
     MLP_CONTESTANTS + CNN_FNN_CONTESTANTS + CNN_TORCH_CONTESTANTS
