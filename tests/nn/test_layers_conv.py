@@ -69,12 +69,11 @@ def test_same_and_valid_geometry_is_xlas(n, k, s, padding, out, pads):
 def test_formulation_per_platform_and_override():
     cpu = jax.default_backend() == "cpu"
     assert resolve_formulation("auto") == ("im2col" if cpu else "xla")  # geometry not given
-    # on CPU "auto" is winograd for a 3x3 stride-1 kernel on >= 32 input channels only
-    for geometry, on_cpu in [(((3, 3), (1, 1), 32), "winograd"), (((3, 3), (1, 1), 64), "winograd"),
-                             (((3, 3), (1, 1), 16), "im2col"), (((3, 3), (2, 2), 64), "im2col"),
-                             (((5, 5), (1, 1), 64), "im2col"), (((3, 2), (1, 1), 64), "im2col")]:
-        assert resolve_formulation("auto", *geometry) == (on_cpu if cpu else "xla")
-    assert Conv2D(8, 3).resolved_formulation(32) == ("winograd" if cpu else "xla")
+    # on CPU "auto" is im2col for every geometry (winograd measured slower on a quiet CPU)
+    for geometry in [((3, 3), (1, 1), 32), ((3, 3), (1, 1), 64), ((3, 3), (1, 1), 16),
+                     ((3, 3), (2, 2), 64), ((5, 5), (1, 1), 64), ((3, 2), (1, 1), 64)]:
+        assert resolve_formulation("auto", *geometry) == ("im2col" if cpu else "xla")
+    assert Conv2D(8, 3).resolved_formulation(32) == ("im2col" if cpu else "xla")
     assert Conv2D(8, 3, 2).resolved_formulation(32) == ("im2col" if cpu else "xla")
     for name in ("im2col", "hybrid", "correlation", "xla", "winograd"):
         assert resolve_formulation(name) == resolve_formulation(name, (3, 3), (1, 1), 64) == name

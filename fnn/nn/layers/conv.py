@@ -26,15 +26,16 @@ q·s_w + j, c] W[i, j, c, f] + b[f], with X̄ the input padded as XLA's SAME / V
     ∂L/∂W = Gᵀ[Σ_tiles Vᵀ (A δ_tile Aᵀ)]G, V = Bᵀ d B: 16 GEMMs (C × tiles)(tiles × F), no P.
 
 :func:`resolve_formulation` is the one place that picks one per platform and geometry (CPU →
-winograd for a 3×3 stride-1 kernel on C ≥ 32 input channels, im2col otherwise; GPU / TPU → xla);
-``Conv2D(formulation=...)`` overrides it. On the benchmark's CNN (2 CPU cores,
+im2col, GPU / TPU → xla); ``Conv2D(formulation=...)`` overrides it. On the benchmark's CNN (2 CPU cores,
 BENCHMARKS.md) a training step takes 67.8 ms with "im2col", 76.6 ms with "hybrid" and 137.3 ms
 with "xla". "correlation" loses where F > C: its patch matrix is (N·H·W, kh·kw·F) against
 im2col's (N·oh·ow, kh·kw·C) product, so on that CNN's second layer (14×14×32 → 64, batch 128,
 AVX-512 EPYC) ∂L/∂X alone takes 8.4 ms against im2col's 4.2 (``python scripts/bench_layers.py``);
-it stays an explicit choice, tested like the others. "winograd" (AVX2 EPYC, BENCHMARKS.md) takes
-that step from 71.6–74.9 ms (all im2col) to 60.4–62.3 (conv2 winograd); on conv1 (C = 1) it loses
-4× (41.6 against 9.5 ms forward + backward), hence the threshold on C.
+it stays an explicit choice, tested like the others. So does "winograd": under a shared load it
+seemed to take that step from 71.6–74.9 ms to 60.4–62.3 with conv2 by Winograd, but on a quiet
+AVX2 EPYC, interleaved in one process (``python scripts/bench.py --cases cnn``, BENCHMARKS.md
+"Round three") im2col for both layers is 51 ms median against 53 with conv2 by Winograd and
+67 with both; on conv1 (C = 1) it loses 4× (41.6 against 9.5 ms forward + backward).
 """
 
 from __future__ import annotations
@@ -59,16 +60,12 @@ FORMULATIONS = ("auto", "im2col", "xla", "hybrid", "correlation", "winograd")
 PADDINGS = names.PADDINGS
 
 
-# "auto" on CPU picks "winograd" for a 3x3 stride-1 kernel on at least this many input channels:
-# below it the (16, tiles, F) products and their transforms cost more than the GEMM FLOPs saved
-WINOGRAD_MIN_CHANNELS = 32
-
-
 def resolve_formulation(formulation: str = "auto", kernel_size=None, strides=None,
                         channels=None) -> str:
     """The formulation a Conv2D runs: ``formulation`` unless it is "auto"; "auto" is "xla" on
-    GPU / TPU and, on CPU, "winograd" for a 3x3 stride-1 kernel on C ≥ WINOGRAD_MIN_CHANNELS
-    input channels, else "im2col" (also when the geometry is not given).
+    GPU / TPU and "im2col" on CPU, whatever the geometry: measured per layer shape, no other
+    formulation beat it on a quiet CPU (the module docstring). The geometry is taken so that a
+    per-shape pick stays in this one place.
 
     Args:
       formulation: a name of FORMULATIONS.
@@ -78,12 +75,7 @@ def resolve_formulation(formulation: str = "auto", kernel_size=None, strides=Non
     """
     if formulation != "auto":
         return formulation
-    if jax.default_backend() != "cpu":
-        return "xla"
-    if (tuple(kernel_size or ()), tuple(strides or ())) == ((3, 3), (1, 1)) \
-            and channels is not None and channels >= WINOGRAD_MIN_CHANNELS:
-        return "winograd"
-    return "im2col"
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
 
 
 class ConvCache(NamedTuple):
