@@ -28,6 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fnn.data import names
+from fnn.util import registry
+
 GEN_STREAM = 0  # seed-sequence prefix of synthetic generation (splits use 1)
 
 XOR_POINTS = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=np.float32)
@@ -225,27 +228,11 @@ class SyntheticSpec:
         return int(opts.get("num_classes", 2))
 
 
-_SPLIT = {"val_fraction": 0.0, "test_fraction": 0.2, "standardize": False}
+# the one list is fnn.data.names (tasks and default options, read by the config checks)
+_GENERATORS: dict[str, Callable] = registry.table("synthetic dataset", tuple(names.SYNTHETIC_SETS), {
+    "xor": xor, "moons": moons, "circles": circles, "spirals": spirals, "blobs": blobs,
+    "sine": sine, "polynomial": polynomial})
 
 SYNTHETIC: dict[str, SyntheticSpec] = {
-    "xor": SyntheticSpec(
-        xor, "classification",
-        {"n_samples": 4, "noise": 0.0, "seed": 0, "val_fraction": 0.0, "test_fraction": 0.0, "standardize": False},
-    ),
-    "moons": SyntheticSpec(moons, "classification", {"n_samples": 1000, "noise": 0.1, "seed": 0, **_SPLIT}),
-    "circles": SyntheticSpec(
-        circles, "classification", {"n_samples": 1000, "noise": 0.05, "seed": 0, "factor": 0.5, **_SPLIT}
-    ),
-    "spirals": SyntheticSpec(
-        spirals, "classification",
-        {"n_samples": 1000, "noise": 0.05, "seed": 0, "num_classes": 3, "turns": 1.0, **_SPLIT},
-    ),
-    "blobs": SyntheticSpec(
-        blobs, "classification",
-        {"n_samples": 1000, "noise": 1.0, "seed": 0, "num_classes": 3, "num_features": 2, **_SPLIT},
-    ),
-    "sine": SyntheticSpec(sine, "regression", {"n_samples": 1000, "noise": 0.1, "seed": 0, **_SPLIT}),
-    "polynomial": SyntheticSpec(
-        polynomial, "regression", {"n_samples": 1000, "noise": 0.1, "seed": 0, "num_features": 2, **_SPLIT}
-    ),
-}
+    name: SyntheticSpec(_GENERATORS[name], task, dict(options))
+    for name, (task, options) in names.SYNTHETIC_SETS.items()}

@@ -21,11 +21,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fnn.data.names import MAX_CLASSES
 from fnn.data.validate import DataError, to_float32
 
 TASK_CHOICES = ("auto", "classification", "regression")
 AUTO_MAX_CLASSES = 100  # CSV, task="auto": integer targets in [0, 100) are class ids
-MAX_CLASSES = 100_000  # more classes is a mistake, not a data set (10**9 labels: a 32 GB one-hot)
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,7 +19,7 @@ from markers import slow_cases
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 
-# Runs argv as ``python -m fnn``, then reports (exit status, whether jax was imported).
+# Runs argv as ``python -m fnn``, then reports (exit status, whether jax and numpy were imported).
 _PROBE = """
 import json, runpy, sys
 sys.argv = ["fnn"] + json.loads(sys.argv[1])
@@ -28,7 +28,8 @@ try:
     runpy.run_module("fnn", run_name="__main__", alter_sys=True)
 except SystemExit as exit:
     code = exit.code
-print(json.dumps({"code": code, "jax": "jax" in sys.modules}), file=sys.stderr)
+print(json.dumps({"code": code, "jax": "jax" in sys.modules, "numpy": "numpy" in sys.modules}),
+      file=sys.stderr)
 """
 
 
@@ -97,6 +98,8 @@ def test_help_and_bad_input_return_without_jax(argv, code, text, tmp_path):
     assert result["code"] == code, out.stderr
     assert text in out.stdout + out.stderr
     assert not result["jax"], f"fnn {' '.join(argv)} imported jax"
+    # nor NumPy (~0.2 s): the config checks read fnn.data.names, not the loaders
+    assert not result["numpy"], f"fnn {' '.join(argv)} imported numpy"
     assert "Traceback" not in out.stderr
 
 
@@ -106,7 +109,7 @@ def test_a_valid_config_does_reach_jax(tmp_path):
             "--set", "training.epochs=1", "--set", "data.n_samples=200",
             "--set", "output.plots=false"]
     result, out = _probe(argv, tmp_path)
-    assert result == {"code": 0, "jax": True}, out.stderr
+    assert result == {"code": 0, "jax": True, "numpy": True}, out.stderr
 
 
 FACADE = ["MLP", "Sequential", "loss_and_grad", "gradcheck", "Trainer", "TrainState", "HParams",
@@ -201,3 +204,8 @@ def test_the_name_lists_are_the_registries():
         k: tuple(v) for k, v in names.LOSSES.items()}
     assert {k: tuple(inspect.signature(f).parameters) for k, f in aliases.OPTIMIZERS.items()} \
         == optim_names.OPTIMIZERS
+    from fnn.data import names as data_names
+    from fnn.data import synthetic
+
+    assert {k: (v.task, v.options) for k, v in synthetic.SYNTHETIC.items()} == {
+        k: (task, opts) for k, (task, opts) in data_names.SYNTHETIC_SETS.items()}

@@ -16,7 +16,7 @@ import os
 import stat
 from typing import NamedTuple, Optional
 
-from fnn.data.synthetic import SYNTHETIC
+from fnn.data.names import SYNTHETIC_SETS
 from fnn.nn import names
 from fnn.experiment.config.schema import Config
 
@@ -46,13 +46,13 @@ def _peek(kind: str, path: str, target: str, num_classes, stamp) -> DataFacts:
 def data_facts(cfg: Config) -> DataFacts:
     """(task, num_classes, rows) of the configured data, each None where not known."""
     d = cfg.data
-    if d.name in SYNTHETIC:
-        spec = SYNTHETIC[d.name]
-        rows = d.n_samples if d.n_samples is not None else spec.options.get("n_samples")
+    if d.name in SYNTHETIC_SETS:
+        task, options = SYNTHETIC_SETS[d.name]
+        rows = d.n_samples if d.n_samples is not None else options.get("n_samples")
         k = None
-        if spec.task == "classification":
-            k = d.num_classes or spec.options.get("num_classes") or 2
-        return DataFacts(spec.task, k, rows)
+        if task == "classification":
+            k = d.num_classes or options.get("num_classes") or 2
+        return DataFacts(task, k, rows)
     if d.name in IMAGE_FACTS:
         k, rows = IMAGE_FACTS[d.name]
         return DataFacts("classification", k, rows)

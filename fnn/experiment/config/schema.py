@@ -17,15 +17,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from fnn import data as _data
-from fnn.data.tabular import MAX_CLASSES
+from fnn.data.names import MAX_CLASSES, NAMES as _DATA_NAMES
 from fnn.experiment.layer_specs import MAX_LAYERS, MAX_UNITS
 from fnn.nn import names as _names
 from fnn.optim import names as _optimizers
 
 REQUIRED = object()
 
-DATASETS = tuple(_data.NAMES)
+DATASETS = tuple(_DATA_NAMES)
 ACTIVATIONS = (*_names.ACTIVATIONS, *_names.ACTIVATION_ALIASES)
 LOSSES = (*_names.LOSSES, *_names.LOSS_ALIASES)
 OPTIMIZERS = tuple(_optimizers.OPTIMIZERS)

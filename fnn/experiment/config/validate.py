@@ -16,7 +16,7 @@ import dataclasses
 import os
 
 from fnn.optim import names as optim_names
-from fnn.data.synthetic import SYNTHETIC
+from fnn.data.names import SYNTHETIC_SETS
 from fnn.engine.early_stopping import EarlyStopping
 from fnn.nn import names as nn_names
 from fnn.experiment.config.errors import ConfigError, describe, suggest
@@ -172,7 +172,7 @@ def cross_check(cfg: Config) -> list[str]:
         errors.append(f"training.seeds: {list(cfg.training.seeds)}; expected distinct seeds")
     # The rule is the engine's (EarlyStopping.check_task); here it is decided early where the
     # dataset's task is known from its name (the built-in regression sets).
-    regression_set = cfg.data.name in SYNTHETIC and SYNTHETIC[cfg.data.name].task == "regression"
+    regression_set = SYNTHETIC_SETS.get(cfg.data.name, ("",))[0] == "regression"
     try:
         EarlyStopping(monitor=cfg.early_stopping.monitor).check_task(
             classification=lo.classification or not regression_set, loss=loss)
