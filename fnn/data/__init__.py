@@ -34,10 +34,11 @@ Validation and test splits are drawn from the training data with a fixed ``seed`
 or options, and bad values, raise :class:`DataError` (a ``ValueError``) with a one-line message.
 See :mod:`fnn.data.synthetic`, :mod:`fnn.data.images`, :mod:`fnn.data.csv_file` and :mod:`fnn.data.npz_file` for each source.
 
-Every name is imported on first use (:mod:`fnn.util.lazy`): ``import fnn.data`` loads nothing,
-the names and default options (:mod:`fnn.data.names`) load without NumPy (the config checks
-read them), the host-side loaders with NumPy, and the on-device part (:func:`prepare_inputs`,
-:class:`Augment`, :func:`augment`, :mod:`fnn.data.augmentation`) with JAX.
+Every name is imported on first use (:mod:`fnn.util.lazy`): ``import fnn.data`` loads nothing;
+the names and the generated sets' tasks and default options (:mod:`fnn.data.names`) load
+without NumPy (the config checks read them), the host-side loaders with NumPy, and the
+on-device part (:func:`prepare_inputs`, :class:`Augment`, :func:`augment`,
+:mod:`fnn.data.augmentation`) with JAX.
 """
 
 from fnn.util.lazy import exports

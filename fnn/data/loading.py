@@ -11,7 +11,7 @@ from fnn.data.splits import build_dataset
 from fnn.data.shapes import CLASSES as SHAPE_CLASSES
 from fnn.data.shapes import shapes
 from fnn.data.synthetic import SYNTHETIC
-from fnn.data.names import FILE_NAMES, IMAGE_NAMES, NAMES, TOKEN_NAMES  # noqa: F401
+from fnn.data.names import IMAGE_NAMES, NAMES
 from fnn.data.csv_file import read_csv
 from fnn.data.npz_file import read_npz
 from fnn.data.validate import (

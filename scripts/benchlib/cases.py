@@ -216,6 +216,7 @@ def case_cnn(settings: dict, only: str, log) -> dict:
     cfg = settings["cnn"]
     results = {}
     unsplit = tuple(c for c in CNN_FNN_CONTESTANTS if c != "fnn-split")
+    devices = settings["sweep"]["split_devices"]  # one CPU device per core, as the sweeps' split
     for worker, names in (("cnn-fnn", unsplit), ("cnn-fnn", ("fnn-split",)),
                           ("cnn-torch", CNN_TORCH_CONTESTANTS)):
         split = names == ("fnn-split",)
@@ -231,9 +232,8 @@ def case_cnn(settings: dict, only: str, log) -> dict:
             continue
         log(f"  cnn/{', '.join(run)} (interleaved, one process) ...")
         r = run_worker({"worker": worker, "contestants": run, "cfg": cfg, "repeats": cfg["repeats"],
-                        "split": settings["sweep"]["split_devices"] if split else 0},
-                       settings, log,
-                       env_extra=split_devices_env(settings["sweep"]["split_devices"]) if split else None)
+                        "split": devices if split else 0},
+                       settings, log, env_extra=split_devices_env(devices) if split else None)
         results.update(split_results(r, run))
     results = {c: results[c] for c in CNN_FNN_CONTESTANTS + CNN_TORCH_CONTESTANTS}
     per_round = cfg["steps"] * cfg["batch"]
