@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small sizes for a smoke run (not meaningful timings)")
     p.add_argument("--malloc", choices=("retain", "system"), default="retain",
                    help="retain (default): every contestant, fnn and peers alike, runs with glibc "
-                        "keeping freed blocks for reuse (fnn.util.allocator: MALLOC_ARENA_MAX=1 "
+                        "keeping freed blocks for reuse (fnn.util.allocator: MALLOC_ARENA_MAX=<cores> "
                         "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2^62); system: glibc's defaults")
     p.add_argument("--in-process", action="store_true",
                    help="run contestants in this process (tests; no per-contestant memory)")

@@ -1,7 +1,7 @@
 """Layer formulation timings on this machine (not a test): Conv2D im2col vs hybrid vs correlation
 vs xla vs winograd (3x3 stride 1 only) forward+backward and ∂L/∂X alone, interleaved, MaxPool2D
 backward index vs mask vs scatter. Usage:
-MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904 python scripts/bench_layers.py
+MALLOC_ARENA_MAX=2 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904 python scripts/bench_layers.py
 (the malloc settings as scripts/bench.py gives them; without them page faults dominate)."""
 import timeit
 

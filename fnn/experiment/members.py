@@ -212,10 +212,20 @@ def check_inputs(x, shape: tuple, what: str = "x", *, image_shape=None) -> np.nd
 
 
 def apply_chunked(fn, params, net_state, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """``fn(params, net_state, x)`` over row chunks (bounded device memory), as NumPy."""
+    """``fn(params, net_state, x)`` over row chunks (bounded device memory), as NumPy.
+
+    Every call has one shape, so a jitted ``fn`` compiles once: ``min(chunk, rows)`` rows, the
+    last chunk padded with zero rows whose outputs are dropped."""
     dtype = jnp.int32 if x.dtype == np.int32 else jnp.float32  # token ids stay ids
-    outs = [np.asarray(fn(params, net_state, jnp.asarray(x[i:i + chunk], dtype)))
-            for i in range(0, x.shape[0], chunk)]
+    n = x.shape[0]
+    size = max(1, min(chunk, n))
+    outs = []
+    for i in range(0, n, size):
+        part = x[i:i + size]
+        rows = part.shape[0]
+        if rows < size:
+            part = np.concatenate([part, np.zeros((size - rows, *part.shape[1:]), part.dtype)])
+        outs.append(np.asarray(fn(params, net_state, jnp.asarray(part, dtype)))[:rows])
     return np.concatenate(outs) if outs else np.zeros((0,), np.float32)
 
 

@@ -120,10 +120,17 @@ def prepare(run_dir, cfg, dataset, summary: dict) -> Pictures:
         if classify:
             split, x, y = _eval_split(ds)
             names = spec.class_names
+            # the best member's regions grid rides on its evaluation rows: one compiled program
+            grid = _grid(ds) if spec.num_features == 2 and cfg.output.plots else None
             for r in mine:
-                y_hat = members_mod.apply_chunked(fn, members_mod.select(params, r.position, n),
-                                                  members_mod.select(state, r.position, n), x,
+                rows = x if grid is None or r.position != best else \
+                    np.concatenate([x, grid[2].astype(x.dtype)])
+                y_all = members_mod.apply_chunked(fn, members_mod.select(params, r.position, n),
+                                                  members_mod.select(state, r.position, n), rows,
                                                   chunk=memory.eval_chunk(net))
+                y_hat = y_all[:x.shape[0]]
+                if rows is not x:
+                    region_panels.append(_regions(grid, y_all[x.shape[0]:], ds, title))
                 counts = confusion_counts(y, members_mod.class_ids(y_hat), len(names))
                 entries[r.index].update(per_class_accuracy=per_class_accuracy(counts, names),
                                         confusion_matrix=counts.tolist(), confusion_split=split)
@@ -132,8 +139,6 @@ def prepare(run_dir, cfg, dataset, summary: dict) -> Pictures:
                 if r is top and spec.image_shape and cfg.output.plots:
                     wrong = (misclassified.errors(members_mod.class_probabilities(y_hat), x, y,
                                                   spec.image_shape, split), r.label)
-            if spec.num_features == 2 and cfg.output.plots:
-                region_panels.append(_regions(fn, p_best, s_best, ds, title))
         elif cfg.output.plots:
             xt, yt = np.asarray(ds.x_train)[:, 0], np.asarray(ds.y_train)[:, 0]
             xs = np.linspace(xt.min(), xt.max(), 400, dtype=np.float32)
@@ -170,13 +175,21 @@ def prepare(run_dir, cfg, dataset, summary: dict) -> Pictures:
     return Pictures(draws)
 
 
-def _regions(fn, params, state, ds, title) -> model_plots.RegionPanel:
-    x, y = np.asarray(ds.x_train), np.asarray(ds.y_train)
+def _grid(ds) -> tuple:
+    """(gx, gy, points): a GRID × GRID lattice over the training points' box (8 % margin),
+    points (GRID², 2) in row-major order of (gy, gx)."""
+    x = np.asarray(ds.x_train)
     lo, hi = x.min(axis=0), x.max(axis=0)
     pad = 0.08 * (hi - lo) + 1e-6
     gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], GRID, dtype=np.float32)
     gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], GRID, dtype=np.float32)
     xx, yy = np.meshgrid(gx, gy)
-    grid = np.stack([xx.ravel(), yy.ravel()], axis=1)
-    probs = members_mod.class_probabilities(members_mod.apply_chunked(fn, params, state, grid))
-    return model_plots.RegionPanel(title, gx, gy, probs.reshape(GRID, GRID, -1), x, y)
+    return gx, gy, np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def _regions(grid: tuple, y_hat: np.ndarray, ds, title) -> model_plots.RegionPanel:
+    """The decision-regions panel from the network's outputs ``y_hat`` (GRID², k) on ``grid``."""
+    gx, gy, _ = grid
+    probs = members_mod.class_probabilities(y_hat)
+    return model_plots.RegionPanel(title, gx, gy, probs.reshape(GRID, GRID, -1),
+                                   np.asarray(ds.x_train), np.asarray(ds.y_train))

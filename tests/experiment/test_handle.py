@@ -153,3 +153,26 @@ def test_early_stopped_histories_as_the_readme_says(tmp_path):
     h = fnn.load_run(tmp_path / "sweep", member=first).history["val_loss"]
     # each member's history ends at its own stop epoch (metrics.csv keeps trained epochs only)
     assert h.shape == (stops[first],) and np.isfinite(h).all()
+
+
+@pytest.mark.parametrize("rows, chunk", [(10, 4), (8, 4), (3, 4), (1, 1)])
+def test_apply_chunked_pads_to_one_shape(rows, chunk):
+    """Every call has ``min(chunk, rows)`` rows (the last padded, its padding dropped), so a
+    jitted function compiles once, and the result equals one unchunked call."""
+    import jax
+    import jax.numpy as jnp
+
+    from fnn.experiment import members
+
+    shapes = []
+
+    def f(params, state, x):
+        shapes.append(x.shape)                    # runs once per trace
+        return jnp.tanh(x @ params) + state
+
+    fn = jax.jit(f)
+    x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) / 10
+    w = np.ones((3, 2), np.float32)
+    got = members.apply_chunked(fn, w, 0.5, x, chunk=chunk)
+    assert shapes == [(min(chunk, rows), 3)]
+    np.testing.assert_allclose(got, np.tanh(x @ w) + 0.5, rtol=1e-6)

@@ -346,3 +346,30 @@ def test_penalties_apply_to_every_w_leaf_only(x64):
         np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
     assert grads[3] == {} and regularizers.penalty_grad(params) is None
     assert float(regularizers.penalty(({}, {"scale": np.ones(2), "bias": np.ones(2)}), l2=1.0)) == 0.0
+
+
+class _CountingDense(Dense):
+    """A Dense whose ``init`` also returns a state (and which has no ``init_state``)."""
+
+    def init(self, key, input_shape, dtype):
+        params, _ = super().init(key, input_shape, dtype)
+        return params, {"seen": jnp.full((self.units,), 7.0, dtype)}
+
+
+def test_init_state_draws_no_parameters(monkeypatch):
+    """A stateless layer's state comes from an abstract trace of its ``init``: no random draw
+    (no compiled program) runs; a layer whose ``init`` returns a state still gets it."""
+    concrete = []
+    real_init = Dense.init
+
+    def spy(self, key, input_shape, dtype):
+        concrete.append((type(self).__name__, not isinstance(key, jax.core.Tracer)))
+        return real_init(self, key, input_shape, dtype)
+
+    monkeypatch.setattr(Dense, "init", spy)
+    net = Sequential([Dense(4, activation="relu"), BatchNorm(), _CountingDense(2)],
+                     input_shape=(3,))
+    state = net.init_state()
+    assert ("Dense", True) not in concrete, concrete     # the plain Dense was only traced
+    assert state[0] == {} and set(state[1]) == {"mean", "var"}
+    chex.assert_trees_all_equal(state[2], {"seen": jnp.full((2,), 7.0, jnp.float32)})

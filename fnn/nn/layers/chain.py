@@ -101,9 +101,19 @@ def init_state(layers: Sequence, in_shapes: Sequence[tuple], dtype) -> tuple:
         fn = getattr(layer, "init_state", None)
         if fn is not None:
             out.append(fn(s, dtype))
-        else:  # the protocol's init (its params are drawn and dropped)
-            out.append(layer.init(jax.random.key(0), s, dtype)[1])
+        else:  # the protocol's init, traced abstractly first: nothing is drawn (or compiled)
+            out.append(_state_from_init(layer, s, dtype))
     return tuple(out)
+
+
+def _state_from_init(layer, in_shape: tuple, dtype):
+    """A layer's initial state from its ``init``: the empty tree when ``jax.eval_shape`` finds
+    no state leaves (a Dense), else the state of a real draw (its params are dropped)."""
+    state = jax.eval_shape(lambda: layer.init(jax.random.key(0), in_shape, dtype)[1])
+    leaves, tree = jax.tree.flatten(state)
+    if not leaves:
+        return jax.tree.unflatten(tree, [])
+    return layer.init(jax.random.key(0), in_shape, dtype)[1]
 
 
 def forward(layers: Sequence, params: Sequence, state: Sequence, x: Array, *, key=None,
