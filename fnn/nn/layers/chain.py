@@ -109,11 +109,11 @@ def init_state(layers: Sequence, in_shapes: Sequence[tuple], dtype) -> tuple:
 def _state_from_init(layer, in_shape: tuple, dtype):
     """A layer's initial state from its ``init``: the empty tree when ``jax.eval_shape`` finds
     no state leaves (a Dense), else the state of a real draw (its params are dropped)."""
-    state = jax.eval_shape(lambda: layer.init(jax.random.key(0), in_shape, dtype)[1])
-    leaves, tree = jax.tree.flatten(state)
-    if not leaves:
-        return jax.tree.unflatten(tree, [])
-    return layer.init(jax.random.key(0), in_shape, dtype)[1]
+    def draw():
+        return layer.init(jax.random.key(0), in_shape, dtype)[1]
+
+    leaves, tree = jax.tree.flatten(jax.eval_shape(draw))
+    return draw() if leaves else jax.tree.unflatten(tree, [])
 
 
 def forward(layers: Sequence, params: Sequence, state: Sequence, x: Array, *, key=None,
