@@ -87,14 +87,20 @@ def no_compilation_cache():
             os.environ["FNN_COMPILATION_CACHE"] = old
 
 
-def run_cli(*argv) -> tuple[int, str, str]:
+def run_cli(*argv, plots: bool = False) -> tuple[int, str, str]:
     """``fnn.cli.main(argv)`` in-process: (exit status, stdout, stderr).
 
     argparse errors (SystemExit) are turned into their exit status like a real process.
+    ``fnn train CONFIG.toml`` runs get ``--set output.plots=false`` (matplotlib's drawing is
+    ~0.7 s a run, a twelfth of the quick suite) unless ``plots=True`` or the arguments set
+    ``output.plots`` themselves: only the tests that read a picture draw one.
     """
     from fnn.cli import main
 
     argv = [str(a) for a in argv]
+    if (not plots and len(argv) > 1 and argv[0] == "train" and argv[1].endswith(".toml")
+            and not any(a.startswith("output.plots") for a in argv)):
+        argv += ["--set", "output.plots=false"]
     out, err = io.StringIO(), io.StringIO()
     with no_compilation_cache(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:

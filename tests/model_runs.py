@@ -43,7 +43,7 @@ def trained(name: str) -> Path:
     for item in extra:
         args += ["--set", item]
     rc, stdout, stderr = run_cli("train", CONFIGS / f"{config}.toml", "--out", out, "--quiet",
-                                 *args)
+                                 *args, plots=True)  # the model-picture tests read its PNGs
     assert rc == 0, stdout + stderr
     return out
 

@@ -50,7 +50,7 @@ class Runs:
     def cli(self, key: str, *argv):
         if key not in self.done:
             run_dir = self.root / key
-            rc, out, err = run_cli(*argv, "--out", run_dir)
+            rc, out, err = run_cli(*argv, "--out", run_dir, plots=True)  # as a user runs them
             self.done[key] = (run_dir, rc, out, err)
         return self.done[key]
 
@@ -711,7 +711,7 @@ def test_diverging_run_halts_exit_1(tmp_path):
     run_dir = tmp_path / "halted"
     rc, out, err = run_cli("train", CONFIGS / "regression_sine.toml",
                            *shrink_args("regression_sine"), "--set", "optimizer.name=sgd",
-                           "--set", "optimizer.learning_rate=1e30", "--out", run_dir)
+                           "--set", "optimizer.learning_rate=1e30", "--out", run_dir, plots=True)
     assert rc == 1, err
     assert "halted" in err and "Traceback" not in err
     cfg = expected_config("regression_sine")

@@ -100,7 +100,8 @@ class Workdir:
 def trained(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fuzz-files")
     (root / "config.toml").write_text(CONFIG)
-    rc, _, err = run_cli("train", root / "config.toml", "--out", root / "run", "--quiet")
+    rc, _, err = run_cli("train", root / "config.toml", "--out", root / "run", "--quiet",
+                         plots=True)  # its pictures are among the files the fuzz protects
     assert rc == 0, err
     rc, _, err = run_cli("export", root / "run")
     assert rc == 0, err

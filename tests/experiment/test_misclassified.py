@@ -105,7 +105,8 @@ def _check_shown(run, member):
 @pytest.mark.slow
 def test_run_writes_misclassified_png(tmp_path):
     out = tmp_path / "run"
-    rc, _, err = run_cli("train", write_config(tmp_path / "cnn.toml", CNN), "--out", out, "--quiet")
+    rc, _, err = run_cli("train", write_config(tmp_path / "cnn.toml", CNN), "--out", out, "--quiet",
+                         plots=True)
     assert rc == 0, err
     png = out / "misclassified.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -121,7 +122,7 @@ def test_sweep_uses_the_best_member(tmp_path):
     out = tmp_path / "sweep"
     cfg = write_config(tmp_path / "cnn.toml", CNN + "\n[sweep]\noptimizer.learning_rate = "
                        "[1e-6, 0.01]\n")
-    rc, _, err = run_cli("train", cfg, "--out", out, "--quiet")
+    rc, _, err = run_cli("train", cfg, "--out", out, "--quiet", plots=True)
     assert rc == 0, err
     members = read_summary(out)["members"]
     best = min(range(len(members)), key=lambda i: members[i]["best_val_loss"])
@@ -142,6 +143,6 @@ def test_plots_off_or_not_images_writes_none(tmp_path):
     out = tmp_path / "quick"
     rc, _, err = run_cli("train", CONFIGS / "quickstart.toml", "--out", out, "--quiet", "--set",
                          "training.epochs=1", "--set", "data.n_samples=200", "--set",
-                         "output.progress=false")
+                         "output.progress=false", plots=True)
     assert rc == 0, err
     assert (out / "confusion.png").is_file() and not (out / "misclassified.png").exists()
