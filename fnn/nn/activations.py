@@ -123,8 +123,18 @@ def relu_derivative(z: Array, a: Array) -> Array:
 
 
 # --- leaky ReLU: a = z if z > 0 else αz ----------------------------------------------------------
+@jax.custom_jvp
 def leaky_relu(z: Array) -> Array:
-    return jnp.where(z > 0, z, LEAKY_RELU_SLOPE * z)
+    # a = max(z, αz) for 0 < α < 1 (the same value as `where(z > 0, z, αz)`, ±inf and NaN
+    # included); `maximum` for the compile time, as in relu; the custom JVP takes g'(0) = α.
+    return jnp.maximum(z, LEAKY_RELU_SLOPE * z)
+
+
+@leaky_relu.defjvp
+def _leaky_relu_jvp(primals, tangents):
+    # d a = g'(z) · dz, g'(z) = 1 if z > 0 else α: leaky_relu_derivative, one formula
+    (z,), (dz,) = primals, tangents
+    return leaky_relu(z), dz * leaky_relu_derivative(z, None)
 
 
 def leaky_relu_derivative(z: Array, a: Array) -> Array:

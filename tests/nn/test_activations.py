@@ -174,15 +174,24 @@ def test_unknown_activation_lists_the_valid_names(bad):
         assert valid in str(info.value)
 
 
-def test_relu_lowers_to_max_and_keeps_its_subgradient_in_every_mode(x64):
-    """ReLU is max(z, 0) in the compiled program (XLA:CPU compiles where(z > 0, z, 0) after a dot
-    and a bias about ten times slower), with g'(0) = 0 in forward and reverse mode alike."""
-    relu = acts.get("relu").fn
+A = acts.LEAKY_RELU_SLOPE
+MAX_LOWERED = [
+    # name, g'(z) at z = -2, -0, 0, 3; g(-inf), g(inf), g(-1)
+    ("relu", [0.0, 0.0, 0.0, 1.0], [0.0, np.inf, 0.0]),
+    ("leaky_relu", [A, A, A, 1.0], [-np.inf, np.inf, -A]),
+]
+
+
+@pytest.mark.parametrize("name, slopes, at_inf", MAX_LOWERED, ids=[c[0] for c in MAX_LOWERED])
+def test_relu_lowers_to_max_and_keeps_its_subgradient_in_every_mode(x64, name, slopes, at_inf):
+    """ReLU is max(z, 0) and leaky ReLU max(z, αz) in the compiled program (XLA:CPU compiles
+    where(z > 0, z, ·) after a dot and a bias about ten times slower), with the subgradient
+    g'(0) of the manual backward (0, α) in forward and reverse mode alike."""
+    g = acts.get(name).fn
     z = jnp.asarray([-2.0, -0.0, 0.0, 3.0])
-    hlo = jax.jit(relu).lower(z).as_text()
+    hlo = jax.jit(g).lower(z).as_text()
     assert "stablehlo.maximum" in hlo and "stablehlo.select" not in hlo
-    want = np.array([0.0, 0.0, 0.0, 1.0])
-    np.testing.assert_array_equal(jax.vmap(jax.grad(relu))(z), want)
-    np.testing.assert_array_equal(jnp.diag(jax.jacfwd(relu)(z)), want)
-    np.testing.assert_array_equal(jax.vmap(jax.grad(jax.grad(relu)))(z), np.zeros(4))
-    np.testing.assert_array_equal(relu(jnp.asarray([-np.inf, np.inf, -1.0])), [0.0, np.inf, 0.0])
+    np.testing.assert_array_equal(jax.vmap(jax.grad(g))(z), slopes)
+    np.testing.assert_array_equal(jnp.diag(jax.jacfwd(g)(z)), slopes)
+    np.testing.assert_array_equal(jax.vmap(jax.grad(jax.grad(g)))(z), np.zeros(4))
+    np.testing.assert_array_equal(g(jnp.asarray([-np.inf, np.inf, -1.0])), at_inf)
