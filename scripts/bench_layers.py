@@ -5,6 +5,7 @@ and the GEMM GFLOP/s of both sides at conv2's im2col shapes (the kernel that dec
 against PyTorch on a given CPU). Usage:
 MALLOC_ARENA_MAX=2 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4611686018427387904 python scripts/bench_layers.py [--torch]
 (the malloc settings as scripts/bench.py gives them; without them page faults dominate)."""
+import os
 import sys
 import timeit
 
@@ -25,6 +26,13 @@ def _formulations(kernel=3, strides=1):
     """The Conv2D formulations that support the geometry ("winograd": 3x3, stride 1 only)."""
     forms = ["im2col", "hybrid", "correlation", "xla"]
     return forms + ["winograd"] if (kernel, strides) == (3, 1) else forms
+
+
+def _best(fn, number, rounds):
+    """min over ``rounds`` of ``fn``'s mean time over ``number`` calls (a synchronous, e.g.
+    PyTorch CPU, function)."""
+    fn()
+    return min(timeit.repeat(fn, number=number, repeat=rounds)) / number
 
 
 def _interleaved(fns, rounds, number):
@@ -95,7 +103,7 @@ def torch_conv_case(shape, filters, batch=128, rounds=5):
       {"fwd+bwd": seconds, "dL/dX": seconds}."""
     import torch
 
-    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     h, w, c = shape
     x = torch.randn(batch, c, h, w)
     conv = torch.nn.Conv2d(c, filters, 3, padding=1)
@@ -110,13 +118,9 @@ def torch_conv_case(shape, filters, batch=128, rounds=5):
     def input_grad():
         return torch.nn.grad.conv2d_input(x.shape, conv.weight, delta, padding=1)
 
-    def best(fn, number=10):
-        fn()
-        return min(timeit.repeat(fn, number=number, repeat=rounds)) / number
-
     with torch.no_grad():
-        dx = best(input_grad)
-    return {"fwd+bwd": best(fwd_bwd), "dL/dX": dx}
+        dx = _best(input_grad, 10, rounds)
+    return {"fwd+bwd": _best(fwd_bwd, 10, rounds), "dL/dX": dx}
 
 
 def gemm_case(m, k, n, rounds=5, number=10):
@@ -134,8 +138,7 @@ def gemm_case(m, k, n, rounds=5, number=10):
     dot = jax.jit(jnp.dot)
     t_jax = _time(dot, ja, jb, number=number)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    torch.mm(ta, tb)
-    t_torch = min(timeit.repeat(lambda: torch.mm(ta, tb), number=number, repeat=rounds)) / number
+    t_torch = _best(lambda: torch.mm(ta, tb), number, rounds)
     flops = 2.0 * m * k * n
     diff = np.max(np.abs(np.asarray(dot(ja, jb)) - torch.mm(ta, tb).numpy()))
     scale = np.max(np.abs(a)) * np.max(np.abs(b)) * k

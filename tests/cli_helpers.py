@@ -4,9 +4,9 @@ what a run directory holds.
 In-process runs (:func:`run_cli`) call :func:`fnn.cli.main` with stdout/stderr redirected, so
 no new interpreter starts. Subprocess runs (:func:`spawn`) are only for what needs a real
 process (kill -9, Ctrl-C). Neither writes to ~/.cache: in-process runs get
-``FNN_COMPILATION_CACHE=0`` and ``FNN_MALLOC=system`` (see :func:`no_compilation_cache`), subprocesses a throwaway
-``FNN_CACHE_DIR`` shared by the processes of one test module, so a resumed process reuses the
-program its killed predecessor compiled.
+``FNN_COMPILATION_CACHE=0`` and ``FNN_MALLOC=system`` (see :func:`in_process_env`),
+subprocesses a throwaway ``FNN_CACHE_DIR`` shared by the processes of one test module, so a
+resumed process reuses the program its killed predecessor compiled.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ IN_PROCESS_ENV = {"FNN_COMPILATION_CACHE": "0", "FNN_MALLOC": "system"}
 
 
 @contextlib.contextmanager
-def no_compilation_cache():
+def in_process_env():
     """The environment of :data:`IN_PROCESS_ENV` for in-process runs, restored afterwards."""
     old = {k: os.environ.get(k) for k in IN_PROCESS_ENV}
     os.environ.update(IN_PROCESS_ENV)
@@ -100,7 +100,7 @@ def run_cli(*argv, plots: bool = False) -> tuple[int, str, str]:
 
     argparse errors (SystemExit) are turned into their exit status like a real process.
     ``fnn train CONFIG.toml`` runs get ``--set output.plots=false`` (matplotlib's drawing is
-    ~0.7 s a run, a twelfth of the quick suite) unless ``plots=True`` or the arguments set
+    ~0.7 s a run, ~7 % of the quick suite's worker time) unless ``plots=True`` or the arguments set
     ``output.plots`` themselves: only the tests that read a picture draw one.
     """
     from fnn.cli import main
@@ -110,7 +110,7 @@ def run_cli(*argv, plots: bool = False) -> tuple[int, str, str]:
             and not any(a.startswith("output.plots") for a in argv)):
         argv += ["--set", "output.plots=false"]
     out, err = io.StringIO(), io.StringIO()
-    with no_compilation_cache(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with in_process_env(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             rc = main(argv)
         except SystemExit as e:
